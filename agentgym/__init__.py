@@ -1,0 +1,56 @@
+"""agentgym: a gym for agentic reinforcement learning.
+
+Black-box harnesses run in containers, their LLM calls go through a token-faithful proxy, and
+the recorded calls become step-level training data.
+"""
+
+from agentgym.errors import (
+    AgentGymError,
+    ConfigError,
+    EngineError,
+    EnvError,
+    HarnessError,
+    ProxyError,
+    ReconstructionError,
+    RegistryError,
+    RuntimeError_,
+)
+from agentgym.types import (
+    BreakReason,
+    Call,
+    ErrorInfo,
+    SamplingParams,
+    Segment,
+    Step,
+    StopReason,
+    Task,
+    TaskLimits,
+    Trajectory,
+    TrajectoryGroup,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AgentGymError",
+    "BreakReason",
+    "Call",
+    "ConfigError",
+    "EngineError",
+    "EnvError",
+    "ErrorInfo",
+    "HarnessError",
+    "ProxyError",
+    "ReconstructionError",
+    "RegistryError",
+    "RuntimeError_",
+    "SamplingParams",
+    "Segment",
+    "Step",
+    "StopReason",
+    "Task",
+    "TaskLimits",
+    "Trajectory",
+    "TrajectoryGroup",
+    "__version__",
+]

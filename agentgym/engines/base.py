@@ -1,0 +1,56 @@
+"""The engine boundary: tokens in, tokens out, logprobs.
+
+An engine never sees messages or chat templates: the proxy renders and splices, the engine
+samples. That keeps token faithfulness in one place (the proxy) for every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentgym.types import SamplingParams
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What an engine sampled for one prompt."""
+
+    completion_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    """Log-probability of each sampled token under the sampling distribution after
+    temperature scaling and before top-p truncation (log-softmax(logits / T)); raw
+    log-softmax when T == 0. This is what the trainer recomputes, so ratios start at 1."""
+    finish_reason: str
+    """``stop`` (end-of-turn token or stop string) or ``length``."""
+    policy_version: int = 0
+    queue_s: float = 0.0
+
+
+class Engine(abc.ABC):
+    """Serves a policy. Implementations: embedded (transformers), vLLM."""
+
+    name: str = "engine"
+    policy_version: int = 0
+
+    @property
+    @abc.abstractmethod
+    def tokenizer(self) -> Any:
+        """A Hugging Face tokenizer with a chat template (the proxy renders with it)."""
+
+    @property
+    def model_name(self) -> str:
+        return self.name
+
+    @abc.abstractmethod
+    async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
+        """Sample a completion for ``prompt_ids``. Safe to call concurrently: engines batch."""
+
+    async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
+        """Load new policy weights; later generations report ``version``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support weight updates")
+
+    async def aclose(self) -> None:
+        """Release resources (threads, GPU memory, server processes)."""

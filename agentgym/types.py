@@ -1,0 +1,289 @@
+"""The data model: one vocabulary for every boundary.
+
+Every record is a frozen dataclass. Token sequences are tuples so a record can be hashed,
+shared across threads and written to disk without defensive copies. See
+``ARCHITECTURE.md`` ("Data model") for how the pieces relate::
+
+    Task ──rollout──► Calls (proxy journal) ──reconstruct──► Trajectory ──► TrajectoryGroup
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class StopReason(str, enum.Enum):
+    """Why an episode ended. A failed rollout is data: it keeps its stop reason and error."""
+
+    COMPLETED = "completed"
+    """The harness exited on its own with status 0."""
+    STEP_LIMIT = "step_limit"
+    """The harness (or the proxy) hit the task's step limit."""
+    TIMEOUT = "timeout"
+    """The episode ran past the task's wall-clock limit and was killed."""
+    HARNESS_ERROR = "harness_error"
+    """The harness exited non-zero or crashed."""
+    KILLED = "killed"
+    """The harness process was killed from outside (signal), not by our timeout."""
+    OOM = "oom"
+    """The container ran out of memory."""
+    RUNTIME_ERROR = "runtime_error"
+    """The sandbox could not be started or stopped answering."""
+    ENGINE_ERROR = "engine_error"
+    """The policy engine failed to serve a call."""
+    EVAL_ERROR = "eval_error"
+    """The environment's evaluation failed (the reward is then 0 and the error is recorded)."""
+
+
+class BreakReason(str, enum.Enum):
+    """Why a segment starts here instead of extending the previous one.
+
+    The proxy decides this when it serves a call; the reconstructor turns it into a segment
+    boundary. Never a silent re-tokenisation: whenever the exact token prefix cannot be kept,
+    the reason is recorded.
+    """
+
+    START = "start"
+    """First call of a lineage whose messages share nothing with any earlier call."""
+    HISTORY_EDITED = "history_edited"
+    """An earlier non-assistant message (tool output, user turn, system prompt) was changed or dropped
+    (compaction, truncation, edited tool output)."""
+    ASSISTANT_EDITED = "assistant_edited"
+    """The harness sent back an assistant message that differs from what the engine produced
+    (stripped reasoning, rewritten tool call)."""
+    TEMPLATE_NOT_PREFIX = "template_not_prefix"
+    """The messages extend an earlier call, but the chat template renders the earlier turns
+    differently once later turns are present, so the earlier token ids cannot be reused."""
+    BRANCH = "branch"
+    """A second continuation of a call that another call already continued (a retry or a fork).
+    Its shared prefix is context only in the new segment: each sampled token is trained once."""
+    UNDELIVERED_PARENT = "undelivered_parent"
+    """The earlier call was never delivered to the harness (client went away)."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling controls shared by every engine."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class TaskLimits:
+    """Resource limits of one episode."""
+
+    timeout_s: float = 600.0
+    max_steps: int = 30
+    memory: str | None = "2g"
+    cpus: float | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One thing to do, in one environment."""
+
+    id: str
+    instruction: str
+    env: str
+    """Environment id (``namespace/name-vN``)."""
+    image: str | None = None
+    """Docker image tag to run the task in (built from ``dockerfile_dir`` when set)."""
+    dockerfile_dir: str | None = None
+    workdir: str = "/app"
+    limits: TaskLimits = field(default_factory=TaskLimits)
+    tests_dir: str | None = None
+    """Hidden test assets on the host, copied in only for evaluation."""
+    solution_dir: str | None = None
+    """Oracle solution on the host (never shown to the agent)."""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Wall-clock timestamps (``time.time()``) and derived durations of a call."""
+
+    start: float = 0.0
+    first_token: float = 0.0
+    end: float = 0.0
+    queue_s: float = 0.0
+    """Seconds spent waiting for the engine before generation started."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One LLM request/response seen by the proxy, with the exact tokens the engine saw."""
+
+    call_id: str
+    session_id: str
+    index: int
+    """Position of this call in its session, in arrival order."""
+    agent_id: str
+    parent_call_id: str | None
+    """The earlier call whose prompt + completion is a token prefix of this prompt."""
+    break_reason: BreakReason | None
+    """``None`` when this call extends its parent; otherwise why it starts a new segment."""
+    request: JSON
+    """The request as received (messages, tools, sampling parameters), minus nothing."""
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    completion_logprobs: tuple[float, ...]
+    obs_spans: tuple[tuple[int, int], ...] = ()
+    """Half-open token ranges of ``prompt_ids`` holding environment content (tool results,
+    user turns after the first) rendered for this call."""
+    new_from: int = 0
+    """Index in ``prompt_ids`` where tokens rendered for this call begin (the spliced prefix
+    from the parent ends here)."""
+    response: JSON = field(default_factory=dict)
+    """The assistant message returned to the client (content, tool_calls)."""
+    finish_reason: str = "stop"
+    policy_version: int = 0
+    timings: Timings = field(default_factory=Timings)
+    delivered: bool = True
+    """False when the client went away before the response was flushed."""
+    dialect: str = "openai"
+    valid_action: bool = True
+    """False when the completion could not be parsed into the response format the client
+    asked for (for example a malformed tool call)."""
+
+    def to_json(self) -> JSON:
+        d = dataclasses.asdict(self)
+        d["break_reason"] = self.break_reason.value if self.break_reason else None
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Call:
+        d = dict(d)
+        d["break_reason"] = BreakReason(d["break_reason"]) if d.get("break_reason") else None
+        d["prompt_ids"] = tuple(d["prompt_ids"])
+        d["completion_ids"] = tuple(d["completion_ids"])
+        d["completion_logprobs"] = tuple(d["completion_logprobs"])
+        d["obs_spans"] = tuple(tuple(s) for s in d.get("obs_spans", ()))
+        d["timings"] = Timings(**d.get("timings", {}))
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One token sequence for training. All per-token tuples have the same length."""
+
+    input_ids: tuple[int, ...]
+    action_mask: tuple[int, ...]
+    """1 where the policy sampled the token (trained), else 0."""
+    obs_mask: tuple[int, ...]
+    """1 where the token is environment content (tool results, command output)."""
+    logprobs: tuple[float, ...]
+    """The engine's logprob for action tokens; 0.0 elsewhere."""
+    turn_index: tuple[int, ...]
+    """Step index (within the trajectory) the token belongs to; -1 for the initial prompt."""
+    policy_version: tuple[int, ...]
+    break_reason: BreakReason = BreakReason.START
+    """Why this segment starts (``START`` for the first)."""
+    call_ids: tuple[str, ...] = ()
+    agent_id: str = "main"
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def num_action_tokens(self) -> int:
+        return sum(self.action_mask)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One turn of the agent: what it saw, what it did, and where its tokens are."""
+
+    index: int
+    call_id: str
+    segment_index: int
+    action_span: tuple[int, int]
+    """Half-open token range of the sampled completion in ``segments[segment_index]``."""
+    observation: str = ""
+    """Environment content new since the previous call (the anchor's source)."""
+    action: str = ""
+    anchor: str = ""
+    """Anchor-state key: the normalised current observation, no history (GiGPO)."""
+    reward: float = 0.0
+    valid: bool = True
+    agent_id: str = "main"
+    obs_span: tuple[int, int] = (0, 0)
+    """Half-open token range of the tokens rendered for this call before its completion."""
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """A typed failure recorded on a trajectory."""
+
+    type: str
+    """Class name of the error (``HarnessError``, ``RuntimeError_``...)."""
+    boundary: str
+    """Which boundary failed: engine, runtime, harness, env, reconstruction, proxy."""
+    message: str
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """One attempt at one task."""
+
+    id: str
+    task_id: str
+    session_id: str
+    segments: tuple[Segment, ...]
+    steps: tuple[Step, ...]
+    reward: float
+    stop_reason: StopReason
+    harness: str = ""
+    env: str = ""
+    agent_id: str = "main"
+    sample_index: int = 0
+    error: ErrorInfo | None = None
+    sampled_tokens: int = 0
+    """Tokens the engine sampled for this trajectory's calls (delivered or not)."""
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(s.num_action_tokens for s in self.segments)
+
+    @property
+    def delivered_fraction(self) -> float:
+        """Trained sampled tokens / sampled tokens (1.0 when nothing was sampled)."""
+        return self.trained_tokens / self.sampled_tokens if self.sampled_tokens else 1.0
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+
+@dataclass(frozen=True)
+class TrajectoryGroup:
+    """The attempts at one task: the unit of group-relative advantages."""
+
+    task_id: str
+    trajectories: tuple[Trajectory, ...]
+    parents: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    """Tree structure when rollouts branched: trajectory id -> (parent trajectory id, turn)."""
+
+    @property
+    def rewards(self) -> list[float]:
+        return [t.reward for t in self.trajectories]
+
+
+def group_by_task(trajectories: Sequence[Trajectory]) -> list[TrajectoryGroup]:
+    """Group trajectories by task id, keeping first-seen order."""
+    groups: dict[str, list[Trajectory]] = {}
+    for t in trajectories:
+        groups.setdefault(t.task_id, []).append(t)
+    return [TrajectoryGroup(task_id=k, trajectories=tuple(v)) for k, v in groups.items()]

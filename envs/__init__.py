@@ -1,0 +1,1 @@
+"""Environment families and their task suites (installed as ``agentgym.envs``)."""

@@ -1,0 +1,1 @@
+"""Built-in harness adapters (installed as ``agentgym.harnesses``)."""

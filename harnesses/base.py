@@ -1,0 +1,76 @@
+"""The harness boundary: how to install an agent program into a runtime and launch it with its
+LLM base URL pointed at a proxy session. The program itself is a black box."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from agentgym.runtime.base import ExecResult, Runtime
+from agentgym.types import Task
+
+
+@dataclass(frozen=True)
+class ImageLayer:
+    """Dockerfile lines to add on top of a task image (``FROM <task image>`` is prepended),
+    plus host files to put in the build context (context name -> host path)."""
+
+    dockerfile: str
+    context_files: Mapping[str, str] = field(default_factory=dict)
+    cache_key: str = ""
+    """Changes when the layer's content changes (part of the derived image tag)."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """The command that runs the harness once, and its environment."""
+
+    cmd: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HarnessContext:
+    """What a harness is told about the episode."""
+
+    task: Task
+    base_url: str
+    """OpenAI-style base URL of the proxy session, ending in ``/v1``."""
+    model: str
+    api_key: str = "agentgym"
+    max_steps: int = 30
+    output_dir: str = "/tmp/agentgym-harness"
+    """A directory inside the runtime the harness may write logs to."""
+
+
+class Harness(abc.ABC):
+    """Subclass, set ``id``, implement :meth:`launch`; register with
+    ``agentgym.registries.harnesses.register("myorg/myagent-v0", "mypkg.mod:MyHarness")``."""
+
+    id: ClassVar[str] = ""
+    dialects: ClassVar[tuple[str, ...]] = ("openai",)
+    """API dialects the harness speaks to the proxy."""
+    streams: ClassVar[bool] = False
+    """Whether it asks for SSE streaming."""
+    uses_tools: ClassVar[bool] = True
+    """Whether it sends ``tools`` and expects ``tool_calls``."""
+
+    def image_layer(self) -> ImageLayer | None:
+        """Install the harness into a Docker image (built once, cached by docker)."""
+        return None
+
+    async def install(self, runtime: Runtime) -> None:
+        """Install into a live runtime (used where no image layer applies, e.g. the local runtime)."""
+
+    @abc.abstractmethod
+    def launch(self, ctx: HarnessContext, runtime: Runtime) -> Launch:
+        """The command line that runs the harness non-interactively to completion."""
+
+    async def run(self, ctx: HarnessContext, runtime: Runtime, timeout: float) -> ExecResult:
+        """Install if needed, launch, wait up to ``timeout`` seconds."""
+        await self.install(runtime)
+        launch = self.launch(ctx, runtime)
+        return await runtime.exec(launch.cmd, env=dict(launch.env), timeout=timeout,
+                                  workdir=ctx.task.workdir if runtime.backend != "local" else None)

@@ -1,0 +1,1 @@
+"""Step-level trainers (installed as ``agentgym.trainers``)."""

@@ -1,0 +1,1 @@
+"""Advantage estimators: one registry, one signature."""
