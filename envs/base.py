@@ -48,6 +48,7 @@ class Env(abc.ABC):
 
     async def setup(self, task: Task, runtime: Runtime) -> None:
         """Prepare a fresh runtime before the harness starts (default: nothing)."""
+        return None
 
     @abc.abstractmethod
     async def evaluate(self, task: Task, runtime: Runtime) -> Evaluation:

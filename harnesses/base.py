@@ -63,6 +63,7 @@ class Harness(abc.ABC):
 
     async def install(self, runtime: Runtime) -> None:
         """Install into a live runtime (used where no image layer applies, e.g. the local runtime)."""
+        return None
 
     @abc.abstractmethod
     def launch(self, ctx: HarnessContext, runtime: Runtime) -> Launch:

@@ -54,3 +54,4 @@ class Engine(abc.ABC):
 
     async def aclose(self) -> None:
         """Release resources (threads, GPU memory, server processes)."""
+        return None
