@@ -1,0 +1,70 @@
+"""A scripted engine: replies from a list, for tests of everything above the engine boundary.
+
+Like httpx's ``MockTransport``, it makes the proxy, reconstructor and rollout testable without
+a model. It is a real :class:`~agentgym.engines.base.Engine`: it receives the exact prompt ids,
+and returns exact completion ids (which may deliberately be ids that decode and re-encode to
+something else) with deterministic logprobs.
+
+>>> from agentgym.engines.scripted import ScriptedEngine
+>>> engine = ScriptedEngine(tokenizer, ["Hello!", [5, 6, 7]])       # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from agentgym.engines.base import Engine, Generation
+from agentgym.errors import EngineError
+from agentgym.types import SamplingParams
+
+Reply = str | Sequence[int]
+
+
+class ScriptedEngine(Engine):
+    """Serves ``replies`` in order (text is encoded and gets end-of-turn appended; an id list is
+    returned verbatim). ``replies`` may also be a function ``(prompt_ids, n) -> Reply``.
+
+    Every prompt it saw is kept in ``prompts`` (a list of id tuples)."""
+
+    name = "scripted"
+
+    def __init__(self, tokenizer: Any, replies: Sequence[Reply] | Callable[[Sequence[int], int], Reply],
+                 logprob: float = -0.5, delay_s: float = 0.0, model_name: str = "scripted") -> None:
+        self._tokenizer = tokenizer
+        self._replies = replies
+        self.logprob = logprob
+        self.delay_s = delay_s
+        self._model_name = model_name
+        self.prompts: list[tuple[int, ...]] = []
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    @property
+    def model_name(self) -> str:
+        return self._model_name
+
+    async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
+        n = len(self.prompts)
+        self.prompts.append(tuple(prompt_ids))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if callable(self._replies):
+            reply = self._replies(prompt_ids, n)
+        else:
+            if n >= len(self._replies):
+                raise EngineError(f"ScriptedEngine ran out of replies after {len(self._replies)} calls")
+            reply = self._replies[n]
+        eos = self._tokenizer.convert_tokens_to_ids(self._tokenizer.eos_token)
+        if isinstance(reply, str):
+            ids = [*self._tokenizer.encode(reply, add_special_tokens=False), eos]
+        else:
+            ids = list(reply)
+        finish = "stop"
+        if len(ids) > sampling.max_tokens:
+            ids, finish = ids[: sampling.max_tokens], "length"
+        return Generation(completion_ids=tuple(ids), logprobs=tuple(self.logprob - 0.001 * i for i in range(len(ids))),
+                          finish_reason=finish, policy_version=self.policy_version)

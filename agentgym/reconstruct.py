@@ -1,0 +1,185 @@
+"""Calls -> token-faithful trajectories.
+
+The proxy already spliced each call's prompt from its parent's exact ids, so a lineage of calls
+``c1 -> c2 -> c3`` is one token sequence: ``c3.prompt_ids + c3.completion_ids``, in which every
+completion of the chain sits at a known offset. This module walks the calls of a session in
+arrival order and builds segments, *checking* the prefix property instead of trusting it:
+
+- a call extends the segment whose last call is its parent, when the proxy spliced it
+  (``break_reason is None``), nobody continued that parent yet, and its ``prompt_ids`` really
+  start with the segment's ids (anything else raises :class:`ReconstructionError`: a proxy bug);
+- otherwise it opens a new segment typed by its break reason (``BRANCH`` when the parent was
+  already continued, ``UNDELIVERED_PARENT`` when the parent never reached the harness). The new
+  segment's inherited prefix is context only (``action_mask = 0``), so every sampled token is
+  trained at most once;
+- calls whose reply never reached the harness are counted as sampled but not trained.
+
+Steps are the delivered calls, in order, with their action span, observation text and anchor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentgym.errors import ReconstructionError
+from agentgym.tokens.messages import content_text, is_observation
+from agentgym.types import BreakReason, Call, ErrorInfo, Segment, Step, StopReason, Trajectory
+
+
+def _default_anchor(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass
+class _Building:
+    ids: list[int] = field(default_factory=list)
+    action: list[int] = field(default_factory=list)
+    obs: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    turn: list[int] = field(default_factory=list)
+    version: list[int] = field(default_factory=list)
+    call_ids: list[str] = field(default_factory=list)
+    break_reason: BreakReason = BreakReason.START
+    agent_id: str = "main"
+
+    def freeze(self) -> Segment:
+        return Segment(input_ids=tuple(self.ids), action_mask=tuple(self.action), obs_mask=tuple(self.obs),
+                       logprobs=tuple(self.logprobs), turn_index=tuple(self.turn),
+                       policy_version=tuple(self.version), break_reason=self.break_reason,
+                       call_ids=tuple(self.call_ids), agent_id=self.agent_id)
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Segments and steps of one agent's calls."""
+
+    segments: tuple[Segment, ...]
+    steps: tuple[Step, ...]
+    sampled_tokens: int
+
+
+def observation_text(call: Call) -> str:
+    """Environment content new in this call: observation messages after the last assistant
+    turn (tool results, command output), or the task's user turns for a first call."""
+    messages = call.request.get("messages") or []
+    last_assistant = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
+    if last_assistant < 0:
+        return "\n".join(content_text(m.get("content")) for m in messages if m.get("role") == "user")
+    return "\n".join(content_text(messages[i].get("content")) for i in range(last_assistant + 1, len(messages))
+                     if is_observation(messages, i))
+
+
+def action_text(call: Call) -> str:
+    resp = call.response
+    parts = [content_text(resp.get("content"))] if resp.get("content") else []
+    for tc in resp.get("tool_calls") or []:
+        fn = tc.get("function", {})
+        parts.append(f"{fn.get('name')}({fn.get('arguments')})")
+    return "\n".join(parts)
+
+
+def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | None = None) -> Reconstruction:
+    """Build segments and steps from one agent's calls (any order; sorted by arrival)."""
+    anchor = anchor_fn or _default_anchor
+    calls = sorted(calls, key=lambda c: c.index)
+    by_id = {c.call_id: c for c in calls}
+    segments: list[_Building] = []
+    tip_of: dict[str, int] = {}  # call id -> segment whose last call it is
+    continued: set[str] = set()
+    steps: list[Step] = []
+    sampled = 0
+    for call in calls:
+        sampled += len(call.completion_ids)
+        if not call.delivered:
+            continue
+        parent = call.parent_call_id
+        seg_index = tip_of.get(parent) if parent is not None else None
+        if call.break_reason is None and seg_index is not None and parent not in continued:
+            seg = segments[seg_index]
+            if tuple(call.prompt_ids[: len(seg.ids)]) != tuple(seg.ids):
+                raise ReconstructionError(
+                    f"call {call.call_id} claims to extend {parent} but its prompt ids differ from that "
+                    f"segment at token {_first_diff(call.prompt_ids, seg.ids)}: the proxy broke the prefix "
+                    "invariant (please report this with the session journal)")
+            del tip_of[parent]
+            start = len(seg.ids)
+        else:
+            reason = call.break_reason
+            if reason is None:
+                parent_call = by_id.get(parent) if parent else None
+                reason = (BreakReason.UNDELIVERED_PARENT if parent_call is not None and not parent_call.delivered
+                          else BreakReason.BRANCH if parent is not None else BreakReason.START)
+            seg = _Building(break_reason=reason, agent_id=call.agent_id)
+            segments.append(seg)
+            seg_index = len(segments) - 1
+            start = 0
+            context = call.new_from  # inherited prefix: context only, trained where it was first sampled
+            seg.ids.extend(call.prompt_ids[:context])
+            seg.action.extend([0] * context)
+            seg.obs.extend([0] * context)
+            seg.logprobs.extend([0.0] * context)
+            seg.turn.extend([-1] * context)
+            seg.version.extend([call.policy_version] * context)
+            start = context
+        if parent is not None:
+            continued.add(parent)
+        step_index = len(steps)
+        new = call.prompt_ids[start:]
+        obs_flags = [0] * len(new)
+        for s, e in call.obs_spans:
+            for t in range(max(s, start), e):
+                obs_flags[t - start] = 1
+        first_turn = -1 if not steps and start == 0 and call.new_from == 0 else step_index
+        seg.ids.extend(new)
+        seg.action.extend([0] * len(new))
+        seg.obs.extend(obs_flags)
+        seg.logprobs.extend([0.0] * len(new))
+        seg.turn.extend([first_turn] * len(new))
+        seg.version.extend([call.policy_version] * len(new))
+        a0 = len(seg.ids)
+        seg.ids.extend(call.completion_ids)
+        seg.action.extend([1] * len(call.completion_ids))
+        seg.obs.extend([0] * len(call.completion_ids))
+        seg.logprobs.extend(call.completion_logprobs)
+        seg.turn.extend([step_index] * len(call.completion_ids))
+        seg.version.extend([call.policy_version] * len(call.completion_ids))
+        seg.call_ids.append(call.call_id)
+        tip_of[call.call_id] = seg_index
+        obs = observation_text(call)
+        steps.append(Step(index=step_index, call_id=call.call_id, segment_index=seg_index,
+                          action_span=(a0, len(seg.ids)), obs_span=(start, a0), observation=obs,
+                          action=action_text(call), anchor=anchor(obs), valid=call.valid_action,
+                          agent_id=call.agent_id))
+    return Reconstruction(segments=tuple(s.freeze() for s in segments), steps=tuple(steps), sampled_tokens=sampled)
+
+
+def _first_diff(a: Sequence[int], b: Sequence[int]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def reconstruct(calls: Sequence[Call], *, task_id: str, trajectory_id: str, reward: float = 0.0,
+                stop_reason: StopReason = StopReason.COMPLETED, harness: str = "", env: str = "",
+                sample_index: int = 0, error: ErrorInfo | None = None, started_at: float = 0.0,
+                ended_at: float = 0.0, anchor_fn: Callable[[str], str] | None = None,
+                metadata: Mapping[str, Any] | None = None) -> list[Trajectory]:
+    """One trajectory per agent of a session (``main`` first), each with the episode's reward,
+    stop reason and error. Sub-agent trajectories get id ``<trajectory_id>/<agent>``."""
+    by_agent: dict[str, list[Call]] = {}
+    for c in sorted(calls, key=lambda c: c.index):
+        by_agent.setdefault(c.agent_id, []).append(c)
+    if not by_agent:
+        by_agent["main"] = []
+    order = sorted(by_agent, key=lambda a: (a != "main", min((c.index for c in by_agent[a]), default=0)))
+    session_id = calls[0].session_id if calls else ""
+    out = []
+    for agent in order:
+        rec = reconstruct_calls(by_agent[agent], anchor_fn)
+        out.append(Trajectory(
+            id=trajectory_id if agent == "main" else f"{trajectory_id}/{agent}", task_id=task_id,
+            session_id=session_id, segments=rec.segments, steps=rec.steps, reward=reward,
+            stop_reason=stop_reason, harness=harness, env=env, agent_id=agent, sample_index=sample_index,
+            error=error, sampled_tokens=rec.sampled_tokens, started_at=started_at, ended_at=ended_at,
+            metadata=dict(metadata or {})))
+    return out
