@@ -6,6 +6,7 @@ harnesses do, and checks the exact ids the engine saw and what the reconstructor
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -61,7 +62,7 @@ def test_multi_turn_prompts_are_exact_token_prefixes(tokenizer: Any, make_proxy:
 
     calls = h.proxy.calls(sid)
     assert [c.break_reason for c in calls] == [BreakReason.START, None, None]
-    for prev, cur in zip(calls, calls[1:], strict=False):
+    for prev, cur in itertools.pairwise(calls):
         assert cur.parent_call_id == prev.call_id
         assert cur.prompt_ids[: len(prev.prompt_ids) + len(prev.completion_ids)] == prev.prompt_ids + prev.completion_ids
         assert engine.prompts[cur.index] == cur.prompt_ids  # the engine saw exactly what was recorded
