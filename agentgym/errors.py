@@ -31,7 +31,7 @@ class EngineError(AgentGymError):
     boundary = "engine"
 
 
-class RuntimeError_(AgentGymError, RuntimeError):  # noqa: N801 - trailing underscore avoids the builtin
+class RuntimeError_(AgentGymError, RuntimeError):
     boundary = "runtime"
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from agentgym.runtime.base import ExecResult, Runtime
-from agentgym.types import Task
+from agentgym.types import StopReason, Task
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,23 @@ class Harness(abc.ABC):
     @abc.abstractmethod
     def launch(self, ctx: HarnessContext, runtime: Runtime) -> Launch:
         """The command line that runs the harness non-interactively to completion."""
+
+    step_limit_exit_codes: ClassVar[tuple[int, ...]] = ()
+    """Exit codes with which the harness reports that it hit its step limit."""
+
+    def stop_reason(self, result: ExecResult) -> StopReason:
+        """Map the harness process's outcome to a stop reason."""
+        if result.oom_killed:
+            return StopReason.OOM
+        if result.timed_out:
+            return StopReason.TIMEOUT
+        if result.exit_code == 0:
+            return StopReason.COMPLETED
+        if result.exit_code in self.step_limit_exit_codes:
+            return StopReason.STEP_LIMIT
+        if result.exit_code in (137, -9, 143, -15):
+            return StopReason.KILLED
+        return StopReason.HARNESS_ERROR
 
     async def run(self, ctx: HarnessContext, runtime: Runtime, timeout: float) -> ExecResult:
         """Install if needed, launch, wait up to ``timeout`` seconds."""
