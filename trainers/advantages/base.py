@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from agentgym.trainers.batch import StepBatch
 from torch import Tensor
+
+from ..batch import StepBatch
 
 __all__ = ["AdvantageResult", "Estimator"]
 
