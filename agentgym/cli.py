@@ -1,0 +1,201 @@
+"""The ``agentgym`` command line.
+
+    agentgym quickstart                         the whole loop on the tiny local model
+    agentgym rollout --env E --harness H --model M --samples N --out DIR
+    agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
+    agentgym envs list | agentgym harnesses list
+    agentgym model build-tiny --out DIR
+    agentgym setup                              install/start Docker and build the base image
+    agentgym serve --model M                    the proxy alone, for pointing a harness at by hand
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agentgym.errors import AgentGymError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="A gym for agentic reinforcement learning.")
+envs_app = typer.Typer(no_args_is_help=True, help="Environment suites.")
+harnesses_app = typer.Typer(no_args_is_help=True, help="Harness adapters.")
+model_app = typer.Typer(no_args_is_help=True, help="Local models.")
+app.add_typer(envs_app, name="envs")
+app.add_typer(harnesses_app, name="harnesses")
+app.add_typer(model_app, name="model")
+
+
+def _fail(e: Exception) -> None:
+    typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[str, typer.Option(help="Output directory (journal, dataset, call log).")] = "runs/quickstart",
+    runtime: Annotated[str, typer.Option(help="docker, local or auto.")] = "auto",
+    samples: Annotated[int, typer.Option(help="Episodes per task (the GRPO group size).")] = 4,
+    max_steps: Annotated[int, typer.Option(help="Agent steps per episode.")] = 4,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the summary as JSON.")] = False,
+) -> None:
+    """Build the tiny model, roll out on the terminal tasks, export, take one GRPO step."""
+    from agentgym.quickstart import QuickstartOptions, run_quickstart
+
+    try:
+        summary = run_quickstart(QuickstartOptions(out_dir=out, runtime=runtime, samples=samples, max_steps=max_steps))
+    except AgentGymError as e:
+        _fail(e)
+    if as_json:
+        print(json.dumps(summary, indent=2))
+
+
+@app.command()
+def rollout(
+    env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
+    harness: Annotated[str, typer.Option(help="Harness id (see `agentgym harnesses list`).")] = "agentgym/react-v0",
+    model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
+    samples: Annotated[int, typer.Option(help="Episodes per task.")] = 4,
+    tasks: Annotated[str, typer.Option(help="Comma-separated task ids (default: all).")] = "",
+    out: Annotated[str, typer.Option(help="Output directory; re-running resumes from its journal.")] = "runs/latest",
+    runtime: Annotated[str, typer.Option(help="docker, local or auto.")] = "auto",
+    concurrency: Annotated[int, typer.Option(help="Episodes in flight.")] = 4,
+    max_steps: Annotated[int | None, typer.Option(help="Override the tasks' step limit.")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
+) -> None:
+    """Run tasks x samples with a harness against a model; writes a trajectory dataset."""
+    from agentgym.quickstart import load_engine
+    from agentgym.rollout.runner import RolloutConfig, run_rollouts
+
+    try:
+        engine = load_engine(model)
+        cfg = RolloutConfig(env=env, harness=harness, samples=samples,
+                            task_ids=[t for t in tasks.split(",") if t] or None, out_dir=out, runtime=runtime,
+                            concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
+                            default_max_tokens=max_tokens)
+        try:
+            result = asyncio.run(run_rollouts(cfg, engine))
+        finally:
+            asyncio.run(engine.aclose())
+    except AgentGymError as e:
+        _fail(e)
+    main = result.main
+    mean = sum(t.reward for t in main) / max(1, len(main))
+    sampled = sum(t.sampled_tokens for t in main)
+    trained = sum(t.trained_tokens for t in main)
+    typer.echo(f"{len(main)} episodes ({result.backend}), mean reward {mean:.3f}, "
+               f"delivered_fraction {trained / sampled if sampled else 1.0:.3f}, "
+               f"{sum(1 for t in main if t.error)} with errors")
+    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}")
+
+
+@app.command("export")
+def export_cmd(
+    src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
+    dst: Annotated[Path, typer.Argument(help="Output .jsonl or .parquet.")],
+) -> None:
+    """Convert trajectories between JSONL and Parquet (a run directory reads its journal)."""
+    from agentgym import export
+
+    try:
+        path = src / "episodes.jsonl" if src.is_dir() else src
+        trajs = export.read(path)
+        export.write(trajs, dst)
+    except (AgentGymError, FileNotFoundError) as e:
+        _fail(e)
+    typer.echo(f"wrote {len(trajs)} trajectories to {dst} (schema version {export.SCHEMA_VERSION})")
+
+
+def _list(registry: Any) -> None:
+    for id_, spec in registry.items():
+        typer.echo(f"{id_:32s} {spec.description}")
+
+
+@envs_app.command("list")
+def envs_list() -> None:
+    """Registered environment suites."""
+    from agentgym import registries
+
+    _list(registries.envs)
+
+
+@harnesses_app.command("list")
+def harnesses_list() -> None:
+    """Registered harnesses."""
+    from agentgym import registries
+
+    _list(registries.harnesses)
+
+
+@model_app.command("build-tiny")
+def build_tiny(
+    out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
+    sft_steps: Annotated[int | None, typer.Option(help="Warm-start steps on synthetic tool-call transcripts.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Build the tiny local model (tokenizer + chat template + Qwen2 LM) as a HF checkpoint."""
+    from agentgym.models.tiny import DEFAULT_CLI_SFT_STEPS, build_tiny_model
+
+    path = build_tiny_model(out, sft_steps=DEFAULT_CLI_SFT_STEPS if sft_steps is None else sft_steps, seed=seed)
+    typer.echo(f"tiny model written to {path}")
+
+
+@app.command()
+def setup(
+    install: Annotated[bool, typer.Option(help="apt-get install docker.io when missing (Debian, root).")] = True,
+) -> None:
+    """Make Docker usable: install the engine if missing, start it, build the base image."""
+    from agentgym.runtime import setup as rs
+
+    try:
+        rs.ensure_docker(install=install)
+        rs.ensure_base_image()
+    except AgentGymError as e:
+        _fail(e)
+    typer.echo("docker ready; base image agentgym/base:bookworm present")
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
+    port: Annotated[int, typer.Option()] = 8000,
+    out: Annotated[str, typer.Option(help="Where the call journal goes.")] = "runs/serve",
+) -> None:
+    """Run the proxy alone. Any session id in the URL is opened on first use:
+    point a harness at http://127.0.0.1:PORT/s/<any-name>/v1."""
+    from agentgym.proxy.server import Proxy
+    from agentgym.quickstart import load_engine
+
+    async def main() -> None:
+        engine = load_engine(model)
+        proxy = Proxy(engine, out, port=port, allow_new_sessions=True)
+        await proxy.start()
+        typer.echo(f"serving {engine.model_name} at http://127.0.0.1:{proxy.port}/s/<session>/v1 "
+                   f"(journal: {out}/calls); Ctrl-C to stop")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await proxy.stop()
+            await engine.aclose()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+
+
+def main() -> None:
+    try:
+        app()
+    except AgentGymError as e:  # a last resort: errors say what to do, not a traceback
+        typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Tasks x samples over a pool of runtimes, journaled so an interrupted run resumes.
+
+The journal is ``<out>/episodes.jsonl``: one trajectory record per line, appended as each
+episode ends (the dataset schema of :mod:`agentgym.export`). Re-running the same command with
+the same ``out_dir`` skips the (task, sample) pairs already there, re-runs the ones that were in
+flight, and rewrites ``trajectories.parquet`` from the whole journal at the end.
+
+>>> result = asyncio.run(run_rollouts(RolloutConfig(env="terminal/basic-v0",   # doctest: +SKIP
+...     harness="agentgym/react-v0", samples=4, out_dir="runs/demo"), engine))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agentgym import export, registries
+from agentgym.engines.base import Engine
+from agentgym.errors import ConfigError
+from agentgym.proxy.server import Proxy
+from agentgym.rollout.episode import EpisodeSpec, ImageCache, run_episode
+from agentgym.runtime import get_backend
+from agentgym.types import Task, Trajectory
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    env: str
+    """Environment suite id, e.g. ``terminal/basic-v0``."""
+    harness: str
+    """Harness id, e.g. ``agentgym/react-v0`` or ``mini-swe-agent/mini-v2``."""
+    samples: int = 4
+    task_ids: Sequence[str] | None = None
+    """Run only these tasks (default: the whole suite)."""
+    out_dir: str = "runs/latest"
+    runtime: str = "auto"
+    """``docker``, ``local`` or ``auto`` (Docker when the engine answers)."""
+    concurrency: int = 4
+    max_steps: int | None = None
+    timeout_s: float | None = None
+    default_max_tokens: int = 256
+    max_model_len: int = 4096
+    progress: bool = True
+    harness_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    trajectories: list[Trajectory]
+    """Main-agent and sub-agent trajectories of every episode in the journal."""
+    out_dir: Path
+    journal: Path
+    parquet: Path
+    backend: str
+    skipped: int
+    """Episodes found already done in the journal (resume)."""
+    seconds: float
+
+    @property
+    def main(self) -> list[Trajectory]:
+        return [t for t in self.trajectories if t.agent_id == "main"]
+
+
+def _read_journal(path: Path) -> list[Trajectory]:
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(export.trajectory_from_record(json.loads(line)))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a torn last line from a crash: that episode re-runs
+    return out
+
+
+def select_tasks(env: Any, task_ids: Sequence[str] | None) -> list[Task]:
+    tasks = env.tasks()
+    if not task_ids:
+        return list(tasks)
+    by_id = {t.id: t for t in tasks}
+    missing = [t for t in task_ids if t not in by_id]
+    if missing:
+        raise ConfigError(f"unknown task(s) {', '.join(missing)} in {env.id}; tasks: {', '.join(by_id)}")
+    return [by_id[t] for t in task_ids]
+
+
+async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = None) -> RolloutResult:
+    """Run ``config.samples`` episodes of every selected task; returns all journaled trajectories."""
+    t0 = time.time()
+    out = Path(config.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = registries.envs.make(config.env)
+    harness = registries.harnesses.make(config.harness, **config.harness_kwargs)
+    tasks = select_tasks(env, config.task_ids)
+    backend = backend or get_backend(config.runtime)
+    journal = out / "episodes.jsonl"
+    done_before = _read_journal(journal)
+    done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"}
+    todo = [EpisodeSpec(task=t, sample_index=i, run_id=uuid.uuid4().hex[:8])
+            for t in tasks for i in range(config.samples) if (t.id, i) not in done]
+    skipped = len(tasks) * config.samples - len(todo)
+    new: list[Trajectory] = []
+    if todo:
+        await backend.cleanup()
+        images = ImageCache(backend)
+        proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
+                      max_model_len=config.max_model_len)
+        await proxy.start()
+        sem = asyncio.Semaphore(max(1, config.concurrency))
+        progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress)
+
+        async def one(spec: EpisodeSpec) -> None:
+            async with sem:
+                trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=backend,
+                                          images=images, max_steps=config.max_steps, timeout_s=config.timeout_s)
+            export.write_jsonl(trajs, journal, append=True)
+            new.extend(trajs)
+            progress.advance(trajs[0])
+
+        try:
+            with progress:
+                await asyncio.gather(*(one(s) for s in todo))
+        finally:
+            await proxy.stop()
+    everything = _read_journal(journal)
+    parquet = export.write_parquet(everything, out / "trajectories.parquet")
+    return RolloutResult(trajectories=everything, out_dir=out, journal=journal, parquet=parquet,
+                         backend=backend.name, skipped=skipped, seconds=time.time() - t0)
+
+
+class _Progress:
+    """A rich progress bar with the running mean reward (silent when disabled or not a TTY)."""
+
+    def __init__(self, total: int, title: str, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.rewards: list[float] = []
+        self._bar: Any = None
+        self._task: Any = None
+        self.title = title
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), transient=False)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.title, total=self.total, stats="")
+        return self
+
+    def advance(self, t: Trajectory) -> None:
+        self.rewards.append(t.reward)
+        if self._bar is not None:
+            mean = sum(self.rewards) / len(self.rewards)
+            self._bar.update(self._task, advance=1, stats=f"mean reward {mean:.2f}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
