@@ -63,6 +63,7 @@ __all__ = [
     "gigpo_advantages",
     "gigpo_advantages_reference",
     "gigpo_episode_advantages",
+    "gigpo_episode_advantages_reference",
 ]
 
 
@@ -161,6 +162,28 @@ def gigpo_episode_advantages(batch: StepBatch, mode: NormMode = "mean_norm", inv
                            singleton="raw")
 
 
+def gigpo_episode_advantages_reference(batch: StepBatch, mode: NormMode = "mean_norm",
+                                       invalid_penalty: float = 0.1, eps: float = 1e-6) -> list[float]:
+    """Per-row loop twin of :func:`gigpo_episode_advantages`."""
+    check_mode(mode)
+    full = full_rewards_reference(batch)
+    valid = batch.valid.tolist()
+    score = [0.0] * batch.num_rows
+    for rows in rows_by_trajectory(batch).values():
+        total = sum(full[i] for i in rows)
+        for i in rows:
+            score[i] = total - invalid_penalty * (0.0 if valid[i] else 1.0)
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(batch.group_ids.tolist()):
+        members.setdefault(g, []).append(i)
+    a_e = [0.0] * batch.num_rows
+    for rows in members.values():
+        for i, a in zip(rows, normalize_reference([score[i] for i in rows], scale=mode == "mean_std_norm",
+                                                  unbiased=True, eps=eps, singleton="raw"), strict=True):
+            a_e[i] = a
+    return a_e
+
+
 def gigpo_advantages(batch: StepBatch, config: GiGPOConfig | Mapping[str, Any] | None = None) -> AdvantageResult:
     """GiGPO advantages (vectorised). See the module docstring for the exact definition.
 
@@ -194,24 +217,11 @@ def gigpo_advantages_reference(batch: StepBatch,
     r = batch.num_rows
     full = full_rewards_reference(batch)
     valid = batch.valid.tolist()
-    groups = batch.group_ids.tolist()
-    by_traj = rows_by_trajectory(batch)
-    score = [0.0] * r
     ret = [0.0] * r
-    for rows in by_traj.values():
-        total = sum(full[i] for i in rows)
+    for rows in rows_by_trajectory(batch).values():
         for i, big_r in zip(rows, returns_reference([full[i] for i in rows], cfg.gamma), strict=True):
-            pen = cfg.invalid_penalty * (0.0 if valid[i] else 1.0)
-            score[i] = total - pen
-            ret[i] = big_r - pen
-    a_e = [0.0] * r
-    members: dict[int, list[int]] = {}
-    for i, g in enumerate(groups):
-        members.setdefault(g, []).append(i)
-    for rows in members.values():
-        for i, a in zip(rows, normalize_reference([score[i] for i in rows], scale=scale, unbiased=True,
-                                                  eps=cfg.eps, singleton="raw"), strict=True):
-            a_e[i] = a
+            ret[i] = big_r - cfg.invalid_penalty * (0.0 if valid[i] else 1.0)
+    a_e = gigpo_episode_advantages_reference(batch, cfg.mode, cfg.invalid_penalty, cfg.eps)
     a_s = [0.0] * r
     step_members: dict[int, list[int]] = {}
     for i, sg in enumerate(anchor_step_groups_reference(batch, cfg.similarity, cfg.similarity_threshold)):
