@@ -1,0 +1,174 @@
+"""M-GRPO: a main agent and its sub-agents, each normalised among the same agent's samples.
+
+Advantages: GRPO (unbiased std, ``eps = 1e-6``, no guard for std = 0; a one-sample group uses
+mean 0, std 1) over trajectories grouped by ``(task group, agent)``. The agent of a trajectory is
+its rows' ``agent_ids`` reduced to the *role* (``"sub:0"`` and ``"sub:1"`` are both ``"sub"``) by
+default, or the full id with ``agent_key="id"``. A trajectory must belong to one agent: split
+sub-agent calls into their own trajectories.
+
+Rewards (the reference's): :func:`main_agent_reward` gives 1.0 correct / 0.1 well-formed but wrong /
+0.0 malformed; :func:`subagent_reward` gives 0 to a malformed sub-agent transcript, else 0.1 when the
+main agent scored 0 or 0.1, else 1.0 (credit flows down from the main outcome).
+
+Alignment: :func:`align_subagents` makes every main rollout contribute exactly ``D`` sub-agent
+trajectories, duplicating random ones when there are fewer and dropping random ones when there
+are more, from a seeded generator. A main rollout with no sub-agent trajectory has nothing to
+duplicate and contributes none (reported, never invented).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import torch
+
+from agentgym.errors import ConfigError
+from agentgym.types import Trajectory, TrajectoryGroup
+
+from ..batch import StepBatch
+from ._common import dense, make_result, resolve_config, trajectory_scores
+from .base import AdvantageResult
+from .grpo import trajectory_group_advantages, trajectory_group_advantages_reference
+
+__all__ = [
+    "MGRPOConfig",
+    "agent_role",
+    "align_group_subagents",
+    "align_subagents",
+    "main_agent_reward",
+    "mgrpo_advantages",
+    "mgrpo_advantages_reference",
+    "subagent_reward",
+]
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class MGRPOConfig:
+    eps: float = 1e-6
+    agent_key: Literal["role", "id"] = "role"
+    """``"role"``: group ``sub:0`` with ``sub:1`` (the part before ``:``); ``"id"``: the full agent id."""
+
+    def __post_init__(self) -> None:
+        if self.agent_key not in ("role", "id"):
+            raise ConfigError(f"agent_key must be 'role' or 'id', got {self.agent_key!r}")
+
+
+def agent_role(agent_id: str) -> str:
+    """``"sub:0"`` -> ``"sub"``; ``"main"`` -> ``"main"``."""
+    return agent_id.split(":", 1)[0]
+
+
+def main_agent_reward(correct: bool, well_formed: bool) -> float:
+    """The reference main-agent reward: 1.0 correct, 0.1 well-formed but wrong, 0.0 malformed."""
+    if not well_formed:
+        return 0.0
+    return 1.0 if correct else 0.1
+
+
+def subagent_reward(main_reward: float, well_formed: bool) -> float:
+    """The reference sub-agent reward: 0 if malformed, 0.1 if the main agent scored 0 or 0.1, else 1.0."""
+    if not well_formed:
+        return 0.0
+    return 0.1 if main_reward in (0.0, 0.1) else 1.0
+
+
+# -- advantages ------------------------------------------------------------------------------------
+def _agent_keys(batch: StepBatch, agent_key: str) -> list[str]:
+    return [agent_role(a) if agent_key == "role" else a for a in batch.agent_names]
+
+
+def mgrpo_advantages(batch: StepBatch, config: MGRPOConfig | Mapping[str, Any] | None = None) -> AdvantageResult:
+    """M-GRPO advantages (vectorised): GRPO within ``(task group, agent)``.
+
+    >>> from agentgym.trainers.batch import StepBatch
+    >>> b = StepBatch.from_arrays(group_ids=[0, 0, 0, 0], traj_ids=[0, 1, 2, 3], step_rewards=[0] * 4,
+    ...                           episode_rewards=[1, 0.1, 1, 0.1], agent_ids=["main", "main", "sub:0", "sub:1"])
+    >>> [round(x, 3) for x in mgrpo_advantages(b).rows.tolist()]
+    [0.707, -0.707, 0.707, -0.707]
+    """
+    cfg = resolve_config(config, MGRPOConfig)
+    if batch.num_rows == 0:
+        return make_result(batch, torch.zeros(0, dtype=torch.float64), {})
+    keys = _agent_keys(batch, cfg.agent_key)
+    vocab = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    agent_of_row = torch.tensor([vocab[k] for k in keys], dtype=torch.long)[batch.agent_index]
+    t = batch.num_trajectories
+    lo = torch.full((t,), len(vocab), dtype=torch.long).scatter_reduce_(0, batch.traj_ids, agent_of_row, "amin")
+    hi = torch.full((t,), -1, dtype=torch.long).scatter_reduce_(0, batch.traj_ids, agent_of_row, "amax")
+    if bool((lo != hi).any()):
+        bad = int(torch.nonzero(lo != hi)[0, 0])
+        raise ConfigError(f"M-GRPO: trajectory {bad} mixes agents; give each sub-agent invocation its own trajectory")
+    _, group_t = trajectory_scores(batch)
+    key_t, _ = dense(group_t, lo)
+    adv = trajectory_group_advantages(batch, key_t, scale=True, eps=cfg.eps)
+    return make_result(batch, adv, {"mgrpo/agent_groups": float(int(key_t.max()) + 1)})
+
+
+def mgrpo_advantages_reference(batch: StepBatch,
+                               config: MGRPOConfig | Mapping[str, Any] | None = None) -> AdvantageResult:
+    """Plain loop version of :func:`mgrpo_advantages` (for tests)."""
+    cfg = resolve_config(config, MGRPOConfig)
+    key: dict[int, tuple[int, str]] = {}
+    for t, g, a in zip(batch.traj_ids.tolist(), batch.group_ids.tolist(), batch.agent_ids, strict=True):
+        agent = agent_role(a) if cfg.agent_key == "role" else a
+        if key.setdefault(t, (g, agent)) != (g, agent):
+            raise ConfigError(f"M-GRPO: trajectory {t} mixes agents; give each sub-agent invocation its own trajectory")
+    adv = trajectory_group_advantages_reference(batch, key, scale=True, eps=cfg.eps)
+    return make_result(batch, torch.tensor(adv, dtype=torch.float64), {})
+
+
+# -- alignment -------------------------------------------------------------------------------------
+def align_subagents(subs_by_main: Mapping[K, Sequence[T]], d: int,
+                    rng: random.Random | int) -> dict[K, list[T]]:
+    """Give every main rollout exactly ``d`` sub-agent items.
+
+    More than ``d``: keep a random ``d`` (original order kept). Fewer: keep all and append random
+    duplicates (drawn with replacement). None: stays empty (nothing to duplicate).
+
+    >>> out = align_subagents({"m0": ["a"], "m1": ["b", "c", "d"], "m2": []}, 2, rng=0)
+    >>> {k: len(v) for k, v in out.items()}
+    {'m0': 2, 'm1': 2, 'm2': 0}
+    """
+    if d < 1:
+        raise ConfigError(f"align_subagents needs d >= 1, got {d}")
+    gen = rng if isinstance(rng, random.Random) else random.Random(rng)
+    out: dict[K, list[T]] = {}
+    for main, subs in subs_by_main.items():
+        items = list(subs)
+        if len(items) > d:
+            keep = sorted(gen.sample(range(len(items)), d))
+            out[main] = [items[i] for i in keep]
+        elif items:
+            out[main] = items + gen.choices(items, k=d - len(items))
+        else:
+            out[main] = []
+    return out
+
+
+def align_group_subagents(group: TrajectoryGroup, d: int, rng: random.Random | int) -> TrajectoryGroup:
+    """:func:`align_subagents` on a task group: sub-agent trajectories (role other than ``"main"``)
+    belong to the main rollout with the same ``session_id``. Duplicates get ids ``"<id>#dup<n>"`` so
+    trajectory ids stay unique. Sub-agent trajectories whose session has no main rollout are dropped.
+    """
+    mains = [t for t in group.trajectories if agent_role(t.agent_id) == "main"]
+    subs: dict[str, list[Trajectory]] = {m.session_id: [] for m in mains}
+    for t in group.trajectories:
+        if agent_role(t.agent_id) != "main" and t.session_id in subs:
+            subs[t.session_id].append(t)
+    aligned = align_subagents(subs, d, rng)
+    out: list[Trajectory] = []
+    seen: dict[str, int] = {}
+    for m in mains:
+        out.append(m)
+        for s in aligned[m.session_id]:
+            n = seen.get(s.id, 0)
+            seen[s.id] = n + 1
+            out.append(s if n == 0 else dataclasses.replace(s, id=f"{s.id}#dup{n}"))
+    return dataclasses.replace(group, trajectories=tuple(out))
