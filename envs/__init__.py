@@ -1,1 +1,37 @@
-"""Environment families and their task suites (installed as ``agentgym.envs``)."""
+"""Environment families and their task suites (installed as ``agentgym.envs``).
+
+Built-in suites register here through the same call users use. Registering is lazy: it only
+lists directories, and nothing heavy is imported until an env is made.
+
+Terminal tasks (Harbor layout, :mod:`agentgym.envs.harbor`):
+
+- ``terminal/basic-v0`` — the whole suite in ``envs/terminal/tasks/``;
+- ``terminal/<task>-v0`` — one task of it (for example ``terminal/hello-file-v0``), an env
+  whose ``tasks()`` holds just that task. ``registries.envs.make("terminal/basic-v0",
+  task_ids=["hello-file"])`` selects tasks the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from agentgym import registries
+
+TERMINAL_TASKS = Path(__file__).parent / "terminal" / "tasks"
+
+
+def _register(id_: str, entry_point: str, **kwargs: Any) -> None:
+    # Skip ids already present: this module can be imported twice (as ``envs`` by tools that
+    # walk the source tree, and as ``agentgym.envs``).
+    if id_ not in registries.envs:
+        registries.envs.register(id_, entry_point, **kwargs)
+
+
+_register("terminal/basic-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), env_id="terminal/basic-v0",
+          description="Small terminal tasks in the Harbor layout (files, debugging, text processing, sysadmin).")
+for _task_dir in sorted(TERMINAL_TASKS.iterdir()) if TERMINAL_TASKS.is_dir() else []:
+    if (_task_dir / "task.toml").is_file():
+        _register(f"terminal/{_task_dir.name}-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS),
+                  task_ids=[_task_dir.name], env_id=f"terminal/{_task_dir.name}-v0",
+                  description=f"The {_task_dir.name} task of terminal/basic-v0.")
