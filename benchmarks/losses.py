@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 import torch
-from agentgym.trainers.losses.base import LossConfig
+from agentgym.trainers.losses.base import LossConfig, PolicyLoss
 from agentgym.trainers.losses.echo import EchoConfig, echo_observation_loss, observation_masks
 from agentgym.trainers.losses.reference import ref_echo, ref_gspo, ref_ppo_clip
 
@@ -47,8 +47,12 @@ def main() -> None:
 
     small = slice(0, 2)
     for name in registries.losses.ids():
-        fn = registries.losses.get(name)
-        t = timeit(lambda fn=fn: fn(new, old, adv, action).loss.backward())
+        fn: PolicyLoss = registries.losses.get(name)
+
+        def run(fn: PolicyLoss = fn) -> None:
+            fn(new, old, adv, action).loss.backward()
+
+        t = timeit(run)
         lists = [x[small].tolist() for x in (new.detach(), old, adv, action)]
         cfg = LossConfig()
         t0 = time.perf_counter()
