@@ -1,1 +1,30 @@
-"""Built-in harness adapters (installed as ``agentgym.harnesses``)."""
+"""Built-in harness adapters (installed as ``agentgym.harnesses``).
+
+Built-ins register through the same call users use; entry points are lazy, so importing this
+package imports no harness module.
+
+============================  =======================================================
+id                            what runs
+============================  =======================================================
+``agentgym/react-v0``         agentgym's stdlib-only ReAct shell agent (:mod:`.react`)
+``mini-swe-agent/mini-v2``    mini-swe-agent 2.4.6's ``mini`` CLI (:mod:`.mini_swe_agent`)
+============================  =======================================================
+
+>>> from agentgym import registries
+>>> registries.harnesses.make("agentgym/react-v0", temperature=0.0).id
+'agentgym/react-v0'
+"""
+
+from agentgym import registries
+
+STEP_LIMIT_EXIT_CODE = 3
+"""Exit status with which the built-in harnesses report that they hit the step limit."""
+
+registries.harnesses.register(
+    "agentgym/react-v0", "agentgym.harnesses.react:ReactHarness",
+    description="agentgym's ReAct shell agent: one stdlib Python script, one bash tool, OpenAI chat completions",
+)
+registries.harnesses.register(
+    "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",
+    description="mini-swe-agent 2.4.6 `mini` CLI, unmodified, installed from a wheelhouse",
+)

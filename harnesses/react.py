@@ -1,0 +1,140 @@
+"""``agentgym/react-v0``: agentgym's own ReAct shell agent as a harness.
+
+The agent is one standard-library script, ``harnesses/scripts/react_agent.py`` (read its
+docstring for the loop, the stop rules and the exit statuses). It speaks non-streaming OpenAI
+chat completions with one ``bash`` tool, echoes every assistant message back exactly as received
+(so each request extends the previous one token for token), and needs only ``python3`` >= 3.8
+in the runtime.
+
+- Docker: :meth:`ReactHarness.image_layer` copies the script to ``/opt/agentgym/react_agent.py``;
+  :meth:`ReactHarness.install` also writes it into a running container that lacks it.
+- Local runtime: :meth:`ReactHarness.install` writes the script into the runtime's fake root, and
+  the launch runs it with the interpreter running agentgym.
+
+Every path the command needs travels in an environment variable, never in the command string
+(the local runtime rewrites absolute paths in command strings). Exit status 3 means the step
+limit was hit (:attr:`ReactHarness.step_limit_exit_codes`).
+
+>>> from agentgym.types import Task
+>>> from agentgym.harnesses.base import HarnessContext
+>>> h = ReactHarness(temperature=0.0, max_tokens=512)
+>>> ctx = HarnessContext(task=Task(id="t", instruction="say hi", env="demo/x-v0"),
+...                      base_url="http://127.0.0.1:8000/s/abc/v1", model="policy", max_steps=5)
+>>> launch = h.launch(ctx, runtime=None)  # docker layout when no local runtime is given
+>>> launch.env["AGENTGYM_TASK"], launch.env["AGENTGYM_REACT_SCRIPT"]
+('say hi', '/opt/agentgym/react_agent.py')
+>>> "--max-steps 5" in launch.cmd and "--temperature 0.0" in launch.cmd
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, ClassVar
+
+from agentgym.harnesses.base import Harness, HarnessContext, ImageLayer, Launch
+
+from agentgym.runtime.base import Runtime
+
+SCRIPT = Path(__file__).resolve().parent / "scripts" / "react_agent.py"
+"""The agent script on the host (shipped as package data)."""
+CONTAINER_SCRIPT = "/opt/agentgym/react_agent.py"
+"""Where the image layer and :meth:`ReactHarness.install` put it inside the runtime."""
+LOG_NAME = "react_agent.json"
+"""The episode log, written inside ``HarnessContext.output_dir``."""
+STEP_LIMIT_EXIT_CODE = 3
+API_REFUSED_EXIT_CODE = 4
+API_UNAVAILABLE_EXIT_CODE = 5
+
+
+def host_path(runtime: Runtime | None, path: str) -> str:
+    """``path`` as the harness process sees it: unchanged in a container, mapped into the fake
+    root for the local runtime (whose file API maps absolute paths but whose processes see the host)."""
+    if runtime is not None and runtime.backend == "local":
+        mapper: Any = getattr(runtime, "host_path", None)
+        if mapper is not None:
+            return str(mapper(path))
+    return path
+
+
+class ReactHarness(Harness):
+    """agentgym's built-in ReAct shell agent (stdlib-only script, one ``bash`` tool).
+
+    Args:
+        temperature, max_tokens, seed: sampling arguments sent with every request (``None``
+            leaves one out, so the proxy's default applies).
+        command_timeout: seconds each command may run before its process group is killed.
+        max_output_chars: command output beyond this is cut in the middle.
+        retries: retries of a request on 5xx, 429 and connection errors (backoff 1, 2, 4... s).
+        system_prompt: replace the built-in system prompt (passed as ``$AGENTGYM_SYSTEM_PROMPT``).
+        python: interpreter inside a container image.
+    """
+
+    id: ClassVar[str] = "agentgym/react-v0"
+    dialects: ClassVar[tuple[str, ...]] = ("openai",)
+    streams: ClassVar[bool] = False
+    uses_tools: ClassVar[bool] = True
+    step_limit_exit_codes: ClassVar[tuple[int, ...]] = (STEP_LIMIT_EXIT_CODE,)
+
+    def __init__(self, *, temperature: float | None = 1.0, max_tokens: int | None = 1024,
+                 seed: int | None = None, command_timeout: float = 60.0, max_output_chars: int = 10000,
+                 retries: int = 5, system_prompt: str | None = None, python: str = "python3") -> None:
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.command_timeout = command_timeout
+        self.max_output_chars = max_output_chars
+        self.retries = retries
+        self.system_prompt = system_prompt
+        self.python = python
+
+    def image_layer(self) -> ImageLayer:
+        digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:16]
+        dockerfile = (
+            f"COPY react_agent.py {CONTAINER_SCRIPT}\n"
+            # Fail the build, not the episode, when the image has no usable python3.
+            f"RUN {self.python} -c 'import sys; assert sys.version_info >= (3, 8), sys.version' "
+            f"&& chmod 0755 {CONTAINER_SCRIPT}\n"
+        )
+        return ImageLayer(dockerfile=dockerfile, context_files={"react_agent.py": str(SCRIPT)},
+                          cache_key=f"react-{digest}")
+
+    async def install(self, runtime: Runtime) -> None:
+        """Write the script into the runtime unless it is already there (image layer)."""
+        if runtime.backend != "local":
+            probe = await runtime.exec(f"test -f {CONTAINER_SCRIPT}", timeout=30)
+            if probe.exit_code == 0:
+                return
+        await runtime.write_file(CONTAINER_SCRIPT, SCRIPT.read_bytes(), mode=0o755)
+
+    def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
+        local = runtime is not None and runtime.backend == "local"
+        out_dir = host_path(runtime, ctx.output_dir)
+        env = {
+            "OPENAI_API_KEY": ctx.api_key,
+            "OPENAI_BASE_URL": ctx.base_url,
+            "AGENTGYM_TASK": ctx.task.instruction,
+            "AGENTGYM_OUTPUT_DIR": out_dir,
+            "AGENTGYM_REACT_SCRIPT": host_path(runtime, CONTAINER_SCRIPT),
+            "AGENTGYM_PYTHON": sys.executable if local else self.python,
+            "PYTHONUNBUFFERED": "1",
+        }
+        args = ["--model", ctx.model, "--max-steps", str(ctx.max_steps),
+                "--command-timeout", f"{self.command_timeout:g}", "--max-output-chars", str(self.max_output_chars),
+                "--retries", str(self.retries)]
+        if self.temperature is not None:
+            args += ["--temperature", repr(float(self.temperature))]
+        if self.max_tokens is not None:
+            args += ["--max-tokens", str(self.max_tokens)]
+        if self.seed is not None:
+            args += ["--seed", str(self.seed)]
+        if self.system_prompt is not None:
+            env["AGENTGYM_SYSTEM_PROMPT"] = self.system_prompt
+        cmd = (
+            'mkdir -p "$AGENTGYM_OUTPUT_DIR" && exec "$AGENTGYM_PYTHON" "$AGENTGYM_REACT_SCRIPT" '
+            f'--base-url "$OPENAI_BASE_URL" {shlex.join(args)} --log "$AGENTGYM_OUTPUT_DIR/{LOG_NAME}" </dev/null'
+        )
+        return Launch(cmd=cmd, env=env)
