@@ -229,7 +229,7 @@ class Proxy:
             timings=Timings(start=t_start, first_token=t_gen, end=time.time(), queue_s=gen.queue_s),
             delivered=delivered, valid_action=parsed.valid)
         session.calls.append(call)
-        session.index.add(call, req.messages, message, req.tools, req.tool_choice)
+        session.index.add(call, req.messages, message, req.tools, req.tool_choice, prompt_text=plan.prompt_text)
         self.journal.append(call)
         return resp
 

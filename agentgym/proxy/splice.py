@@ -28,13 +28,16 @@ class _Served:
     """Request messages followed by the reply."""
     root: bytes
     tools: Sequence[Mapping[str, Any]] | None
+    prompt_text: str = ""
+    """Template text of the request (with generation prompt), from when it was served."""
     _text: str | None = None
     _reply_start: int = 0
 
     def rendered(self, renderer: ChatRenderer) -> tuple[str, int]:
-        """Template text of messages + reply (no generation prompt), and where the reply starts."""
+        """Template text of messages + reply (no generation prompt), and where the reply starts.
+        Computed once, when a later call first needs it."""
         if self._text is None:
-            before = renderer.render_text(self.sequence[:-1], self.tools, add_generation_prompt=True)
+            before = self.prompt_text or renderer.render_text(self.sequence[:-1], self.tools, add_generation_prompt=True)
             self._text = renderer.render_text(self.sequence, self.tools, add_generation_prompt=False)
             self._reply_start = len(before) if self._text.startswith(before) else len(self._text)
         return self._text, self._reply_start
@@ -50,6 +53,7 @@ class SplicePlan:
     parent_call_id: str | None
     break_reason: BreakReason | None
     agent_id: str
+    prompt_text: str = ""
 
 
 @dataclass
@@ -84,7 +88,7 @@ class SpliceIndex:
                     prompt_ids=base + cont.ids,
                     obs_spans=tuple((s + len(base), e + len(base)) for s, e in cont.obs_spans),
                     new_from=len(base), parent_call_id=pc.call_id, break_reason=reason,
-                    agent_id=agent_id or pc.agent_id)
+                    agent_id=agent_id or pc.agent_id, prompt_text=cont.full_text)
             reason = BreakReason.TEMPLATE_NOT_PREFIX
 
         lineage = parent.call if parent is not None else (
@@ -99,7 +103,7 @@ class SpliceIndex:
                 agent_id = "main" if self._roots == 0 else f"agent-{self._roots}"
         return SplicePlan(prompt_ids=fresh.ids, obs_spans=fresh.obs_spans, new_from=0,
                           parent_call_id=lineage.call_id if lineage else None, break_reason=reason,
-                          agent_id=agent_id)
+                          agent_id=agent_id, prompt_text=fresh.full_text)
 
     @staticmethod
     def _divergence(messages: Sequence[Message], j: int) -> BreakReason:
@@ -109,13 +113,14 @@ class SpliceIndex:
         return BreakReason.HISTORY_EDITED
 
     def add(self, call: Call, messages: Sequence[Message], reply: Message,
-            tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any = "auto") -> None:
+            tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any = "auto", prompt_text: str = "") -> None:
         """Index a served call. An undelivered reply never shadows a delivered one."""
         if call.break_reason == BreakReason.START:
             self._roots += 1
         sequence = [*messages, reply]
         digests = prefix_digests(sequence, tools_digest_key(tools, tool_choice))
-        self._served[call.call_id] = _Served(call=call, sequence=sequence, root=digests[0], tools=tools)
+        self._served[call.call_id] = _Served(call=call, sequence=sequence, root=digests[0], tools=tools,
+                                             prompt_text=prompt_text)
         key = digests[-1]
         existing = self._by_reply.get(key)
         if existing is None or call.delivered or not self._served[existing].call.delivered:

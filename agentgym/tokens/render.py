@@ -37,6 +37,9 @@ class RenderedPrompt:
     ids: tuple[int, ...]
     obs_spans: tuple[tuple[int, int], ...]
     """Half-open ranges into ``ids``."""
+    full_text: str = ""
+    """Template text of the *whole* prompt (with generation prompt), kept so the next turn
+    need not render it again."""
 
 
 class ChatRenderer:
@@ -115,7 +118,7 @@ class ChatRenderer:
         text = self.render_text(messages, tools, add_generation_prompt=True)
         ids, offsets = self._encode(text)
         spans = self._obs_char_spans(text, messages, 0)
-        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans))
+        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans), full_text=text)
 
     def render_continuation(self, parent_text: str, parent_reply_start: int, parent_ended_with_eos: bool,
                             messages: Sequence[Mapping[str, Any]], n_parent_messages: int,
@@ -144,7 +147,7 @@ class ChatRenderer:
         text = bridge + full[len(parent_text):]
         ids, offsets = self._encode(text)
         spans = self._obs_char_spans(text, messages, n_parent_messages, start_at=len(bridge))
-        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans))
+        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans), full_text=full)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Completion text for the client: special end-of-turn tokens removed."""
