@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from agentgym.errors import ConfigError
 from agentgym.trainers.advantages.gigpo import (
     GiGPOConfig,
     anchor_step_groups,
@@ -11,8 +13,6 @@ from agentgym.trainers.advantages.gigpo import (
 )
 from agentgym.trainers.advantages.synthetic import random_step_batch
 from agentgym.trainers.batch import StepBatch
-
-from agentgym.errors import ConfigError
 
 torch.set_num_threads(1)
 

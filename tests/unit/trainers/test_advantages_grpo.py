@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from agentgym import registries
+from agentgym.errors import ConfigError
 from agentgym.trainers.advantages.grpo import (
     GRPOConfig,
     drgrpo_advantages,
@@ -11,9 +14,6 @@ from agentgym.trainers.advantages.grpo import (
 )
 from agentgym.trainers.advantages.synthetic import random_step_batch
 from agentgym.trainers.batch import StepBatch
-
-from agentgym import registries
-from agentgym.errors import ConfigError
 
 torch.set_num_threads(1)
 EPS = 1e-6

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from agentgym.errors import ConfigError
 from agentgym.trainers.advantages.hgpo import HGPOConfig, hgpo_advantages, hgpo_advantages_reference
 from agentgym.trainers.advantages.synthetic import random_step_batch
 from agentgym.trainers.batch import StepBatch
-
-from agentgym.errors import ConfigError
 
 torch.set_num_threads(1)
 

@@ -4,6 +4,8 @@ import random
 
 import pytest
 import torch
+
+from agentgym.errors import ConfigError
 from agentgym.trainers.advantages.mgrpo import (
     MGRPOConfig,
     align_group_subagents,
@@ -15,8 +17,6 @@ from agentgym.trainers.advantages.mgrpo import (
 )
 from agentgym.trainers.advantages.synthetic import random_step_batch
 from agentgym.trainers.batch import StepBatch
-
-from agentgym.errors import ConfigError
 from agentgym.types import StopReason, Trajectory, TrajectoryGroup
 
 torch.set_num_threads(1)

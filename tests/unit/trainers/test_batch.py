@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from agentgym.trainers.batch import StepBatch
 
 from agentgym.errors import ConfigError
+from agentgym.trainers.batch import StepBatch
 from agentgym.types import Segment, Step, StopReason, Trajectory, TrajectoryGroup
 
 torch.set_num_threads(1)
