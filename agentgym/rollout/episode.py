@@ -6,6 +6,7 @@ raises for a bad episode. A failed rollout is data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -100,7 +101,12 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             image=image, workdir=task.workdir, memory=task.limits.memory, cpus=task.limits.cpus,
             network="host", labels={"agentgym.task": slug(task.id), "agentgym.session": sid}))
         await env.setup(task, runtime)
-        ctx = HarnessContext(task=task, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
+        shown = task
+        rewrite = getattr(runtime, "rewrite", None)
+        if runtime.backend == "local" and rewrite is not None:
+            # No container: the agent's commands see host paths, so tell it where /app really is.
+            shown = dataclasses.replace(task, instruction=rewrite(task.instruction))
+        ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
                              max_steps=max_steps or task.limits.max_steps)
         result = await harness.run(ctx, runtime, timeout=timeout)
         stop = harness.stop_reason(result)

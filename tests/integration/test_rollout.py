@@ -1,0 +1,113 @@
+"""The rollout service end to end with real runtimes and the real ReAct harness.
+
+The engine is scripted (it answers by looking at the prompt), so rewards are deterministic;
+everything else is real: the proxy over HTTP, the harness process, Docker containers, the
+verifier, reconstruction and the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentgym import registries
+from agentgym.engines.scripted import ScriptedEngine
+from agentgym.harnesses.base import HarnessContext, Launch
+from agentgym.harnesses.react import ReactHarness
+from agentgym.rollout.runner import RolloutConfig, run_rollouts
+from agentgym.runtime.base import Runtime
+from agentgym.types import BreakReason, StopReason
+
+SOLVE_HELLO = ("<tool_call>\n{\"name\": \"bash\", \"arguments\": {\"command\": "
+               "\"printf 'Hello, agentgym!\\\\n' > PATH\"}}\n</tool_call>")
+LOOP = '<tool_call>\n{"name": "bash", "arguments": {"command": "sleep 0.2; echo tick"}}\n</tool_call>'
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    from agentgym.models.tiny import train_tokenizer
+
+    return train_tokenizer()
+
+
+def solver(tokenizer: Any) -> Any:
+    def reply(prompt_ids: Any, n: int) -> str:
+        text = tokenizer.decode(prompt_ids)
+        if "hello.txt" not in text:
+            return LOOP
+        if "<tool_response>" in text:
+            return "Done: the file is written."
+        # The path as the task states it (/app/hello.txt, or the host path on the local runtime).
+        path = re.search(r"`(\S*/app/hello\.txt)`", text)
+        assert path is not None, text
+        return SOLVE_HELLO.replace("PATH", path.group(1))
+    return reply
+
+
+def run(cfg: RolloutConfig, engine: Any) -> Any:
+    return asyncio.run(run_rollouts(cfg, engine))
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("runtime", ["docker", "local"])
+def test_rollout_solves_and_resumes(tokenizer: Any, tmp_path: Path, runtime: str) -> None:
+    engine = ScriptedEngine(tokenizer, solver(tokenizer))
+    cfg = RolloutConfig(env="terminal/hello-file-v0", harness="agentgym/react-v0", samples=2,
+                        out_dir=str(tmp_path / "run"), runtime=runtime, progress=False, max_steps=4)
+    result = run(cfg, engine)
+    assert result.backend == runtime
+    main = result.main
+    assert len(main) == 2
+    for t in main:
+        assert (t.reward, t.stop_reason, t.error) == (1.0, StopReason.COMPLETED, None), t.error
+        assert [s.action for s in t.steps][0].startswith("bash(")
+        assert len(t.steps) == 2 and len(t.segments) == 1
+        assert t.segments[0].break_reason == BreakReason.START
+        assert t.trained_tokens == t.sampled_tokens > 0
+    assert result.journal.exists() and result.parquet.exists()
+    n_calls = len(engine.prompts)
+    assert n_calls == 4
+
+    again = run(cfg, engine)  # resume: everything is in the journal, nothing re-runs
+    assert again.skipped == 2 and len(engine.prompts) == n_calls
+    assert [t.id for t in again.main] == [t.id for t in main]
+
+
+class KillingReact(ReactHarness):
+    """The ReAct harness, killed with SIGKILL 3 s into episodes of one task."""
+
+    id = "test/killing-react-v0"
+
+    def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
+        launch = super().launch(ctx, runtime)
+        if "hello.txt" in ctx.task.instruction:
+            return launch
+        return Launch(cmd=f"timeout --signal=KILL 3 bash -c {_quote(launch.cmd)}", env=launch.env)
+
+
+def _quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(s)
+
+
+@pytest.mark.docker
+def test_killed_harness_is_recorded_and_the_other_episodes_finish(tokenizer: Any, tmp_path: Path) -> None:
+    engine = ScriptedEngine(tokenizer, solver(tokenizer), delay_s=0.2)
+    with registries.harnesses.override("test/killing-react-v0", KillingReact):
+        cfg = RolloutConfig(env="terminal/basic-v0", harness="test/killing-react-v0", samples=1,
+                            task_ids=["hello-file", "log-report"], out_dir=str(tmp_path / "run"),
+                            runtime="docker", progress=False, max_steps=50)
+        result = run(cfg, engine)
+    by_task = {t.task_id: t for t in result.main}
+    ok, killed = by_task["hello-file"], by_task["log-report"]
+    assert ok.stop_reason == StopReason.COMPLETED and ok.reward == 1.0
+    assert killed.stop_reason == StopReason.KILLED
+    assert killed.error is not None and killed.error.boundary == "harness" and "exit 137" in killed.error.message
+    assert killed.reward == 0.0
+    assert killed.num_steps >= 2  # it was mid-episode: several calls were served and recorded
+    assert killed.trained_tokens > 0 and killed.delivered_fraction > 0.5
