@@ -64,7 +64,7 @@ def test_rollout_solves_and_resumes(tokenizer: Any, tmp_path: Path, runtime: str
     assert len(main) == 2
     for t in main:
         assert (t.reward, t.stop_reason, t.error) == (1.0, StopReason.COMPLETED, None), t.error
-        assert [s.action for s in t.steps][0].startswith("bash(")
+        assert next(s.action for s in t.steps).startswith("bash(")
         assert len(t.steps) == 2 and len(t.segments) == 1
         assert t.segments[0].break_reason == BreakReason.START
         assert t.trained_tokens == t.sampled_tokens > 0
