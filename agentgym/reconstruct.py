@@ -24,12 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.errors import ReconstructionError
-from agentgym.tokens.messages import content_text, is_observation
+from agentgym.tokens.messages import content_text
+from agentgym.trainers.anchors import new_environment_content, normalize_observation
 from agentgym.types import BreakReason, Call, ErrorInfo, Segment, Step, StopReason, Trajectory
-
-
-def _default_anchor(text: str) -> str:
-    return " ".join(text.split())
 
 
 @dataclass
@@ -60,17 +57,6 @@ class Reconstruction:
     sampled_tokens: int
 
 
-def observation_text(call: Call) -> str:
-    """Environment content new in this call: observation messages after the last assistant
-    turn (tool results, command output), or the task's user turns for a first call."""
-    messages = call.request.get("messages") or []
-    last_assistant = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
-    if last_assistant < 0:
-        return "\n".join(content_text(m.get("content")) for m in messages if m.get("role") == "user")
-    return "\n".join(content_text(messages[i].get("content")) for i in range(last_assistant + 1, len(messages))
-                     if is_observation(messages, i))
-
-
 def action_text(call: Call) -> str:
     resp = call.response
     parts = [content_text(resp.get("content"))] if resp.get("content") else []
@@ -82,7 +68,7 @@ def action_text(call: Call) -> str:
 
 def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | None = None) -> Reconstruction:
     """Build segments and steps from one agent's calls (any order; sorted by arrival)."""
-    anchor = anchor_fn or _default_anchor
+    anchor = anchor_fn or normalize_observation
     calls = sorted(calls, key=lambda c: c.index)
     by_id = {c.call_id: c for c in calls}
     segments: list[_Building] = []
@@ -147,7 +133,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
         seg.version.extend([call.policy_version] * len(call.completion_ids))
         seg.call_ids.append(call.call_id)
         tip_of[call.call_id] = seg_index
-        obs = observation_text(call)
+        obs = new_environment_content(call.request.get("messages") or [])
         steps.append(Step(index=step_index, call_id=call.call_id, segment_index=seg_index,
                           action_span=(a0, len(seg.ids)), obs_span=(start, a0), observation=obs,
                           action=action_text(call), anchor=anchor(obs), valid=call.valid_action,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import abc
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.runtime.base import Runtime
+from agentgym.trainers.anchors import normalize_observation
 from agentgym.types import Task
 
 
@@ -21,12 +21,9 @@ class Evaluation:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-_WS = re.compile(r"\s+")
-
-
 def default_anchor(observation: str) -> str:
-    """Anchor-state key of an observation: whitespace-normalised, stripped text."""
-    return _WS.sub(" ", observation).strip()
+    """Anchor-state key of an observation (see :func:`agentgym.trainers.anchors.normalize_observation`)."""
+    return normalize_observation(observation)
 
 
 class Env(abc.ABC):
