@@ -147,6 +147,22 @@ def build_tiny(
 
 
 @app.command()
+def view(
+    src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: next to the data).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Checkpoint whose tokenizer decodes the tokens.")] = None,
+) -> None:
+    """Write a self-contained HTML trajectory viewer (steps, tokens coloured by role, logprobs)."""
+    from agentgym.viewer import write_view
+
+    try:
+        path = write_view(src, out, tokenizer_path=tokenizer)
+    except (AgentGymError, FileNotFoundError) as e:
+        _fail(e)
+    typer.echo(f"open {path} in a browser")
+
+
+@app.command()
 def setup(
     install: Annotated[bool, typer.Option(help="apt-get install docker.io when missing (Debian, root).")] = True,
 ) -> None:

@@ -101,6 +101,10 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     tasks = select_tasks(env, config.task_ids)
     backend = backend or get_backend(config.runtime)
     journal = out / "episodes.jsonl"
+    (out / "run.json").write_text(json.dumps({
+        "env": config.env, "harness": config.harness, "samples": config.samples, "backend": backend.name,
+        "model": engine.model_name, "model_path": str(getattr(engine, "model_path", "") or "") or None,
+    }, indent=2))
     done_before = _read_journal(journal)
     done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"}
     todo = [EpisodeSpec(task=t, sample_index=i, run_id=uuid.uuid4().hex[:8])
