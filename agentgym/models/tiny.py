@@ -34,7 +34,7 @@ SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
 MARKUP_TOKENS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 """Added (non-special) tokens, as in Qwen2.5: one id each, visible when decoding."""
 
-DEFAULT_CLI_SFT_STEPS = 300
+DEFAULT_CLI_SFT_STEPS = 100
 QWEN2_PRETOKENIZE_REGEX = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )

@@ -94,12 +94,15 @@ def _command(rng: random.Random) -> str:
 def synthetic_conversation(rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One synthetic agent transcript: (messages, tools)."""
     fmt = {"f": rng.choice(FILES), "d": rng.choice(DIRS), "w": rng.choice(WORDS)}
-    messages: list[dict[str, Any]] = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}]
+    system = rng.choice(SYSTEM_PROMPTS)
+    if rng.random() < 0.3:  # harness system prompts are long and varied: pad with generic prose
+        system += "\n\n" + " ".join(rng.choice(ENGLISH) for _ in range(rng.randint(1, 12)))
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system}]
     user = rng.choice(INSTRUCTIONS).format(**fmt)
-    if rng.random() < 0.2:
-        user = user + " " + rng.choice(ENGLISH)
+    if rng.random() < 0.3:
+        user = user + " " + " ".join(rng.choice(ENGLISH) for _ in range(rng.randint(1, 4)))
     messages.append({"role": "user", "content": user})
-    turns = rng.randint(1, 4)
+    turns = rng.randint(1, 6)
     for t in range(turns):
         calls = 2 if rng.random() < 0.08 else 1
         tool_calls = []
@@ -159,7 +162,7 @@ def encode_with_assistant_mask(tokenizer: Any, messages: list[dict[str, Any]],
 
 
 def warm_start(model: Any, tokenizer: Any, *, steps: int, seed: int = 0, batch_size: int = 8,
-               lr: float = 3e-3, log: bool = False) -> list[float]:
+               lr: float = 6e-3, log: bool = False) -> list[float]:
     """Train ``model`` in place for ``steps`` AdamW steps on synthetic transcripts.
 
     Loss only on assistant tokens. Returns the loss per step. Deterministic given ``seed`` on
@@ -173,6 +176,9 @@ def warm_start(model: Any, tokenizer: Any, *, steps: int, seed: int = 0, batch_s
     for _ in range(max(64, min(4 * steps, 2000))):
         messages, tools = synthetic_conversation(rng)
         pool.append(encode_with_assistant_mask(tokenizer, messages, tools))
+    # Batches of similar lengths waste little on padding.
+    pool.sort(key=lambda item: len(item[0]))
+    batches = [pool[i:i + batch_size] for i in range(0, len(pool) - batch_size + 1, batch_size)]
     pad = tokenizer.pad_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     warmup = max(1, steps // 10)
@@ -187,12 +193,11 @@ def warm_start(model: Any, tokenizer: Any, *, steps: int, seed: int = 0, batch_s
     losses: list[float] = []
     t0 = time.perf_counter()
     for step in range(steps):
-        idx = torch.randint(len(pool), (batch_size,), generator=gen).tolist()
-        batch = [pool[i] for i in idx]
+        batch = batches[int(torch.randint(len(batches), (1,), generator=gen))]
         width = max(len(ids) for ids, _ in batch)
-        ids_BT = torch.full((batch_size, width), pad, dtype=torch.long)
-        labels_BT = torch.full((batch_size, width), -100, dtype=torch.long)
-        attn_BT = torch.zeros((batch_size, width), dtype=torch.long)
+        ids_BT = torch.full((len(batch), width), pad, dtype=torch.long)
+        labels_BT = torch.full((len(batch), width), -100, dtype=torch.long)
+        attn_BT = torch.zeros((len(batch), width), dtype=torch.long)
         for row, (ids, mask) in enumerate(batch):
             n = len(ids)
             ids_BT[row, :n] = torch.tensor(ids)
@@ -204,7 +209,7 @@ def warm_start(model: Any, tokenizer: Any, *, steps: int, seed: int = 0, batch_s
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if log and (step % 25 == 0 or step == steps - 1):
             print(f"warm start step {step + 1}/{steps} loss {losses[-1]:.3f} ({time.perf_counter() - t0:.1f} s)")
     model.eval()
