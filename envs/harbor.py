@@ -38,7 +38,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from agentgym.envs.base import Env, Evaluation
-
 from agentgym.errors import EnvError
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
 from agentgym.types import Task, TaskLimits

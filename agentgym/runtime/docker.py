@@ -208,7 +208,7 @@ class DockerRuntime(Runtime):
         With ``timeout``, the command runs under ``timeout --signal=KILL`` inside the container
         (killing its process group), and the host also stops waiting ``HOST_GUARD_GRACE_S``
         later, then kills every process of this command by its ``AGENTGYM_EXEC_ID``. Either way
-        ``timed_out`` is set and the container stays usable. ``oom_killed`` is set when the
+        ``timed_out`` is set and the container stays usable. A missing ``workdir`` is created. ``oom_killed`` is set when the
         container's memory cgroup recorded a new OOM kill while the command ran (a command that
         fails for another reason in parallel with one that hits OOM may be flagged too).
 
@@ -227,10 +227,16 @@ class DockerRuntime(Runtime):
             argv = ["timeout", "--signal=KILL", f"{timeout:.3f}s", *argv]
         cancel = threading.Event()
         start = time.monotonic()
+        cwd = self._abs(workdir) if workdir else self.workdir
+        host_timeout = None if timeout is None else timeout + HOST_GUARD_GRACE_S
         try:
             code, out, err, guard_fired = await self._backend._call(
-                self._exec_blocking, argv, environment, self._abs(workdir) if workdir else self.workdir,
-                None if timeout is None else timeout + HOST_GUARD_GRACE_S, cancel)
+                self._exec_blocking, argv, environment, cwd, host_timeout, cancel)
+            if code in (126, 127) and "chdir to cwd" in out + err:
+                # A missing workdir (docker does not create it for exec): create it, as locally.
+                await self._backend._call(self._run_quick, f"mkdir -p {shlex.quote(cwd)}")
+                code, out, err, guard_fired = await self._backend._call(
+                    self._exec_blocking, argv, environment, cwd, host_timeout, cancel)
         except asyncio.CancelledError:
             cancel.set()
             with contextlib.suppress(Exception):

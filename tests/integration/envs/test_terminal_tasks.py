@@ -1,0 +1,57 @@
+"""Every terminal/basic-v0 task: the oracle solution scores 1 and doing nothing scores 0, in real
+containers and, where the task declares it can, on the local runtime."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from agentgym import registries
+from agentgym.envs.harbor import HarborEnv
+from agentgym.runtime.base import RuntimeBackend
+from agentgym.runtime.docker import DockerBackend
+from agentgym.runtime.local import LocalBackend
+from agentgym.types import Task
+
+SUITE: HarborEnv = registries.envs.make("terminal/basic-v0")
+TASKS = SUITE.tasks()
+IDS = [t.id for t in TASKS]
+
+
+def score(backend: RuntimeBackend, task: Task, *, solve: bool) -> float:
+    async def main() -> float:
+        rt = await SUITE.start(task, backend)
+        try:
+            if solve:
+                result = await SUITE.oracle(task, rt)
+                assert result.ok, f"solve.sh failed ({result.exit_code}): {result.stderr[-2000:]}"
+            ev = await SUITE.evaluate(task, rt)
+            assert ev.details["reward_file"] == "ok", ev.details
+            return ev.reward
+        finally:
+            await rt.stop()
+
+    return asyncio.run(main())
+
+
+def test_suite_has_at_least_three_tasks_of_different_kinds() -> None:
+    assert len(TASKS) >= 3
+    assert len({t.metadata["category"] for t in TASKS}) >= 3
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("task", TASKS, ids=IDS)
+def test_docker_oracle_scores_1_and_doing_nothing_scores_0(docker_backend: DockerBackend, task: Task) -> None:
+    assert score(docker_backend, task, solve=False) == 0.0
+    assert score(docker_backend, task, solve=True) == 1.0
+
+
+@pytest.mark.parametrize("task", TASKS, ids=IDS)
+def test_local_oracle_scores_1_and_doing_nothing_scores_0(tmp_path: object, task: Task) -> None:
+    ok, reason = HarborEnv.local_support(task)
+    if not ok:
+        pytest.skip(f"{task.id} does not run on the local runtime: {reason}")
+    backend = LocalBackend(tmp_root=str(tmp_path))
+    assert score(backend, task, solve=False) == 0.0
+    assert score(backend, task, solve=True) == 1.0

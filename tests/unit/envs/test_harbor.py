@@ -1,0 +1,223 @@
+"""Harbor task parsing and HarborEnv.evaluate edge cases, on the local runtime (no Docker)."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from agentgym import registries
+from agentgym.envs import TERMINAL_TASKS
+from agentgym.envs.harbor import HarborEnv, dockerfile_workdir, load_harbor_task, parse_reward
+from agentgym.errors import EnvError
+from agentgym.runtime.local import LocalBackend
+
+FULL_TOML = """
+schema_version = "1.1"
+
+[task]
+name = "acme/demo"
+description = "A demo"
+keywords = ["k1"]
+
+[metadata]
+difficulty = "hard"
+category = "programming"
+tags = ["python", "files"]
+
+[metadata.agentgym]
+local = true
+
+[verifier]
+timeout_sec = 42.0
+env = { API_KEY = "sk-test" }
+
+[agent]
+timeout_sec = 123.0
+
+[environment]
+build_timeout_sec = 300.0
+cpus = 2
+memory_mb = 4096
+storage_mb = 10240
+allow_internet = false
+env = { MODE = "x" }
+
+[solution]
+env = { HINT = "y" }
+"""
+
+
+def make_task(root: Path, name: str = "demo", toml: str = FULL_TOML, test_sh: str | None = None,
+              dockerfile: str = "FROM agentgym/base:bookworm\nWORKDIR /srv\nWORKDIR code\n") -> Path:
+    d = root / name
+    (d / "environment").mkdir(parents=True)
+    (d / "tests").mkdir()
+    (d / "solution").mkdir()
+    (d / "instruction.md").write_text("Do the thing.\n")
+    (d / "task.toml").write_text(toml)
+    (d / "environment" / "Dockerfile").write_text(dockerfile)
+    (d / "solution" / "solve.sh").write_text("echo solved\n")
+    (d / "tests" / "test.sh").write_text(test_sh or 'mkdir -p "${AGENTGYM_ROOT:-}/logs/verifier"\n')
+    return d
+
+
+def test_load_full_task_toml(tmp_path: Path) -> None:
+    task = load_harbor_task(make_task(tmp_path), env_id="acme/suite-v0")
+    assert task.id == "demo" and task.env == "acme/suite-v0" and task.instruction == "Do the thing.\n"
+    assert task.image == "agentgym/harbor-demo:latest" and task.dockerfile_dir == str(tmp_path / "demo" / "environment")
+    assert task.workdir == "/srv/code"
+    assert (task.limits.timeout_s, task.limits.memory, task.limits.cpus) == (123.0, "4096m", 2.0)
+    md = task.metadata
+    assert (md["difficulty"], md["category"], md["tags"]) == ("hard", "programming", ["python", "files"])
+    assert md["name"] == "acme/demo" and md["description"] == "A demo"
+    assert md["verifier_timeout_s"] == 42.0 and md["verifier_env"] == {"API_KEY": "sk-test"}
+    assert md["solution_env"] == {"HINT": "y"} and md["environment_env"] == {"MODE": "x"}
+    assert md["network"] == "none" and md["local"] is True and md["build_timeout_s"] == 300.0
+    assert task.tests_dir and task.solution_dir
+    spec = HarborEnv(tmp_path).spec(task)
+    assert (spec.image, spec.workdir, spec.memory, spec.cpus, spec.network) == (
+        task.image, "/srv/code", "4096m", 2.0, "none")
+    assert dict(spec.env) == {"MODE": "x"}
+
+
+def test_defaults_deprecated_memory_and_prebuilt_image(tmp_path: Path) -> None:
+    toml = 'version = "1.0"\n[environment]\nmemory = "512M"\ndocker_image = "acme/prebuilt:1"\n'
+    d = make_task(tmp_path, toml=toml)
+    task = load_harbor_task(d)
+    assert task.image == "acme/prebuilt:1" and task.dockerfile_dir is None
+    assert task.limits.memory == "512m" and task.limits.timeout_s == 600.0
+    assert task.metadata["verifier_timeout_s"] == 600.0 and task.metadata["network"] == "host"
+    ok, reason = HarborEnv.local_support(task)
+    assert not ok and "local = true" in reason
+
+
+def test_missing_pieces_raise_env_error_naming_the_file(tmp_path: Path) -> None:
+    d = make_task(tmp_path)
+    (d / "task.toml").write_text("[verifier\n")
+    with pytest.raises(EnvError, match=r"task\.toml: invalid TOML"):
+        load_harbor_task(d)
+    (d / "task.toml").write_text("")
+    (d / "environment" / "Dockerfile").unlink()
+    with pytest.raises(EnvError, match="Dockerfile"):
+        load_harbor_task(d)
+    (d / "instruction.md").unlink()
+    with pytest.raises(EnvError, match=r"instruction\.md"):
+        load_harbor_task(d)
+
+
+def test_dockerfile_workdir_handles_continuations_and_comments() -> None:
+    text = "FROM x\n# WORKDIR /nope\nRUN a \\\n  && b\nWORKDIR /w\n"
+    assert dockerfile_workdir(text) == "/w" and dockerfile_workdir("FROM x\n") == "/app"
+
+
+def test_parse_reward() -> None:
+    assert parse_reward(" 0.75\n") == 0.75
+    for bad in ("", "yes", "nan", "inf"):
+        with pytest.raises(ValueError):
+            parse_reward(bad)
+
+
+def test_suite_selection_and_registry_ids() -> None:
+    env = HarborEnv(TERMINAL_TASKS, task_ids=["log-report", "hello-file"])
+    assert [t.id for t in env.tasks()] == ["log-report", "hello-file"]
+    with pytest.raises(EnvError, match="no task 'nope'"):
+        HarborEnv(TERMINAL_TASKS, task_ids=["nope"]).tasks()
+    ids = registries.envs.ids()
+    assert "terminal/basic-v0" in ids
+    suite = registries.envs.make("terminal/basic-v0")
+    assert len(suite.tasks()) >= 3
+    for task in suite.tasks():
+        single = registries.envs.make(f"terminal/{task.id}-v0")
+        assert [t.id for t in single.tasks()] == [task.id] and single.id == f"terminal/{task.id}-v0"
+        assert single.tasks()[0].env == single.id
+        assert task.tests_dir and task.solution_dir and task.dockerfile_dir
+
+
+def evaluate_locally(task_dir: Path) -> tuple[float, dict[str, object]]:
+    async def main() -> tuple[float, dict[str, object]]:
+        env = HarborEnv(task_dir)
+        task = env.tasks()[0]
+        rt = await env.start(task, LocalBackend(tmp_root=str(task_dir.parent)))
+        try:
+            ev = await env.evaluate(task, rt)
+            return ev.reward, dict(ev.details)
+        finally:
+            await rt.stop()
+
+    return asyncio.run(main())
+
+
+PREFIX = 'L="${AGENTGYM_ROOT:-}/logs/verifier"; mkdir -p "$L"\n'
+
+
+@pytest.mark.parametrize(("script", "reward", "reason"), [
+    (PREFIX + "echo 0.5 > $L/reward.txt", 0.5, None),
+    (PREFIX + "echo '{\"reward\": 0.25}' > $L/reward.json", 0.25, None),
+    (PREFIX + "echo garbage > $L/reward.txt; exit 1", 0.0, "does not hold a number"),
+    (PREFIX + "echo nothing here", 0.0, "wrote neither"),
+    (PREFIX + "echo '[1, 2]' > $L/reward.json", 0.0, "does not hold a reward"),
+])
+def test_reward_files(tmp_path: Path, script: str, reward: float, reason: str | None) -> None:
+    got, details = evaluate_locally(make_task(tmp_path, test_sh=script))
+    assert got == reward
+    if reason is None:
+        assert "reason" not in details
+    else:
+        assert reason in str(details["reason"])
+
+
+def test_stale_reward_written_by_the_agent_does_not_count(tmp_path: Path) -> None:
+    d = make_task(tmp_path, test_sh=PREFIX + "true")
+
+    async def main() -> float:
+        env = HarborEnv(d)
+        task = env.tasks()[0]
+        rt = await env.start(task, LocalBackend(tmp_root=str(tmp_path)))
+        try:
+            await rt.write_file("/logs/verifier/reward.txt", "1")
+            return (await env.evaluate(task, rt)).reward
+        finally:
+            await rt.stop()
+
+    assert asyncio.run(main()) == 0.0
+
+
+def test_verifier_timeout_raises_env_error(tmp_path: Path) -> None:
+    toml = FULL_TOML.replace("timeout_sec = 42.0", "timeout_sec = 1.0")
+    with pytest.raises(EnvError, match="verifier timed out after 1s"):
+        evaluate_locally(make_task(tmp_path, toml=toml, test_sh="sleep 30"))
+
+
+def test_setup_replays_copy_locally_and_local_refusal(tmp_path: Path) -> None:
+    dockerfile = ("FROM agentgym/base:bookworm\nWORKDIR /app\nCOPY data/ /app/data/\nCOPY run.sh ./bin/\n"
+                  "ADD [\"note.txt\", \"/etc/note.txt\"]\n")
+    d = make_task(tmp_path, dockerfile=dockerfile)
+    ctx = d / "environment"
+    (ctx / "data").mkdir()
+    (ctx / "data" / "a.csv").write_text("a,b\n")
+    (ctx / "run.sh").write_text("echo run\n")
+    (ctx / "run.sh").chmod(0o755)
+    (ctx / "note.txt").write_text("note")
+
+    async def main() -> None:
+        env = HarborEnv(d)
+        task = env.tasks()[0]
+        rt = await env.start(task, LocalBackend(tmp_root=str(tmp_path)))
+        try:
+            r = await rt.exec("cat data/a.csv && ./bin/run.sh")
+            assert r.stdout == "a,b\nrun\n"
+            assert await rt.read_file("/etc/note.txt") == b"note"
+        finally:
+            await rt.stop()
+        (d / "task.toml").write_text(textwrap.dedent("""
+            [metadata.agentgym]
+            local = false
+            local_reason = "needs root"
+        """))
+        with pytest.raises(EnvError, match="needs root"):
+            await HarborEnv(d).start(HarborEnv(d).tasks()[0], LocalBackend(tmp_root=str(tmp_path)))
+
+    asyncio.run(main())
