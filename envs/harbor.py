@@ -262,7 +262,7 @@ class HarborEnv(Env):
         On the local backend, a task that does not declare local support raises EnvError."""
         if backend.name == "local":
             ok, reason = self.local_support(task)
-            if not ok:
+            if not ok:  # before creating anything
                 raise EnvError(f"{task.id} cannot run on the local backend: {reason}")
             spec = self.spec(task, image=None, **spec_overrides)
         else:
@@ -278,8 +278,14 @@ class HarborEnv(Env):
 
     async def setup(self, task: Task, runtime: Runtime) -> None:
         """Locally, replay the Dockerfile's ``COPY``/``ADD`` of build-context files (its ``RUN``
-        steps are the host's business). In a container the image already holds everything."""
-        if runtime.backend != "local" or not task.dockerfile_dir:
+        steps are the host's business); a task that does not declare local support raises
+        :class:`EnvError`. In a container the image already holds everything."""
+        if runtime.backend != "local":
+            return
+        ok, reason = self.local_support(task)
+        if not ok:
+            raise EnvError(f"{task.id} cannot run on the local backend: {reason}")
+        if not task.dockerfile_dir:
             return
         ctx = Path(task.dockerfile_dir)
         workdir = "/"
@@ -376,3 +382,123 @@ def suite_task_ids(path: str | os.PathLike[str]) -> list[str]:
     return sorted(d.name for d in root.iterdir()
                   if d.is_dir() and ((d / "task.toml").is_file() or (d / "instruction.md").is_file()))
 
+
+
+# -- gymnasium ------------------------------------------------------------------------------------
+SUBMIT = "submit"
+"""The action that ends an episode of :class:`HarborGymEnv` and runs the verifier."""
+
+
+def __getattr__(name: str) -> Any:
+    # gymnasium is imported only when the wrapper is asked for.
+    if name == "HarborGymEnv":
+        return _gym_env_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_GYM_CLASS: list[type] = []
+
+
+def _gym_env_class() -> type:
+    if _GYM_CLASS:
+        return _GYM_CLASS[0]
+    import asyncio
+    import random
+    import string
+    import threading
+
+    import gymnasium
+    from gymnasium import spaces
+
+    class HarborGymEnv(gymnasium.Env):
+        """A Harbor suite as a ``gymnasium.Env`` for in-process agents: text in, text out.
+
+        ``reset`` starts a fresh runtime for one task (``task_id``, ``options["task_id"]`` or a
+        seeded random pick) and returns its instruction. ``step(command)`` runs a shell command
+        and returns ``exit code: N`` plus its output; ``step("submit")`` (or the step limit) runs
+        the verifier and returns its reward. Async runtimes run on a private event loop thread.
+
+        >>> env = HarborGymEnv("terminal/hello-file-v0", backend="local")   # doctest: +SKIP
+        >>> obs, info = env.reset(seed=0)                                    # doctest: +SKIP
+        >>> env.step("printf 'Hello, agentgym!\\\\n' > /app/hello.txt")      # doctest: +SKIP
+        >>> obs, reward, terminated, truncated, info = env.step("submit")    # doctest: +SKIP
+        """
+
+        metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012 - gymnasium declares it so
+
+        def __init__(self, env: HarborEnv | str, task_id: str | None = None,
+                     backend: RuntimeBackend | str = "docker", max_steps: int = 30,
+                     command_timeout: float = 60.0, max_output: int = 10_000) -> None:
+            from agentgym import registries
+            from agentgym.runtime import get_backend
+
+            self.env: HarborEnv = registries.envs.make(env) if isinstance(env, str) else env
+            self.task_id = task_id
+            self._own_backend = isinstance(backend, str)
+            self.backend = get_backend(backend) if isinstance(backend, str) else backend
+            self.max_steps = max_steps
+            self.command_timeout = command_timeout
+            self.max_output = max_output
+            self.observation_space = spaces.Text(max_length=1_000_000, charset=string.printable)
+            self.action_space = spaces.Text(max_length=100_000, charset=string.printable)
+            self.task: Task | None = None
+            self.runtime: Runtime | None = None
+            self._steps = 0
+            self._loop = asyncio.new_event_loop()
+            self._thread = threading.Thread(target=self._loop.run_forever, name="harbor-gym-loop", daemon=True)
+            self._thread.start()
+
+        def _run(self, coro: Any) -> Any:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+        def _stop_runtime(self) -> None:
+            if self.runtime is not None:
+                self._run(self.runtime.stop())
+                self.runtime = None
+
+        def reset(self, *, seed: int | None = None,
+                  options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+            super().reset(seed=seed)
+            self._stop_runtime()
+            tasks = self.env.tasks()
+            wanted = (options or {}).get("task_id") or self.task_id
+            self.task = self.env.task(wanted) if wanted else random.Random(seed).choice(tasks)
+            self.runtime = self._run(self.env.start(self.task, self.backend))
+            self._steps = 0
+            return self.task.instruction, {"task_id": self.task.id, "workdir": self.task.workdir}
+
+        def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
+            if self.runtime is None or self.task is None:
+                raise EnvError("call reset() before step()")
+            self._steps += 1
+            if action.strip() == SUBMIT:
+                return self._finish(terminated=True)
+            result: ExecResult = self._run(self.runtime.exec(action, timeout=self.command_timeout,
+                                                             workdir=self.task.workdir))
+            output = (result.stdout + result.stderr)[-self.max_output:]
+            note = " (timed out)" if result.timed_out else ""
+            obs = f"exit code: {result.exit_code}{note}\n{output}"
+            info = {"exit_code": result.exit_code, "timed_out": result.timed_out, "oom_killed": result.oom_killed}
+            if self._steps >= self.max_steps:
+                _, reward, _, _, final_info = self._finish(terminated=False)
+                return obs, reward, False, True, {**info, **final_info}
+            return obs, 0.0, False, False, info
+
+        def _finish(self, terminated: bool) -> tuple[str, float, bool, bool, dict[str, Any]]:
+            assert self.runtime is not None and self.task is not None
+            evaluation: Evaluation = self._run(self.env.evaluate(self.task, self.runtime))
+            self._stop_runtime()
+            return (f"reward: {evaluation.reward:g}", evaluation.reward, terminated, not terminated,
+                    {"evaluation": dict(evaluation.details)})
+
+        def close(self) -> None:
+            try:
+                self._stop_runtime()
+            finally:
+                if self._own_backend and hasattr(self.backend, "close"):
+                    self.backend.close()
+                self._loop.call_soon_threadsafe(self._loop.stop)
+                self._thread.join(timeout=5)
+
+    _GYM_CLASS.append(HarborGymEnv)
+    return HarborGymEnv

@@ -221,3 +221,26 @@ def test_setup_replays_copy_locally_and_local_refusal(tmp_path: Path) -> None:
             await HarborEnv(d).start(HarborEnv(d).tasks()[0], LocalBackend(tmp_root=str(tmp_path)))
 
     asyncio.run(main())
+
+
+def test_gymnasium_wrapper_on_the_local_runtime(tmp_path: Path) -> None:
+    import gymnasium
+
+    from agentgym.envs.harbor import HarborGymEnv
+
+    env = HarborGymEnv("terminal/hello-file-v0", backend=LocalBackend(tmp_root=str(tmp_path)), max_steps=3)
+    try:
+        assert isinstance(env, gymnasium.Env)
+        obs, info = env.reset(seed=0)
+        assert "/app/hello.txt" in obs and info["task_id"] == "hello-file"
+        obs, reward, terminated, truncated, info = env.step("printf 'Hello, agentgym!\\n' > /app/hello.txt; echo done")
+        assert (obs, reward, terminated, truncated) == ("exit code: 0\ndone\n", 0.0, False, False)
+        obs, reward, terminated, truncated, info = env.step("submit")
+        assert (reward, terminated, truncated) == (1.0, True, False)
+        env.reset(options={"task_id": "hello-file"})
+        for _ in range(2):
+            assert env.step("true")[3] is False
+        obs, reward, terminated, truncated, info = env.step("true")  # step limit: evaluated, truncated
+        assert (reward, terminated, truncated) == (0.0, False, True) and "evaluation" in info
+    finally:
+        env.close()
