@@ -23,7 +23,9 @@ computed per task group before any padding or reordering, as the reference requi
 
 The vectorised version uses dense keys + scatter ops; in similarity mode it loops over the
 *distinct* (task group, anchor) pairs — equal anchors always land in the same cluster, because
-``ratio(a, a) == 1`` and clusters are only appended, so this equals the per-row greedy pass.
+``ratio(a, a) == 1`` and clusters are only appended, so this equals the per-row greedy pass — and
+keeps one ``SequenceMatcher`` per cluster (difflib caches the analysis of its second sequence)
+with the exact upper bounds ``real_quick_ratio`` / ``quick_ratio`` checked before ``ratio``.
 """
 
 from __future__ import annotations
@@ -107,18 +109,23 @@ def anchor_step_groups(batch: StepBatch, similarity: bool = False, threshold: fl
     first_rows = first.tolist()
     groups = batch.group_ids.tolist()
     cluster_of_pair = [0] * n_pairs
-    reps: dict[int, list[tuple[str, int]]] = {}  # task group -> [(rep anchor, cluster id)]
+    # task group -> [(matcher holding the cluster's first member as seq2, cluster id)]. difflib caches
+    # its analysis of seq2, and real_quick_ratio() >= quick_ratio() >= ratio() are upper bounds of
+    # the same 2*M/T fraction, so checking them first skips work without changing any decision.
+    reps: dict[int, list[tuple[difflib.SequenceMatcher[str], int]]] = {}
     n_clusters = 0
     for p in order:
         row = first_rows[p]
         anchor = batch.anchors[row]
         clusters = reps.setdefault(groups[row], [])
-        for rep, cid in clusters:
-            if _similar(anchor, rep, threshold):
+        for matcher, cid in clusters:
+            matcher.set_seq1(anchor)
+            if (matcher.real_quick_ratio() >= threshold and matcher.quick_ratio() >= threshold
+                    and matcher.ratio() >= threshold):
                 cluster_of_pair[p] = cid
                 break
         else:
-            clusters.append((anchor, n_clusters))
+            clusters.append((difflib.SequenceMatcher(None, anchor, anchor), n_clusters))
             cluster_of_pair[p] = n_clusters
             n_clusters += 1
     return torch.tensor(cluster_of_pair, dtype=torch.long)[pair], n_clusters

@@ -1,7 +1,9 @@
 """M-GRPO: a main agent and its sub-agents, each normalised among the same agent's samples.
 
 Advantages: GRPO (unbiased std, ``eps = 1e-6``, no guard for std = 0; a one-sample group uses
-mean 0, std 1) over trajectories grouped by ``(task group, agent)``. The agent of a trajectory is
+mean 0, std 1) over trajectories grouped by ``(task group, agent)``. Each trajectory is one sample
+(``stats_over="trajectories"``, as in the M-GRPO reference, where an agent's multi-turn
+transcript is one sequence); ``"steps"`` weighs rows like verl-agent's GRPO. The agent of a trajectory is
 its rows' ``agent_ids`` reduced to the *role* (``"sub:0"`` and ``"sub:1"`` are both ``"sub"``) by
 default, or the full id with ``agent_key="id"``. A trajectory must belong to one agent: split
 sub-agent calls into their own trajectories.
@@ -32,7 +34,12 @@ from agentgym.types import Trajectory, TrajectoryGroup
 from ..batch import StepBatch
 from ._common import dense, make_result, resolve_config, trajectory_scores
 from .base import AdvantageResult
-from .grpo import trajectory_group_advantages, trajectory_group_advantages_reference
+from .grpo import (
+    StatsOver,
+    check_stats_over,
+    trajectory_group_advantages,
+    trajectory_group_advantages_reference,
+)
 
 __all__ = [
     "MGRPOConfig",
@@ -54,8 +61,11 @@ class MGRPOConfig:
     eps: float = 1e-6
     agent_key: Literal["role", "id"] = "role"
     """``"role"``: group ``sub:0`` with ``sub:1`` (the part before ``:``); ``"id"``: the full agent id."""
+    stats_over: StatsOver = "trajectories"
+    """``"trajectories"``: each trajectory is one sample (reference); ``"steps"``: statistics over rows."""
 
     def __post_init__(self) -> None:
+        check_stats_over(self.stats_over)
         if self.agent_key not in ("role", "id"):
             raise ConfigError(f"agent_key must be 'role' or 'id', got {self.agent_key!r}")
 
@@ -107,7 +117,7 @@ def mgrpo_advantages(batch: StepBatch, config: MGRPOConfig | Mapping[str, Any] |
         raise ConfigError(f"M-GRPO: trajectory {bad} mixes agents; give each sub-agent invocation its own trajectory")
     _, group_t = trajectory_scores(batch)
     key_t, _ = dense(group_t, lo)
-    adv = trajectory_group_advantages(batch, key_t, scale=True, eps=cfg.eps)
+    adv = trajectory_group_advantages(batch, key_t, scale=True, eps=cfg.eps, stats_over=cfg.stats_over)
     return make_result(batch, adv, {"mgrpo/agent_groups": float(int(key_t.max()) + 1)})
 
 
@@ -120,7 +130,7 @@ def mgrpo_advantages_reference(batch: StepBatch,
         agent = agent_role(a) if cfg.agent_key == "role" else a
         if key.setdefault(t, (g, agent)) != (g, agent):
             raise ConfigError(f"M-GRPO: trajectory {t} mixes agents; give each sub-agent invocation its own trajectory")
-    adv = trajectory_group_advantages_reference(batch, key, scale=True, eps=cfg.eps)
+    adv = trajectory_group_advantages_reference(batch, key, scale=True, eps=cfg.eps, stats_over=cfg.stats_over)
     return make_result(batch, torch.tensor(adv, dtype=torch.float64), {})
 
 

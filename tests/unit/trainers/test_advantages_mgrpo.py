@@ -65,7 +65,7 @@ def test_trajectory_mixing_agents_is_rejected() -> None:
 def test_vectorised_matches_reference(seed: int) -> None:
     b = random_step_batch(seed, groups=4, trajectories_per_group=1 + seed % 9,
                           agents=("main", "sub:0", "sub:1", "critic"), continuous_rewards=seed % 2 == 0)
-    for cfg in (MGRPOConfig(), MGRPOConfig(agent_key="id")):
+    for cfg in (MGRPOConfig(), MGRPOConfig(agent_key="id"), MGRPOConfig(stats_over="steps")):
         torch.testing.assert_close(mgrpo_advantages(b, cfg).rows, mgrpo_advantages_reference(b, cfg).rows,
                                    atol=1e-6, rtol=0)
 
