@@ -82,7 +82,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
             continue
         parent = call.parent_call_id
         seg_index = tip_of.get(parent) if parent is not None else None
-        if call.break_reason is None and seg_index is not None and parent not in continued:
+        if call.break_reason is None and parent is not None and seg_index is not None and parent not in continued:
             seg = segments[seg_index]
             if tuple(call.prompt_ids[: len(seg.ids)]) != tuple(seg.ids):
                 raise ReconstructionError(

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable
 
 import torch
+
+from agentgym import registries
 from agentgym.trainers.losses.base import LossConfig, PolicyLoss
 from agentgym.trainers.losses.echo import EchoConfig, echo_observation_loss, observation_masks
 from agentgym.trainers.losses.reference import ref_echo, ref_gspo, ref_ppo_clip
-
-from agentgym import registries
 
 
 def main() -> None:

@@ -27,11 +27,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agentgym.engines.scripted import ScriptedEngine  # noqa: E402
-from agentgym.models.tiny import train_tokenizer  # noqa: E402
-from agentgym.proxy.server import Proxy  # noqa: E402
-from agentgym.tokens.render import ChatRenderer  # noqa: E402
-from agentgym.types import SamplingParams  # noqa: E402
+from agentgym.engines.scripted import ScriptedEngine
+from agentgym.models.tiny import train_tokenizer
+from agentgym.proxy.server import Proxy
+from agentgym.tokens.render import ChatRenderer
+from agentgym.types import SamplingParams
 
 TOOL = {"type": "function", "function": {"name": "bash", "parameters": {
     "type": "object", "properties": {"command": {"type": "string"}}}}}

@@ -25,6 +25,9 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 import torch
+from torch import Tensor, nn
+
+from agentgym import registries
 from agentgym.trainers.losses.base import LossConfig, PolicyLoss, agg_units
 from agentgym.trainers.losses.echo import (
     EchoConfig,
@@ -33,9 +36,6 @@ from agentgym.trainers.losses.echo import (
     echo_units,
     observation_masks,
 )
-from torch import Tensor, nn
-
-from agentgym import registries
 
 __all__ = ["TokenBatch", "compute_token_logprobs", "train_step"]
 

@@ -9,12 +9,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from agentgym.trainers.batch import StepBatch
-from agentgym.trainers.loop import train_step
 from torch import nn
 
 from agentgym import registries
 from agentgym.errors import TrainerError
+from agentgym.trainers.batch import StepBatch
+from agentgym.trainers.loop import train_step
 from agentgym.types import Trajectory, group_by_task
 
 

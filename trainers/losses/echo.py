@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
-from agentgym.trainers.losses.base import LossResult
 from torch import Tensor
+
+from agentgym.trainers.losses.base import LossResult
 
 EchoTargets = Literal["env", "full"]
 EchoNorm = Literal["observation", "selected", "token-mean"]

@@ -20,8 +20,9 @@ Defaults follow the GSPO paper and verl's GSPO recipe: ``eps_lo = 3e-4``, ``eps_
 from __future__ import annotations
 
 import torch
-from agentgym.trainers.losses.base import LossConfig, LossResult, aggregate, kl_term, masked_mean
 from torch import Tensor
+
+from agentgym.trainers.losses.base import LossConfig, LossResult, aggregate, kl_term, masked_mean
 
 GSPO_AGG = "seq-mean-token-mean"
 GSPO_LOG_RATIO_MAX = 10.0

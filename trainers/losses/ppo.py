@@ -13,6 +13,8 @@ This is verl's ``vanilla`` policy loss. Metrics (token means over the mask): ``p
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from agentgym.trainers.losses.base import (
     LOG_RATIO_CLAMP,
     LossConfig,
@@ -21,7 +23,6 @@ from agentgym.trainers.losses.base import (
     kl_term,
     masked_mean,
 )
-from torch import Tensor
 
 PPO_DEFAULTS = LossConfig()
 DAPO_DEFAULTS = LossConfig(eps_hi=0.28)

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 import torch
+
+from agentgym import registries
+from agentgym.errors import RegistryError
 from agentgym.trainers.losses.base import (
     AGG_MODES,
     LossConfig,
@@ -19,9 +22,6 @@ from agentgym.trainers.losses.base import (
 from agentgym.trainers.losses.gspo import GSPO_DEFAULTS, gspo_loss
 from agentgym.trainers.losses.ppo import DAPO_DEFAULTS, dapo_loss, dr_grpo_loss, ppo_clip_loss
 from agentgym.trainers.losses.reference import ref_aggregate, ref_gspo, ref_low_var_kl, ref_ppo_clip
-
-from agentgym import registries
-from agentgym.errors import RegistryError
 
 torch.set_num_threads(1)
 

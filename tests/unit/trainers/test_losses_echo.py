@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from agentgym.trainers.losses.echo import (
     EchoConfig,
     echo_lambda,
