@@ -101,8 +101,17 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     model_path = tiny_model_path()
     say(f"Model: tiny local checkpoint at {model_path} ({time.time() - t:.1f}s)")
     runtime = pick_runtime(opts.runtime, say)
+    from agentgym import registries
+
+    tasks = registries.envs.make(DEFAULT_ENV).tasks()
+    if runtime == "local":
+        skipped = [t.id for t in tasks if not t.metadata.get("local")]
+        tasks = [t for t in tasks if t.metadata.get("local")]
+        if skipped:
+            say(f"Skipping {', '.join(skipped)}: they need a container (see `agentgym setup`).")
     engine = load_engine(str(model_path))
     cfg = RolloutConfig(env=DEFAULT_ENV, harness=DEFAULT_HARNESS, samples=opts.samples, out_dir=opts.out_dir,
+                        task_ids=[t.id for t in tasks],
                         runtime=runtime, concurrency=opts.concurrency, max_steps=opts.max_steps,
                         default_max_tokens=opts.max_tokens)
     try:
