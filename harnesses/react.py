@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from agentgym.harnesses.base import Harness, HarnessContext, ImageLayer, Launch
-
 from agentgym.runtime.base import Runtime
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "react_agent.py"

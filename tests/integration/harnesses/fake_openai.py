@@ -1,7 +1,7 @@
 """A scripted OpenAI-compatible chat-completions server for harness tests.
 
 It listens on 127.0.0.1 (a free port) in a background thread, records every request (path,
-headers, JSON body) and answers from a script of canned replies; once the script is used up it
+headers, JSON body, and the response it got) and answers from a script of canned replies; once the script is used up it
 repeats ``default`` (or answers 500 when there is none).
 
 >>> with FakeOpenAI([tool_call("echo hi"), text("done")]) as srv:   # doctest: +SKIP
@@ -83,20 +83,27 @@ class FakeOpenAI:
             self.requests.append({"method": request.method, "path": request.path,
                                   "headers": dict(request.headers), "body": body})
             step = self.script[index] if index < len(self.script) else self.default
+        status = 200
+        payload: dict[str, Any]
         if step is None:
-            return web.json_response({"error": {"message": "fake server: script exhausted", "type": "server_error"}},
-                                     status=500)
-        reply = step(body or {}) if callable(step) else step
-        if "status" in reply:
-            return web.json_response({"error": {"message": reply.get("error", ""), "type": "invalid_request_error",
-                                                "code": None, "param": None}}, status=int(reply["status"]))
-        return web.json_response({
-            "id": f"chatcmpl-fake-{index}", "object": "chat.completion", "created": 1700000000,
-            "model": (body or {}).get("model", "fake"),
-            "choices": [{"index": 0, "message": reply["message"], "finish_reason": reply.get("finish_reason", "stop"),
-                         "logprobs": None}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        })
+            status, payload = 500, {"error": {"message": "fake server: script exhausted", "type": "server_error"}}
+        else:
+            reply = step(body or {}) if callable(step) else step
+            if "status" in reply:
+                status = int(reply["status"])
+                payload = {"error": {"message": reply.get("error", ""), "type": "invalid_request_error",
+                                     "code": None, "param": None}}
+            else:
+                payload = {
+                    "id": f"chatcmpl-fake-{index}", "object": "chat.completion", "created": 1700000000,
+                    "model": (body or {}).get("model", "fake"),
+                    "choices": [{"index": 0, "message": reply["message"],
+                                 "finish_reason": reply.get("finish_reason", "stop"), "logprobs": None}],
+                    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                }
+        with self._lock:
+            self.requests[index]["response"] = {"status": status, "body": payload}
+        return web.json_response(payload, status=status)
 
     def start(self) -> FakeOpenAI:
         ready = threading.Event()
@@ -113,9 +120,8 @@ class FakeOpenAI:
                 loop.run_until_complete(runner.setup())
                 site = web.TCPSite(runner, self.host, 0)
                 loop.run_until_complete(site.start())
-                server = site._server
-                assert server is not None
-                self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+                server: Any = site._server
+                self.port = server.sockets[0].getsockname()[1]
                 self._runner = runner
             except BaseException as e:  # reported to the starting thread
                 failure.append(e)

@@ -67,7 +67,7 @@ def test_stops_at_step_limit_with_exit_code_3(tmp_path: Path) -> None:
     assert len(srv.requests) == 3
     assert log["exit_reason"] == "step_limit"
     # every request extends the previous one
-    for a, b in zip(srv.bodies, srv.bodies[1:]):
+    for a, b in zip(srv.bodies, srv.bodies[1:], strict=False):
         assert b["messages"][: len(a["messages"])] == a["messages"]
 
 

@@ -1,0 +1,25 @@
+"""The built-in harness ids resolve through the registry, lazily."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from agentgym import registries
+from agentgym.harnesses.base import Harness
+
+
+def test_builtin_ids_make_harnesses() -> None:
+    for hid in ("agentgym/react-v0", "mini-swe-agent/mini-v2"):
+        assert hid in registries.harnesses
+        harness = registries.harnesses.make(hid)
+        assert isinstance(harness, Harness) and harness.id == hid
+        assert harness.step_limit_exit_codes == (3,)
+        assert harness.dialects == ("openai",) and not harness.streams and harness.uses_tools
+
+
+def test_registering_imports_no_harness_module() -> None:
+    code = ("import sys, agentgym.harnesses; "
+            "print(any(m.startswith('agentgym.harnesses.') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
