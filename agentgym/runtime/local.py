@@ -15,10 +15,10 @@ Each runtime gets a temporary directory that plays the container's ``/`` (the *f
   ``<root>/app/x``;
 - commands run with ``cwd=<root>/app`` (the spec's workdir), ``HOME=<root>/root`` and
   ``AGENTGYM_ROOT=<root>``; the command *string* is rewritten so that an absolute path whose
-  first component is one of ``MAPPED_ROOTS`` (``/app /tests /logs /solution /root /output``
-  and the workdir's) or a directory that exists in the fake root points into it:
-  ``cat /app/x`` runs ``cat <root>/app/x``, while ``/usr/bin/env`` or ``/tmp`` stay the
-  host's (and so does ``/etc``: no isolation). The rewrite is textual: it also applies inside quoted strings
+  first component is one of ``MAPPED_ROOTS`` (``/app /tests /logs /solution /output`` and the
+  workdir's), or a directory of the fake root that the host does not have, points into it:
+  ``cat /app/x`` runs ``cat <root>/app/x``, while ``/usr/bin/env``, ``/tmp`` or ``/root`` stay
+  the host's (and so does ``/etc``: no isolation). The rewrite is textual: it also applies inside quoted strings
   (``echo /app > f`` writes the host path);
 - files that commands run are *not* rewritten: a script that must also run locally writes its
   absolute paths as ``"${AGENTGYM_ROOT:-}/logs/..."`` (empty in a container).
@@ -50,7 +50,7 @@ PREFIX = "agentgym-local-"
 SNAPSHOT_SCHEME = "dir:"
 """``RuntimeSpec.image`` of the form ``dir:<host path>`` starts from a copy of that fake root
 (what :meth:`LocalRuntime.snapshot` returns)."""
-MAPPED_ROOTS = ("/app", "/tests", "/logs", "/solution", "/root", "/output")
+MAPPED_ROOTS = ("/app", "/tests", "/logs", "/solution", "/output")
 """Top-level paths a command string always maps into the fake root, even before they exist
 (so ``rm -rf /tests`` never reaches the host's ``/tests``)."""
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
@@ -119,10 +119,12 @@ class LocalRuntime(Runtime):
 
     def rewrite(self, cmd: str) -> str:
         """Point absolute paths in ``cmd`` into the fake root when their first component is one of
-        :attr:`mapped_roots` or a directory that exists in the fake root."""
+        :attr:`mapped_roots`, the workdir's, or a directory of the fake root that the host lacks."""
         names = {PurePosixPath(r).parts[1] for r in (*self.mapped_roots, self.workdir) if r.strip("/")}
         with contextlib.suppress(OSError):
-            names.update(p.name for p in self.root.iterdir() if p.is_dir())
+            # Only directories the host lacks: once a task puts a file in /usr/local/bin, /usr/bin/env
+            # must still be the host's.
+            names.update(p.name for p in self.root.iterdir() if p.is_dir() and not os.path.lexists(f"/{p.name}"))
         pattern = r"(?<![\w.~/$-])/(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")(?=/|$|[^\w.-])"
         root = str(self.root)
         return re.sub(pattern, lambda m: f"{root}/{m.group(1)}", cmd)

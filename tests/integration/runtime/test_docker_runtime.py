@@ -282,3 +282,19 @@ def test_ensure_image_builds_once_rebuilds_on_change_and_names_the_failing_step(
     finally:
         with contextlib.suppress(docker.errors.ImageNotFound):
             client.images.remove(tag, force=True)
+
+
+def test_read_only_mounts_and_cpu_memory_limits(docker_backend: DockerBackend, tmp_path: Path) -> None:
+    import docker
+
+    (tmp_path / "shared.txt").write_text("from host")
+
+    async def body(rt: DockerRuntime) -> None:
+        assert (await rt.exec("cat /mnt/host/shared.txt")).stdout == "from host"
+        denied = await rt.exec("touch /mnt/host/new")
+        assert denied.exit_code != 0 and "Read-only" in denied.stderr
+        host_config = docker.from_env().containers.get(rt.container_id).attrs["HostConfig"]
+        assert host_config["NanoCpus"] == 500_000_000 and host_config["Memory"] == 128 * 1024 * 1024
+        assert host_config["Init"] is True and host_config["NetworkMode"] == "none"
+
+    in_container(docker_backend, body, mounts={str(tmp_path): "/mnt/host"}, cpus=0.5, memory="128m", network="none")

@@ -74,8 +74,10 @@ def test_command_rewrite_maps_known_roots_even_before_they_exist(tmp_path: Path)
         assert rt.rewrite("rm -rf /tests /logs/x") == f"rm -rf {root}/tests {root}/logs/x"
         assert rt.rewrite('cat "/app/x"; ls /usr/bin /tmp a/app http://h/app /applications') == (
             f'cat "{root}/app/x"; ls /usr/bin /tmp a/app http://h/app /applications')
-        (rt.root / "data").mkdir()
-        assert rt.rewrite("ls /data") == f"ls {root}/data"
+        (rt.root / "agentgym-test-data").mkdir()  # a directory the host lacks
+        assert rt.rewrite("ls /agentgym-test-data") == f"ls {root}/agentgym-test-data"
+        (rt.root / "usr" / "local" / "bin").mkdir(parents=True)  # one the host has: stays the host's
+        assert rt.rewrite("/usr/bin/env; ls /root") == "/usr/bin/env; ls /root"
 
     run_local(tmp_path, body)
 
