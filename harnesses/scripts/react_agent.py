@@ -13,8 +13,9 @@ OpenAI-compatible ``/chat/completions`` endpoint (non-streaming) and offers the 
   ``COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT``, as in mini-swe-agent): the episode ends after the
   reply's remaining tool calls have run, exit status 0.
 * the reply has no tool call: it is the final answer (exit 0), unless it looks like a failed
-  attempt at one (a ```` ```bash ```` block, ``<tool_call>``, a ``"command"`` key); then a user
-  message asks for a proper tool call and the loop goes on (the step counts).
+  attempt at one (a ```` ```bash ```` block, ``<tool_call>``, a ``"command"`` key) or was cut
+  off (``finish_reason: length``); then it stays in the history, a user message asks for a
+  proper tool call, and the loop goes on (the step counts).
 * ``--max-steps`` model calls without finishing: exit status 3 and a ``step limit`` line on stderr.
 
 Exit statuses: 0 finished, 2 bad usage, 3 step limit, 4 the API refused a request (4xx, body
@@ -77,6 +78,8 @@ NUDGE = (
     'arguments {{"command": "..."}}. When you are done, run `echo {sentinel}` or reply with your '
     "final answer and no tool call."
 )
+
+CUT_OFF = "Your last reply was cut off at the output token limit. Be more concise. "
 
 # A reply without tool calls that matches this tried to call a tool in text (wrong format).
 ATTEMPT_RE = re.compile(r"```(?:bash|sh|shell)\b|<tool_call>|<function[=>]|\"command\"\s*:|\bbash\s*\(", re.I)
@@ -146,8 +149,9 @@ def post_json(url: str, body: dict, api_key: str, timeout: float) -> dict:
     return out
 
 
-def chat(url: str, body: dict, api_key: str, timeout: float, retries: int, backoff: float) -> dict:
-    """POST with retries on transient failures; returns the first choice's ``message``."""
+def chat(url: str, body: dict, api_key: str, timeout: float, retries: int, backoff: float) -> tuple[dict, str]:
+    """POST with retries on transient failures; returns the first choice's ``message`` and
+    ``finish_reason``."""
     attempt = 0
     while True:
         try:
@@ -172,7 +176,7 @@ def chat(url: str, body: dict, api_key: str, timeout: float, retries: int, backo
         raise ApiError(f"response has no choices[0].message: {json.dumps(out)[:500]}", EXIT_API_REFUSED) from e
     if not isinstance(message, dict):
         raise ApiError(f"choices[0].message is not an object: {message!r}", EXIT_API_REFUSED)
-    return message
+    return message, str(out["choices"][0].get("finish_reason") or "")
 
 
 # -- running commands ------------------------------------------------------------------------------
@@ -273,7 +277,7 @@ class Episode:
         a = self.args
         for step in range(a.max_steps):
             try:
-                message = chat(self.url, self.request_body(), self.api_key, a.request_timeout, a.retries,
+                message, finish_reason = chat(self.url, self.request_body(), self.api_key, a.request_timeout, a.retries,
                                a.retry_backoff)
             except ApiError as e:
                 print(f"react_agent: {e}", file=sys.stderr, flush=True)
@@ -281,12 +285,14 @@ class Episode:
             self.messages.append(message)  # exactly as received
             tool_calls = message.get("tool_calls") or []
             content = message.get("content") or ""
-            record: dict = {"step": step, "commands": []}
+            record: dict = {"step": step, "finish_reason": finish_reason, "commands": []}
             self.steps.append(record)
             if not tool_calls:
-                if isinstance(content, str) and ATTEMPT_RE.search(content):
+                cut_off = finish_reason == "length"
+                if cut_off or (isinstance(content, str) and ATTEMPT_RE.search(content)):
                     record["format_error"] = True
-                    self.messages.append({"role": "user", "content": NUDGE.format(sentinel=a.sentinel)})
+                    nudge = (CUT_OFF if cut_off else "") + NUDGE.format(sentinel=a.sentinel)
+                    self.messages.append({"role": "user", "content": nudge})
                     self.save()
                     continue
                 record["final_answer"] = content

@@ -106,6 +106,18 @@ def test_malformed_replies_still_hit_the_step_limit(tmp_path: Path) -> None:
     assert len(srv.requests) == 2
 
 
+def test_reply_cut_off_at_the_token_limit_is_not_a_final_answer(tmp_path: Path) -> None:
+    cut = text("Let me think about this at great length and then")
+    cut["finish_reason"] = "length"
+    with FakeOpenAI([cut, text("done")]) as srv:
+        proc, log = run_script(srv, tmp_path)
+    assert proc.returncode == 0
+    assert len(srv.requests) == 2
+    nudge = srv.bodies[1]["messages"][3]
+    assert nudge["role"] == "user" and "cut off" in nudge["content"]
+    assert log["steps"][0]["finish_reason"] == "length"
+
+
 def test_bad_tool_arguments_and_unknown_tools_get_an_error_result(tmp_path: Path) -> None:
     script = [tool_call("", arguments="{not json", call_id="c1"), tool_call("ls", name="python", call_id="c2"),
               text("giving up")]
