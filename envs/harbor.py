@@ -376,14 +376,6 @@ class HarborEnv(Env):
                                   workdir=task.workdir)
 
 
-def suite_task_ids(path: str | os.PathLike[str]) -> list[str]:
-    """Task directory names of a suite, cheaply (no parsing): for per-task registration."""
-    root = Path(path)
-    return sorted(d.name for d in root.iterdir()
-                  if d.is_dir() and ((d / "task.toml").is_file() or (d / "instruction.md").is_file()))
-
-
-
 # -- gymnasium ------------------------------------------------------------------------------------
 SUBMIT = "submit"
 """The action that ends an episode of :class:`HarborGymEnv` and runs the verifier."""
