@@ -20,7 +20,7 @@ fi
 echo "== pip install -e .[dev] (torch pinned to the CPU build)"
 python3 -m pip install -q -e '.[dev]' 2>&1 | grep -v -E "Running pip as the 'root' user|Location .* is ignored" || true
 # mini-swe-agent on the host: the local-runtime harness tests run it directly.
-python3 -m pip install -q 'mini-swe-agent==2.4.6' mcp 2>&1 | grep -v -E "Running pip as the 'root' user|Location .* is ignored" || true
+python3 -m pip install -q 'mini-swe-agent==2.4.6' 'mcp==2.3.0' 2>&1 | grep -v -E "Running pip as the 'root' user|Location .* is ignored" || true
 
 echo "== docker engine and base image"
 python3 -m agentgym.runtime.setup

@@ -183,9 +183,10 @@ class Proxy:
         agent = request.match_info.get("agent") or request.headers.get("X-AgentGym-Agent")
         plan = session.index.plan(req.messages, req.tools, req.tool_choice, agent)
         if len(plan.prompt_ids) + 1 > self.max_model_len:
-            raise ProxyError(f"the prompt is {len(plan.prompt_ids)} tokens; this model's limit is "
-                             f"{self.max_model_len} (prompt + completion)", code="context_length_exceeded",
-                             param="messages")
+            # OpenAI's wording: clients (litellm, hence mini-swe-agent) stop instead of retrying on it.
+            raise ProxyError(f"This model's maximum context length is {self.max_model_len} tokens. However, "
+                             f"your messages resulted in {len(plan.prompt_ids)} tokens.",
+                             code="context_length_exceeded", param="messages")
         sampling = req.sampling
         room = self.max_model_len - len(plan.prompt_ids)
         if sampling.max_tokens > room:

@@ -6,6 +6,7 @@ raises for a bad episode. A failed rollout is data.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -54,7 +55,7 @@ class ImageCache:
         if key in self._done:
             return self._done[key]
         base = await self.backend.ensure_image(task.image, task.dockerfile_dir)
-        layer = harness.image_layer()
+        layer = await asyncio.to_thread(harness.image_layer)  # may download a wheelhouse
         if layer is None:
             self._done[key] = base
             return base
