@@ -40,8 +40,8 @@ def _fail(e: Exception) -> None:
 def quickstart(
     out: Annotated[str, typer.Option(help="Output directory (journal, dataset, call log).")] = "runs/quickstart",
     runtime: Annotated[str, typer.Option(help="docker, local or auto.")] = "auto",
-    samples: Annotated[int, typer.Option(help="Episodes per task (the GRPO group size).")] = 4,
-    max_steps: Annotated[int, typer.Option(help="Agent steps per episode.")] = 4,
+    samples: Annotated[int, typer.Option(help="Episodes per task (the GRPO group size).")] = 8,
+    max_steps: Annotated[int, typer.Option(help="Agent steps per episode.")] = 6,
     as_json: Annotated[bool, typer.Option("--json", help="Also print the summary as JSON.")] = False,
 ) -> None:
     """Build the tiny model, roll out on the terminal tasks, export, take one GRPO step."""

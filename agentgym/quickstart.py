@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,8 +60,8 @@ def load_engine(model: str, **kwargs: Any) -> Any:
 class QuickstartOptions:
     out_dir: str = "runs/quickstart"
     runtime: str = "auto"
-    samples: int = 4
-    max_steps: int = 4
+    samples: int = 8
+    max_steps: int = 6
     max_tokens: int = 96
     concurrency: int = 4
     lr: float = 1e-4
@@ -92,7 +93,7 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
     from agentgym.trainers.update import policy_update
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     say = console.print
     t0 = time.time()
     torch.set_num_threads(1)
@@ -123,7 +124,7 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
         # One GRPO update on a separate trainer copy of the policy, then push to the engine.
         from transformers import AutoModelForCausalLM
 
-        model = AutoModelForCausalLM.from_pretrained(model_path, torch_dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr)
         pad = engine.tokenizer.pad_token_id or 0
@@ -134,7 +135,7 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
 
     table = Table(title="Episodes by task")
     for col in ("task", "episodes", "mean reward", "steps", "sampled tok", "trained tok", "delivered", "stop reasons"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col != "stop reasons")
     by_task: dict[str, list[Any]] = {}
     for tr in main:
         by_task.setdefault(tr.task_id, []).append(tr)
@@ -150,17 +151,21 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     console.print(table)
     sampled = sum(tr.sampled_tokens for tr in main)
     trained = sum(tr.trained_tokens for tr in main)
+    mixed = sum(1 for trs in by_task.values() if len({tr.reward for tr in trs}) > 1)
     summary = {
         "runtime": result.backend, "episodes": len(main), "tasks": len(by_task),
         "mean_reward": sum(tr.reward for tr in main) / max(1, len(main)),
         "sampled_tokens": sampled, "trained_tokens": trained,
         "delivered_fraction": trained / sampled if sampled else 1.0,
         "errors": sum(1 for tr in main if tr.error is not None),
+        "groups_with_signal": mixed,
         "grpo": {k: metrics[k] for k in ("loss", "pg_loss", "grad_norm", "rows", "groups", "adv_abs_mean",
                                          "action_tokens") if k in metrics},
         "journal": str(result.journal), "parquet": str(result.parquet), "calls": str(result.out_dir / "calls"),
         "seconds": time.time() - t0,
     }
+    say(f"{mixed} of {len(by_task)} task groups have differing rewards; the others get zero GRPO advantage "
+        "(expected for an untrained tiny model).")
     say(f"GRPO update: loss {metrics.get('loss', 0):.4f}, grad norm {metrics.get('grad_norm', 0):.3f}, "
         f"{int(metrics.get('rows', 0))} steps in {int(metrics.get('groups', 0))} groups; weights pushed to the engine "
         "(policy version 1)")
