@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import copy
 import inspect
 import os
 import queue
@@ -149,6 +150,7 @@ class EmbeddedEngine(Engine):
         self.eos_ids = self._eos_ids()
         self.pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._logits_kw = self._pick_logits_kwarg()
+        self._stop_decoder = self._private_decoder()
         self._seed_rng = random.Random(seed)
         self.policy_version = 0
         self.batch_sizes: collections.Counter[int] = collections.Counter()
@@ -231,6 +233,20 @@ class EmbeddedEngine(Engine):
         if not ids:
             raise EngineError("the tokenizer and generation config name no eos token; the engine could never stop")
         return ids
+
+    def _private_decoder(self) -> Any:
+        """A decoder for stop strings owned by the worker thread.
+
+        A fast tokenizer's Rust object raises "Already borrowed" when one thread decodes while
+        another encodes with padding/truncation settings, so the worker never touches the
+        tokenizer the proxy uses.
+        """
+        backend = getattr(self._tokenizer, "backend_tokenizer", None)
+        if backend is not None and not getattr(self._tokenizer, "clean_up_tokenization_spaces", False):
+            from tokenizers import Tokenizer
+
+            return Tokenizer.from_str(backend.to_str())
+        return copy.deepcopy(self._tokenizer)
 
     def _pick_logits_kwarg(self) -> str | None:
         params = inspect.signature(self._model.forward).parameters
@@ -376,5 +392,5 @@ class EmbeddedEngine(Engine):
     def _hit_stop(self, row: _Row) -> bool:
         # An occurrence ending in the newest token fits in the last 4*len(stop)+4 tokens (every
         # token is at least one byte, every character at most four); earlier ones stopped the row.
-        tail = self._tokenizer.decode(row.ids[-row.stop_window:], skip_special_tokens=False)
+        tail = self._stop_decoder.decode(row.ids[-row.stop_window:], skip_special_tokens=False)
         return any(stop in tail for stop in row.request.sampling.stop)
