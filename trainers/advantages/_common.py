@@ -63,13 +63,15 @@ def make_result(batch: StepBatch, rows_f64: Tensor, metrics: dict[str, float]) -
 def dense(*keys: Tensor) -> tuple[Tensor, int]:
     """Dense ids (sorted order) of the tuples ``(keys[0][i], keys[1][i], ...)``: ``(ids, count)``.
 
-    Keys must be non-negative. Combining pairs arithmetically keeps this one ``torch.unique`` on a
-    1-D tensor per key instead of a lexicographic row sort.
+    Keys must be non-negative. Pairs are combined arithmetically (``a * (max b + 1) + b``) and
+    densified with one ``torch.unique`` on a 1-D tensor instead of a lexicographic row sort; an
+    intermediate densification happens only if the product could overflow int64.
     """
     ids = keys[0]
     for k in keys[1:]:
-        ids = torch.unique(ids, return_inverse=True)[1] if ids.numel() else ids
         base = int(k.max()) + 1 if k.numel() else 1
+        if ids.numel() and (int(ids.max()) + 1) * base >= 2**62:
+            ids = torch.unique(ids, return_inverse=True)[1]
         ids = ids * base + k
     if ids.numel() == 0:
         return ids, 0

@@ -164,8 +164,8 @@ def gigpo_episode_advantages(batch: StepBatch, mode: NormMode = "mean_norm", inv
     t = batch.num_trajectories
     episode = torch.zeros(t, dtype=F64).index_add_(0, batch.traj_ids, full)[batch.traj_ids]
     penalty = invalid_penalty * (~batch.valid).to(F64)
-    gid, g = dense(batch.group_ids)
-    return group_normalize(episode - penalty, gid, g, scale=mode == "mean_std_norm", unbiased=True, eps=eps,
+    # group_ids are dense by StepBatch's invariant
+    return group_normalize(episode - penalty, batch.group_ids, batch.num_groups, scale=mode == "mean_std_norm", unbiased=True, eps=eps,
                            singleton="raw")
 
 
