@@ -288,7 +288,9 @@ class StepBatch:
 
         Tokens: one padded sequence per segment (right padding with ``pad_id``). Tokens from
         ``step.obs_span[0]`` to ``step.action_span[1]`` of ``segments[step.segment_index]`` get the
-        step's row in ``token_row``; ``old_logprobs`` is the segment's logprobs on action tokens.
+        step's row in ``token_row``, except those whose ``Segment.turn_index`` is -1 (the initial
+        prompt, context inherited by a branch), which stay -1; ``old_logprobs`` is the segment's
+        logprobs on action tokens.
 
         Tree: ``TrajectoryGroup.parents`` (``traj id -> (parent traj id, turn)``) makes the
         branched trajectory share its parent's nodes for turns ``< turn``; without it each
@@ -344,10 +346,15 @@ class StepBatch:
                     tparent.append(root if step.index == 0 else node_for(traj.id, step.index - 1))
                     if 0 <= step.segment_index < len(seg_rows):
                         rows = seg_rows[step.segment_index]
-                        lo = max(0, min(step.obs_span[0], step.action_span[0]))
+                        turn = traj.segments[step.segment_index].turn_index
+                        # an empty obs_span (e.g. the (0, 0) default) claims no observation tokens
+                        lo = step.obs_span[0] if step.obs_span[1] > step.obs_span[0] else step.action_span[0]
+                        lo = max(0, min(lo, step.action_span[0]))
                         hi = min(len(rows), step.action_span[1])
                         for i in range(lo, hi):
-                            rows[i] = row
+                            # the initial prompt / inherited context (turn_index -1) belongs to no step
+                            if len(turn) != len(rows) or turn[i] != -1:
+                                rows[i] = row
                 for seg, rows in zip(traj.segments, seg_rows, strict=True):
                     seqs.append((seg, rows, t_index))
                 t_index += 1

@@ -13,13 +13,15 @@ torch.set_num_threads(1)
 def _segment(n: int, action: list[tuple[int, int]], obs: list[tuple[int, int]]) -> Segment:
     am = [0] * n
     om = [0] * n
-    for lo, hi in action:
+    turn = [-1] * n  # like the reconstructor: -1 on the initial prompt, the step index after it
+    for step, (lo, hi) in enumerate(action):
         am[lo:hi] = [1] * (hi - lo)
+        turn[hi - 4:hi] = [step] * 4
     for lo, hi in obs:
         om[lo:hi] = [1] * (hi - lo)
     return Segment(
         input_ids=tuple(range(100, 100 + n)), action_mask=tuple(am), obs_mask=tuple(om),
-        logprobs=tuple(-0.5 if a else 0.0 for a in am), turn_index=tuple([-1] * n), policy_version=tuple([0] * n),
+        logprobs=tuple(-0.5 if a else 0.0 for a in am), turn_index=tuple(turn), policy_version=tuple([0] * n),
     )
 
 
@@ -29,10 +31,11 @@ def _traj(tid: str, reward: float, anchors: list[str], agent: str = "main") -> T
     steps = []
     for i, a in enumerate(anchors):
         obs_lo = 3 + 4 * i
+        # the first step's obs_span starts at 0 (initial prompt included), as the reconstructor writes it
         steps.append(Step(index=i, call_id=f"{tid}-{i}", segment_index=0, action_span=(obs_lo + 2, obs_lo + 4),
-                          obs_span=(obs_lo, obs_lo + 2), anchor=a, reward=0.5 * i, valid=i != 1))
+                          obs_span=(0 if i == 0 else obs_lo, obs_lo + 2), anchor=a, reward=0.5 * i, valid=i != 1))
     seg = _segment(n, [(s.action_span[0], s.action_span[1]) for s in steps],
-                   [(s.obs_span[0], s.obs_span[1]) for s in steps])
+                   [(3 + 4 * s.index, 5 + 4 * s.index) for s in steps])
     return Trajectory(id=tid, task_id="t", session_id=tid, segments=(seg,), steps=tuple(steps), reward=reward,
                       stop_reason=StopReason.COMPLETED, agent_id=agent)
 
@@ -99,3 +102,34 @@ def test_from_arrays_densifies_and_defaults() -> None:
 def test_from_arrays_rejects_bad_batches(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         StepBatch.from_arrays(**kwargs)  # type: ignore[arg-type]
+
+
+def test_from_groups_empty_obs_span_claims_only_the_action() -> None:
+    seg = Segment(input_ids=(1, 2, 3, 4), action_mask=(0, 0, 1, 1), obs_mask=(0, 1, 0, 0),
+                  logprobs=(0, 0, -1, -1), turn_index=(0, 0, 0, 0), policy_version=(0, 0, 0, 0))
+    step = Step(index=0, call_id="c", segment_index=0, action_span=(2, 4))  # obs_span left at (0, 0)
+    traj = Trajectory(id="a", task_id="t", session_id="s", segments=(seg,), steps=(step,), reward=1.0,
+                      stop_reason=StopReason.COMPLETED)
+    batch = StepBatch.from_groups([TrajectoryGroup("t", (traj,))])
+    assert batch.token_row.tolist() == [[-1, -1, 0, 0]]
+
+
+def test_from_groups_on_reconstructed_calls() -> None:
+    from agentgym.reconstruct import reconstruct
+    from agentgym.types import Call
+
+    c0 = Call(call_id="c0", session_id="s", index=0, agent_id="main", parent_call_id=None, break_reason=None,
+              request={"messages": [{"role": "user", "content": "task"}]}, prompt_ids=(1, 2, 3),
+              completion_ids=(4, 5), completion_logprobs=(-0.1, -0.2))
+    c1 = Call(call_id="c1", session_id="s", index=1, agent_id="main", parent_call_id="c0", break_reason=None,
+              request={"messages": [{"role": "user", "content": "task"}, {"role": "assistant", "content": "x"},
+                                    {"role": "tool", "content": "out  0.5s"}]},
+              prompt_ids=(1, 2, 3, 4, 5, 6, 7), completion_ids=(8, 9), completion_logprobs=(-0.3, -0.4),
+              obs_spans=((5, 7),), new_from=5)
+    trajs = reconstruct([c0, c1], task_id="t", trajectory_id="tr", reward=1.0)
+    batch = StepBatch.from_groups([TrajectoryGroup("t", tuple(trajs))])
+    assert batch.token_row.tolist() == [[-1, -1, -1, 0, 0, 1, 1, 1, 1]]  # initial prompt belongs to no step
+    assert batch.action_mask.tolist() == [[0, 0, 0, 1, 1, 0, 0, 1, 1]]
+    assert batch.obs_mask.tolist() == [[0, 0, 0, 0, 0, 1, 1, 0, 0]]
+    assert batch.anchors == ["task", "out <dur>"]
+    assert batch.full_step_rewards().tolist() == [0.0, 1.0]
