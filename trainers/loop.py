@@ -2,7 +2,7 @@
 
 ::
 
-    adv_T = batch.row_to_tokens(estimator(batch).advantages)
+    adv_T = batch.row_to_tokens(estimator(batch, config).rows)
     metrics = train_step(model, optimizer, batch, adv_T, loss="ppo-clip", echo=EchoConfig())
 
 For every micro-batch of segments: one forward pass gives the token logprobs
