@@ -19,6 +19,7 @@ Example (a harness only needs the base URL)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -190,9 +191,7 @@ class Proxy:
         sampling = req.sampling
         room = self.max_model_len - len(plan.prompt_ids)
         if sampling.max_tokens > room:
-            from dataclasses import replace
-
-            sampling = replace(sampling, max_tokens=room)
+            sampling = dataclasses.replace(sampling, max_tokens=room)
         index = session.next_index
         session.next_index += 1
         call_id = f"{session.id}-{index:04d}"

@@ -149,9 +149,7 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
                            harness=harness.id, env=task.env, sample_index=spec.sample_index, error=error,
                            started_at=started, ended_at=time.time(), anchor_fn=env.anchor, metadata=meta)
     except AgentGymError as e:  # keep the episode, without tokens, with the reason
-        from agentgym.types import Trajectory as T
-
-        return [T(id=sid, task_id=task.id, session_id=sid, segments=(), steps=(), reward=reward,
+        return [Trajectory(id=sid, task_id=task.id, session_id=sid, segments=(), steps=(), reward=reward,
                   stop_reason=stop, harness=harness.id, env=task.env, sample_index=spec.sample_index,
                   error=error_info(e), sampled_tokens=sum(len(c.completion_ids) for c in calls),
                   started_at=started, ended_at=time.time(), metadata=meta)]

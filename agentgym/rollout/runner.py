@@ -107,7 +107,8 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     }, indent=2))
     done_before = _read_journal(journal)
     done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"}
-    todo = [EpisodeSpec(task=t, sample_index=i, run_id=uuid.uuid4().hex[:8])
+    run_id = uuid.uuid4().hex[:8]
+    todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id)
             for t in tasks for i in range(config.samples) if (t.id, i) not in done]
     skipped = len(tasks) * config.samples - len(todo)
     new: list[Trajectory] = []
