@@ -100,6 +100,9 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         image = await images.image_for(task, harness)
         runtime = await backend.start(RuntimeSpec(
             image=image, workdir=task.workdir, memory=task.limits.memory, cpus=task.limits.cpus,
+            env=dict(task.metadata.get("environment_env") or {}),
+            # Host networking so the harness reaches the proxy on 127.0.0.1. Tasks that ask for no
+            # network still get it: the Unix-socket forwarder for --network none is not built yet.
             network="host", labels={"agentgym.task": slug(task.id), "agentgym.session": sid}))
         await env.setup(task, runtime)
         shown = task
