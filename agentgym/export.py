@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.errors import ConfigError
+from agentgym.jsonl import append_lines
 from agentgym.types import BreakReason, ErrorInfo, Segment, Step, StopReason, Trajectory
 
 SCHEMA_VERSION = 1
@@ -80,11 +81,12 @@ def trajectory_from_record(r: Mapping[str, Any]) -> Trajectory:
 
 # -- JSON Lines --------------------------------------------------------------------------------
 def write_jsonl(trajectories: Iterable[Trajectory], path: str | os.PathLike[str], append: bool = False) -> Path:
+    """Write (or append, surviving a torn last line) one record per trajectory."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "a" if append else "w", encoding="utf-8") as f:
-        for t in trajectories:
-            f.write(json.dumps(trajectory_to_record(t), ensure_ascii=False, separators=(",", ":")) + "\n")
+    if not append and p.exists():
+        p.unlink()
+    append_lines(p, (json.dumps(trajectory_to_record(t), ensure_ascii=False, separators=(",", ":"))
+                     for t in trajectories))
     return p
 
 

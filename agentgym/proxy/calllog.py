@@ -12,6 +12,7 @@ import os
 import threading
 from pathlib import Path
 
+from agentgym.jsonl import append_lines
 from agentgym.types import Call
 
 
@@ -30,11 +31,8 @@ class CallLog:
 
     def append(self, call: Call) -> None:
         line = json.dumps(call.to_json(), ensure_ascii=False, separators=(",", ":"))
-        with self._lock, open(self.path(call.session_id), "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-            f.flush()
-            if self.fsync:
-                os.fsync(f.fileno())
+        with self._lock:
+            append_lines(self.path(call.session_id), [line], fsync=self.fsync)
 
     def read(self, session_id: str) -> list[Call]:
         """All calls of a session in arrival order; a torn last line (crash mid-write) is skipped."""

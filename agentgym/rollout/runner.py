@@ -103,7 +103,8 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     journal = out / "episodes.jsonl"
     (out / "run.json").write_text(json.dumps({
         "env": config.env, "harness": config.harness, "samples": config.samples, "backend": backend.name,
-        "model": engine.model_name, "model_path": str(getattr(engine, "model_path", "") or "") or None,
+        "model": engine.model_name,
+        "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
     done_before = _read_journal(journal)
     done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"}

@@ -77,6 +77,22 @@ def test_rollout_solves_and_resumes(tokenizer: Any, tmp_path: Path, runtime: str
     assert [t.id for t in again.main] == [t.id for t in main]
 
 
+def test_an_interrupted_run_resumes_only_what_is_missing(tokenizer: Any, tmp_path: Path) -> None:
+    engine = ScriptedEngine(tokenizer, solver(tokenizer))
+    base = dict(env="terminal/hello-file-v0", harness="agentgym/react-v0", out_dir=str(tmp_path / "run"),
+                runtime="local", progress=False, max_steps=4)
+    first = run(RolloutConfig(samples=1, **base), engine)  # type: ignore[arg-type]
+    assert len(first.main) == 1 and len(engine.prompts) == 2
+    # A crash mid-write leaves a torn last line: it is ignored, and that episode re-runs.
+    with open(first.journal, "a") as f:
+        f.write('{"schema_version": 1, "id": "torn')
+    second = run(RolloutConfig(samples=3, **base), engine)  # type: ignore[arg-type]
+    assert second.skipped == 1
+    assert len(engine.prompts) == 2 + 2 * 2  # only samples 1 and 2 ran
+    assert sorted(t.sample_index for t in second.main) == [0, 1, 2]
+    assert all(t.reward == 1.0 for t in second.main)
+
+
 class KillingReact(ReactHarness):
     """The ReAct harness, killed with SIGKILL 3 s into episodes of one task."""
 

@@ -1,0 +1,30 @@
+"""Append-only JSON Lines files that survive a crash mid-write.
+
+A process killed while writing leaves half a line. Readers skip a line that does not parse;
+writers that append later first end that torn line, so their own records stay whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def append_lines(path: str | os.PathLike[str], lines: Iterable[str], fsync: bool = False) -> None:
+    """Append ``lines`` (without newlines) to ``path``, one per line, creating parents."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    torn = False
+    if p.exists() and p.stat().st_size:
+        with open(p, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            torn = f.read(1) != b"\n"
+    with open(p, "a", encoding="utf-8") as f:
+        if torn:
+            f.write("\n")
+        for line in lines:
+            f.write(line + "\n")
+        f.flush()
+        if fsync:
+            os.fsync(f.fileno())
