@@ -114,7 +114,7 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     cfg = RolloutConfig(env=DEFAULT_ENV, harness=DEFAULT_HARNESS, samples=opts.samples, out_dir=opts.out_dir,
                         task_ids=[t.id for t in tasks],
                         runtime=runtime, concurrency=opts.concurrency, max_steps=opts.max_steps,
-                        default_max_tokens=opts.max_tokens)
+                        default_max_tokens=opts.max_tokens, harness_kwargs={"max_tokens": opts.max_tokens})
     try:
         result = asyncio.run(run_rollouts(cfg, engine))
         main = result.main

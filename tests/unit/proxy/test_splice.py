@@ -230,3 +230,32 @@ def test_undelivered_reply_is_sampled_but_not_trained(tokenizer: Any, make_proxy
     assert traj.sampled_tokens == sum(len(c.completion_ids) for c in calls)
     assert traj.trained_tokens == len(calls[1].completion_ids)
     assert 0 < traj.delivered_fraction < 1
+
+
+def test_sub_agents_get_their_own_trajectories(tokenizer: Any, make_proxy: Any) -> None:
+    """A planner and a sub-agent in one session (sub-agent base URL /s/<sid>/a/<agent>/v1):
+    one trajectory per agent, each with its own exact token chain."""
+    engine = ScriptedEngine(tokenizer, [tool_reply("delegate"), tool_reply("ls"), "sub done", "all done"])
+    h = make_proxy(engine)
+    sid = h.proxy.open_session()
+
+    async def sub(messages: list[dict[str, Any]]) -> httpx.Response:
+        async with httpx.AsyncClient(timeout=30) as c:
+            return await c.post(h.proxy.base_url(sid, agent="worker") + "/chat/completions",
+                                json={"model": "m", "messages": messages, "tools": [BASH_TOOL]})
+
+    m1 = assistant_echo(h.run(chat(h, sid, [SYSTEM, TASK])))
+    sub_hist = [{"role": "system", "content": "You are a worker."}, {"role": "user", "content": "list"}]
+    s1 = assistant_echo(h.run(sub(sub_hist)))
+    h.run(sub([*sub_hist, s1, tool_result(s1, "a b")]))
+    h.run(chat(h, sid, [SYSTEM, TASK, m1, tool_result(m1, "worker said: sub done")]))
+    calls = h.proxy.calls(sid)
+    assert [c.agent_id for c in calls] == ["main", "worker", "worker", "main"]
+    trajs = reconstruct(calls, task_id="t", trajectory_id=sid, reward=1.0)
+    assert [t.agent_id for t in trajs] == ["main", "worker"]
+    assert [t.id for t in trajs] == [sid, f"{sid}/worker"]
+    for t, idx in zip(trajs, ([0, 3], [1, 2]), strict=True):
+        assert len(t.segments) == 1 and t.segments[0].break_reason == BreakReason.START
+        seg = t.segments[0]
+        assert [i for i, a in zip(seg.input_ids, seg.action_mask, strict=True) if a] == \
+            [tok for k in idx for tok in calls[k].completion_ids]
