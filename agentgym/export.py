@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.errors import ConfigError
-from agentgym.jsonl import append_lines
+from agentgym.jsonl import append_lines, read_records
 from agentgym.types import BreakReason, ErrorInfo, Segment, Step, StopReason, Trajectory
 
 SCHEMA_VERSION = 1
@@ -91,8 +91,10 @@ def write_jsonl(trajectories: Iterable[Trajectory], path: str | os.PathLike[str]
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Trajectory]:
-    with open(path, encoding="utf-8") as f:
-        return [trajectory_from_record(json.loads(line)) for line in f if line.strip()]
+    """Read a JSONL dataset or a run's journal (a torn last line from a crash is skipped)."""
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such dataset")
+    return read_records(path, trajectory_from_record)
 
 
 # -- Parquet -----------------------------------------------------------------------------------

@@ -357,20 +357,6 @@ def render_html(trajectories: Sequence[Trajectory], *, tokenizer: Any = None, ti
 
 
 # -- files -------------------------------------------------------------------------------------
-def _read_journal(path: Path) -> list[Trajectory]:
-    """``episodes.jsonl`` of a run, tolerating a torn line from a crash (as the runner does)."""
-    out: list[Trajectory] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(export.trajectory_from_record(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                log.warning("%s:%d: skipping an unreadable record (%s)", path, n, type(e).__name__)
-    return out
-
-
 def _load_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
 
@@ -400,7 +386,7 @@ def write_view(src: str | os.PathLike[str], out: str | os.PathLike[str] | None =
     if src.is_dir():
         journal, parquet = src / "episodes.jsonl", src / "trajectories.parquet"
         if journal.exists():
-            trajectories = _read_journal(journal)
+            trajectories = export.read_jsonl(journal)
         elif parquet.exists():
             trajectories = export.read_parquet(parquet)
         else:

@@ -12,7 +12,7 @@ import os
 import threading
 from pathlib import Path
 
-from agentgym.jsonl import append_lines
+from agentgym.jsonl import append_lines, read_records
 from agentgym.types import Call
 
 
@@ -36,17 +36,7 @@ class CallLog:
 
     def read(self, session_id: str) -> list[Call]:
         """All calls of a session in arrival order; a torn last line (crash mid-write) is skipped."""
-        p = self.path(session_id)
-        if not p.exists():
-            return []
-        calls = []
-        with open(p, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    calls.append(Call.from_json(json.loads(line)))
-                except (json.JSONDecodeError, TypeError, KeyError):
-                    continue
-        return sorted(calls, key=lambda c: c.index)
+        return sorted(read_records(self.path(session_id), Call.from_json), key=lambda c: c.index)
 
     def sessions(self) -> list[str]:
         return sorted(p.stem for p in self.dir.glob("*.jsonl"))

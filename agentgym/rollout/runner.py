@@ -23,6 +23,7 @@ from typing import Any
 from agentgym import export, registries
 from agentgym.engines.base import Engine
 from agentgym.errors import ConfigError
+from agentgym.jsonl import read_records
 from agentgym.proxy.server import Proxy
 from agentgym.rollout.episode import EpisodeSpec, ImageCache, run_episode
 from agentgym.runtime import get_backend
@@ -67,19 +68,6 @@ class RolloutResult:
         return [t for t in self.trajectories if t.agent_id == "main"]
 
 
-def _read_journal(path: Path) -> list[Trajectory]:
-    if not path.exists():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                out.append(export.trajectory_from_record(json.loads(line)))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue  # a torn last line from a crash: that episode re-runs
-    return out
-
-
 def select_tasks(env: Any, task_ids: Sequence[str] | None) -> list[Task]:
     tasks = env.tasks()
     if not task_ids:
@@ -106,7 +94,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         "model": engine.model_name,
         "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
-    done_before = _read_journal(journal)
+    done_before = read_records(journal, export.trajectory_from_record)
     done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"}
     run_id = uuid.uuid4().hex[:8]
     todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id)
@@ -135,7 +123,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
                 await asyncio.gather(*(one(s) for s in todo))
         finally:
             await proxy.stop()
-    everything = _read_journal(journal)
+    everything = read_records(journal, export.trajectory_from_record)
     parquet = export.write_parquet(everything, out / "trajectories.parquet")
     return RolloutResult(trajectories=everything, out_dir=out, journal=journal, parquet=parquet,
                          backend=backend.name, skipped=skipped, seconds=time.time() - t0)
