@@ -14,7 +14,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,14 @@ def error_info(e: BaseException, boundary: str | None = None) -> ErrorInfo:
 
 
 class ImageCache:
-    """Builds each (task image, harness layer) image once per run."""
+    """Builds each (task image, harness layer) image once per run, even when many episodes of
+    the same task start at once. ``on_status`` hears what is being prepared (for progress UIs)."""
 
-    def __init__(self, backend: RuntimeBackend) -> None:
+    def __init__(self, backend: RuntimeBackend, on_status: Callable[[str], None] | None = None) -> None:
         self.backend = backend
+        self.on_status = on_status or (lambda msg: None)
         self._done: dict[tuple[str, str], str] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     async def image_for(self, task: Task, harness: Harness) -> str | None:
         if self.backend.name != "docker":
@@ -52,12 +55,18 @@ class ImageCache:
         if task.image is None:
             raise AgentGymError(f"task {task.id} has no image; the Docker runtime needs one")
         key = (task.image, harness.id)
-        if key in self._done:
-            return self._done[key]
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if key not in self._done:
+                self.on_status(f"preparing image {task.image} + {harness.id} (the first build can take minutes)")
+                self._done[key] = await self._build(task, harness)
+                self.on_status("")
+        return self._done[key]
+
+    async def _build(self, task: Task, harness: Harness) -> str:
+        assert task.image is not None
         base = await self.backend.ensure_image(task.image, task.dockerfile_dir)
         layer = await asyncio.to_thread(harness.image_layer)  # may download a wheelhouse
         if layer is None:
-            self._done[key] = base
             return base
         tag = f"agentgym/{slug(harness.id.replace('/', '-'))}:{slug(base.replace('/', '-').replace(':', '-'))}"
         with tempfile.TemporaryDirectory(prefix="agentgym-layer-") as tmp:
@@ -70,8 +79,7 @@ class ImageCache:
                 else:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(src, dst)
-            self._done[key] = await self.backend.ensure_image(tag, str(ctx))
-        return self._done[key]
+            return await self.backend.ensure_image(tag, str(ctx))
 
 
 @dataclass(frozen=True)

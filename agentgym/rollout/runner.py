@@ -103,12 +103,12 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     new: list[Trajectory] = []
     if todo:
         await backend.cleanup()
-        images = ImageCache(backend)
+        progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress)
+        images = ImageCache(backend, on_status=progress.note)
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
                       max_model_len=config.max_model_len)
         await proxy.start()
         sem = asyncio.Semaphore(max(1, config.concurrency))
-        progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress)
 
         async def one(spec: EpisodeSpec) -> None:
             async with sem:
@@ -150,11 +150,18 @@ class _Progress:
             self._task = self._bar.add_task(self.title, total=self.total, stats="")
         return self
 
+    def _stats(self) -> str:
+        return f"mean reward {sum(self.rewards) / len(self.rewards):.2f}" if self.rewards else ""
+
     def advance(self, t: Trajectory) -> None:
         self.rewards.append(t.reward)
         if self._bar is not None:
-            mean = sum(self.rewards) / len(self.rewards)
-            self._bar.update(self._task, advance=1, stats=f"mean reward {mean:.2f}")
+            self._bar.update(self._task, advance=1, stats=self._stats())
+
+    def note(self, message: str) -> None:
+        """Show what is being prepared (an image build) until the next note or episode."""
+        if self._bar is not None:
+            self._bar.update(self._task, stats=message or self._stats())
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
