@@ -32,6 +32,25 @@ class _Served:
     """Template text of the request (with generation prompt), from when it was served."""
     _text: str | None = None
     _reply_start: int = 0
+    _isolated: str | None = None
+    _isolated_done: bool = False
+
+    def parent_text(self, renderer: ChatRenderer, full: str) -> tuple[str, int]:
+        """Template text of messages + reply and where the reply starts, for a request whose
+        whole rendering is ``full``.
+
+        Fast path: the request text as served, followed by the reply as the template renders it
+        in a short probe conversation, when ``full`` starts with exactly that (one full render
+        per turn instead of two). Otherwise the exact rendering of messages + reply."""
+        if self.prompt_text:
+            if not self._isolated_done:
+                self._isolated = renderer.isolated_reply_text(self.sequence[-1], self.tools)
+                self._isolated_done = True
+            if self._isolated is not None:
+                fast = self.prompt_text + self._isolated
+                if full.startswith(fast):
+                    return fast, len(self.prompt_text)
+        return self.rendered(renderer)
 
     def rendered(self, renderer: ChatRenderer) -> tuple[str, int]:
         """Template text of messages + reply (no generation prompt), and where the reply starts.
@@ -78,10 +97,11 @@ class SpliceIndex:
             # Assistant turns after the parent that we never served there: history was edited.
             reason = self._divergence(messages, max(j, k))
         if parent is not None:
-            text, reply_start = parent.rendered(self.renderer)
+            full = self.renderer.render_text(messages, tools, add_generation_prompt=True)
+            text, reply_start = parent.parent_text(self.renderer, full)
             pc = parent.call
             ends_eos = bool(pc.completion_ids) and pc.completion_ids[-1] == self.renderer.eos_id
-            cont = self.renderer.render_continuation(text, reply_start, ends_eos, messages, k, tools)
+            cont = self.renderer.render_continuation(text, reply_start, ends_eos, messages, k, tools, full=full)
             if cont is not None:
                 base = pc.prompt_ids + pc.completion_ids
                 return SplicePlan(

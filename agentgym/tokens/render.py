@@ -120,9 +120,19 @@ class ChatRenderer:
         spans = self._obs_char_spans(text, messages, 0)
         return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans), full_text=text)
 
+    _PROBE = ({"role": "system", "content": "S"}, {"role": "user", "content": "U"})
+
+    def isolated_reply_text(self, reply: Mapping[str, Any], tools: Sequence[Mapping[str, Any]] | None) -> str | None:
+        """How the template renders ``reply`` as the last turn of a two-message probe
+        conversation (cheap: no history). ``None`` when the probe is not prefix-stable."""
+        before = self.render_text(self._PROBE, tools, add_generation_prompt=True)
+        after = self.render_text([*self._PROBE, reply], tools, add_generation_prompt=False)
+        return after[len(before):] if after.startswith(before) else None
+
     def render_continuation(self, parent_text: str, parent_reply_start: int, parent_ended_with_eos: bool,
                             messages: Sequence[Mapping[str, Any]], n_parent_messages: int,
-                            tools: Sequence[Mapping[str, Any]] | None) -> RenderedPrompt | None:
+                            tools: Sequence[Mapping[str, Any]] | None, full: str | None = None,
+                            ) -> RenderedPrompt | None:
         """Ids to append to the parent's ``prompt_ids + completion_ids``, or ``None`` when the
         template does not render the parent's turns as a prefix of these messages.
 
@@ -132,8 +142,10 @@ class ChatRenderer:
             parent_ended_with_eos: whether the parent's completion ids end with end-of-turn.
             messages: the incoming messages; the first ``n_parent_messages`` match the parent's
                 messages plus its reply.
+            full: the template text of ``messages`` with the generation prompt, if already rendered.
         """
-        full = self.render_text(messages, tools, add_generation_prompt=True)
+        if full is None:
+            full = self.render_text(messages, tools, add_generation_prompt=True)
         if not full.startswith(parent_text):
             return None
         reply_text = parent_text[parent_reply_start:]
