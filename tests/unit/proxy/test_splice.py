@@ -259,3 +259,54 @@ def test_sub_agents_get_their_own_trajectories(tokenizer: Any, make_proxy: Any) 
         seg = t.segments[0]
         assert [i for i, a in zip(seg.input_ids, seg.action_mask, strict=True) if a] == \
             [tok for k in idx for tok in calls[k].completion_ids]
+
+
+NUMBERED = ("{% for m in messages %}<|im_start|>{{ m.role }} #{{ loop.index }}\n{{ m.content }}<|im_end|>\n"
+            "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant #{{ messages|length + 1 }}\n{% endif %}")
+"""Renders a turn differently by its position: the short probe cannot stand in for the history."""
+
+FORGETFUL = ("{% for m in messages %}<|im_start|>{{ m.role }}\n"
+             "{% if m.role != 'assistant' or loop.last %}{{ m.content }}{% endif %}<|im_end|>\n"
+             "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+"""Drops earlier assistant text once later turns exist (as reasoning-stripping templates do)."""
+
+
+def _with_template(tokenizer: Any, template: str) -> Any:
+    import copy
+
+    tok = copy.deepcopy(tokenizer)
+    tok.chat_template = template
+    return tok
+
+
+def test_position_dependent_template_still_splices_exactly(tokenizer: Any, make_proxy: Any) -> None:
+    tok = _with_template(tokenizer, NUMBERED)
+    engine = ScriptedEngine(tok, ["one", "two", "three"])
+    h = make_proxy(engine)
+    sid = h.proxy.open_session()
+    hist: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
+    for turn in range(3):
+        r = h.run(chat(h, sid, hist))
+        hist = [*hist, assistant_echo(r), {"role": "user", "content": f"more {turn}"}]
+    calls = h.proxy.calls(sid)
+    assert [c.break_reason for c in calls] == [BreakReason.START, None, None]
+    for prev, cur in itertools.pairwise(calls):
+        assert cur.prompt_ids[: len(prev.prompt_ids) + len(prev.completion_ids)] == prev.prompt_ids + prev.completion_ids
+    assert tok.decode(calls[2].prompt_ids[calls[2].new_from:]) == \
+        "\n<|im_start|>user #5\nmore 1<|im_end|>\n<|im_start|>assistant #6\n"
+
+
+def test_template_that_rewrites_earlier_turns_breaks_with_its_reason(tokenizer: Any, make_proxy: Any) -> None:
+    tok = _with_template(tokenizer, FORGETFUL)
+    engine = ScriptedEngine(tok, ["first answer", "second answer"])
+    h = make_proxy(engine)
+    sid = h.proxy.open_session()
+    m1 = assistant_echo(h.run(chat(h, sid, [{"role": "user", "content": "go"}])))
+    h.run(chat(h, sid, [{"role": "user", "content": "go"}, m1, {"role": "user", "content": "again"}]))
+    calls = h.proxy.calls(sid)
+    assert calls[1].break_reason == BreakReason.TEMPLATE_NOT_PREFIX
+    assert calls[1].new_from == 0  # rendered from scratch, as the template renders it now
+    assert "first answer" not in tok.decode(calls[1].prompt_ids)
+    traj = trajectory(h, sid)
+    assert [s.break_reason for s in traj.segments] == [BreakReason.START, BreakReason.TEMPLATE_NOT_PREFIX]
+    assert traj.trained_tokens == traj.sampled_tokens
