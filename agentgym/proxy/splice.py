@@ -26,7 +26,6 @@ class _Served:
     call: Call
     sequence: list[Message]
     """Request messages followed by the reply."""
-    root: bytes
     tools: Sequence[Mapping[str, Any]] | None
     prompt_text: str = ""
     """Template text of the request (with generation prompt), from when it was served."""
@@ -139,7 +138,7 @@ class SpliceIndex:
             self._roots += 1
         sequence = [*messages, reply]
         digests = prefix_digests(sequence, tools_digest_key(tools, tool_choice))
-        self._served[call.call_id] = _Served(call=call, sequence=sequence, root=digests[0], tools=tools,
+        self._served[call.call_id] = _Served(call=call, sequence=sequence, tools=tools,
                                              prompt_text=prompt_text)
         key = digests[-1]
         existing = self._by_reply.get(key)
