@@ -2,13 +2,20 @@
 
 Installation
 ------------
-Docker: :meth:`MiniSweAgentHarness.image_layer` downloads a wheelhouse on the host
-(``mini-swe-agent==2.4.6`` and ``mcp``, for CPython 3.11 manylinux x86-64, Debian bookworm's
-``python3``; cached, see :mod:`agentgym.harnesses.wheelhouse`) and installs it offline into a venv at
+Everything comes from one lock, ``harnesses/locks/mini-swe-agent.txt``: the whole dependency
+closure at exact versions with sha256 hashes (:mod:`agentgym.harnesses.locks`). litellm and the
+OpenAI SDK are pinned in ``mini-swe-agent.in`` because they decide the bytes on the wire
+(litellm 1.108+ drops ``provider_specific_fields`` from echoed history and reorders the body).
+``mcp`` is required: litellm imports it when ``tools`` are sent and, without it, mini retries
+forever.
+
+Docker: :meth:`MiniSweAgentHarness.image_layer` downloads the lock's wheels on the host (for
+CPython 3.11 manylinux x86-64, Debian bookworm's ``python3``; cached, see
+:mod:`agentgym.harnesses.wheelhouse`) and installs them offline, hash-checked, into a venv at
 ``/opt/mini`` (``python3 -m venv`` needs ``python3-venv``, which ``agentgym/base:bookworm``
-has). ``mcp`` is required: litellm imports it when ``tools`` are sent and, without it, mini
-retries forever. Local runtime: the ``mini`` installed next to the Python running agentgym
-(else the first on ``PATH``); ``pip install mini-swe-agent==2.4.6 mcp``.
+has). Local runtime: a virtualenv on the host built from the same lock
+(:func:`~agentgym.harnesses.wheelhouse.ensure_venv`, cached under
+``~/.cache/agentgym/venvs/``), never whatever ``mini`` happens to be installed.
 
 Launch
 ------
@@ -81,21 +88,19 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import shutil
-import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from agentgym.errors import HarnessError
 from agentgym.harnesses.base import Harness, HarnessContext, ImageLayer, Launch
+from agentgym.harnesses.locks import HarnessLock, harness_lock
 from agentgym.harnesses.react import host_path
-from agentgym.harnesses.wheelhouse import ensure_wheelhouse
+from agentgym.harnesses.wheelhouse import LOCK_NAME, ensure_venv, ensure_wheelhouse
 from agentgym.runtime.base import Runtime
 
-VERSION = "2.4.6"
-REQUIREMENTS: tuple[str, ...] = (f"mini-swe-agent=={VERSION}", "mcp==2.3.0")
-"""What the image installs (mcp pinned to the version tested with 2.4.6)."""
+LOCK: HarnessLock = harness_lock("mini-swe-agent")
+"""What the image and the host venv install: the whole closure, pinned and hashed."""
+VERSION = LOCK.pinned("mini-swe-agent")
 VENV = "/opt/mini"
 CONTAINER_CONFIG = f"{VENV}/config/mini.yaml"
 """The built-in ``mini.yaml`` in the image (a symlink made at build time)."""
@@ -128,22 +133,16 @@ _EXIT_MAPPER = (  # double quotes only, so shlex.quote wraps it in one pair of s
 )
 
 
-def _host_mini() -> tuple[str, str]:
-    """(``mini`` executable, its ``mini.yaml``) on this host, for the local runtime."""
-    beside = Path(sys.executable).parent / "mini"
-    mini = str(beside) if beside.is_file() else shutil.which("mini")
-    if mini is None:
-        raise HarnessError("mini-swe-agent is not installed on this host: "
-                           f"`pip install mini-swe-agent=={VERSION} mcp`, or use the Docker runtime")
-    import importlib.util
-
-    config = "mini.yaml"
-    spec = importlib.util.find_spec("minisweagent")  # locates the package without importing it
-    if spec is not None and spec.submodule_search_locations:
-        candidate = Path(next(iter(spec.submodule_search_locations))) / "config" / "mini.yaml"
-        if candidate.is_file():
-            config = str(candidate)
-    return mini, config
+def _host_mini(lock: HarnessLock = LOCK) -> tuple[str, str, str]:
+    """(``mini`` executable, its built-in ``mini.yaml``, the venv's python) on this host, for the
+    local runtime: the locked virtualenv, built on first use (about a minute, once)."""
+    venv = ensure_venv(lock)
+    mini = venv / "bin" / "mini"
+    configs = sorted(venv.glob("lib/python3*/site-packages/minisweagent/config/mini.yaml"))
+    if not mini.is_file() or not configs:
+        raise HarnessError(f"the mini-swe-agent virtualenv at {venv} has no `mini` or no mini.yaml; "
+                           f"delete it and run again")
+    return str(mini), str(configs[0]), str(venv / "bin" / "python")
 
 
 class MiniSweAgentHarness(Harness):
@@ -168,7 +167,7 @@ class MiniSweAgentHarness(Harness):
 
     def __init__(self, *, temperature: float | None = None, max_tokens: int | None = None,
                  seed: int | None = None, command_timeout: int = 30, retry_attempts: int | None = None,
-                 extra_config: Mapping[str, Any] | None = None, requirements: Sequence[str] = REQUIREMENTS,
+                 extra_config: Mapping[str, Any] | None = None, lock: HarnessLock = LOCK,
                  python_version: str = "3.11") -> None:
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -176,18 +175,18 @@ class MiniSweAgentHarness(Harness):
         self.command_timeout = command_timeout
         self.retry_attempts = retry_attempts
         self.extra_config = dict(extra_config or {})
-        self.requirements = tuple(requirements)
+        self.lock = lock
         self.python_version = python_version
 
     # -- installation --------------------------------------------------------------------------
     def dockerfile(self) -> str:
-        """The layer's Dockerfile lines (expects the wheels in ``wheels/`` of the build context)."""
-        reqs = " ".join(shlex.quote(r) for r in self.requirements)
+        """The layer's Dockerfile lines (expects the wheels and their lock in ``wheels/`` of the
+        build context): an offline, hash-checked install of exactly the lock."""
         return (
             "COPY wheels/ /tmp/agentgym-wheels/\n"
             f"RUN python3 -m venv {VENV} \\\n"
             f" && {VENV}/bin/pip install --no-index --find-links /tmp/agentgym-wheels --no-cache-dir "
-            f"--disable-pip-version-check --quiet {reqs} \\\n"
+            f"--disable-pip-version-check --quiet --require-hashes --no-deps -r /tmp/agentgym-wheels/{LOCK_NAME} \\\n"
             f" && ln -s \"$(echo {VENV}/lib/python3*/site-packages/minisweagent/config)\" {VENV}/config \\\n"
             f" && test -f {CONTAINER_CONFIG} \\\n"
             " && rm -rf /tmp/agentgym-wheels \\\n"
@@ -195,8 +194,8 @@ class MiniSweAgentHarness(Harness):
         )
 
     def image_layer(self) -> ImageLayer:
-        """Downloads the wheelhouse on first use (blocking, about 1.5 minutes and 160 MB)."""
-        wheels = ensure_wheelhouse(self.requirements, python_version=self.python_version)
+        """Downloads the lock's wheels on first use (blocking, about 1.5 minutes and 160 MB)."""
+        wheels = ensure_wheelhouse(lock=self.lock, python_version=self.python_version)
         dockerfile = self.dockerfile()
         key = hashlib.sha256((dockerfile + wheels.name).encode()).hexdigest()[:16]
         return ImageLayer(dockerfile=dockerfile, context_files={"wheels": str(wheels)}, cache_key=f"mini-{key}")
@@ -221,8 +220,7 @@ class MiniSweAgentHarness(Harness):
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
         local = runtime is not None and runtime.backend == "local"
         if local:
-            mini, config = _host_mini()
-            python = sys.executable
+            mini, config, python = _host_mini(self.lock)
         else:
             mini, config, python = f"{VENV}/bin/mini", CONTAINER_CONFIG, f"{VENV}/bin/python"
         out_dir = host_path(runtime, ctx.output_dir)

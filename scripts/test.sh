@@ -17,10 +17,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-echo "== pip install -e .[dev] (torch pinned to the CPU build)"
-python3 -m pip install -q -e '.[dev]' 2>&1 | grep -v -E "Running pip as the 'root' user|Location .* is ignored" || true
-# mini-swe-agent on the host: the local-runtime harness tests run it directly.
-python3 -m pip install -q 'mini-swe-agent==2.4.6' 'mcp==2.3.0' 2>&1 | grep -v -E "Running pip as the 'root' user|Location .* is ignored" || true
+echo "== pip install -e .[dev] under requirements/constraints.txt (every version pinned; torch the CPU build)"
+log=$(mktemp)
+if ! python3 -m pip install -q -c requirements/constraints.txt -e '.[dev]' >"$log" 2>&1; then
+  cat "$log"; echo "pip install failed"; exit 1
+fi
+grep -v -E "Running pip as the 'root' user|Location .* is ignored" "$log" || true
+rm -f "$log"
+# Harnesses (mini-swe-agent...) install from their own hash-checked locks (harnesses/locks/), into
+# task images and into host virtualenvs that the tests build on first use: nothing here floats.
 
 echo "== docker engine and base image"
 python3 -m agentgym.runtime.setup

@@ -60,3 +60,12 @@ def docker_backend() -> Iterator[DockerBackend]:
     backend = DockerBackend(run_id=f"pytest-{os.getpid()}")
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def mini_venv_python() -> str:
+    """The python of the locked mini-swe-agent virtualenv on this host (built once, cached)."""
+    from agentgym.harnesses.mini_swe_agent import LOCK
+    from agentgym.harnesses.wheelhouse import ensure_venv
+
+    return str(ensure_venv(LOCK) / "bin" / "python")

@@ -1,8 +1,10 @@
-"""What mini-swe-agent 2.4.6 sends, recorded against a scripted server (host ``mini``, local
-runtime, no Docker) and pinned by the fixtures in ``tests/fixtures/wire/``.
+"""What mini-swe-agent 2.4.6 sends, recorded against a scripted server (``mini`` from the locked
+host virtualenv, local runtime, no Docker) and pinned by the fixtures in ``tests/fixtures/wire/``.
 
 The proxy's contract tests replay those fixtures; this test fails when the real ``mini`` stops
-sending what they contain. Regenerate them with ``AGENTGYM_REGEN_WIRE_FIXTURES=1``.
+sending what they contain. Installs come only from ``harnesses/locks/mini-swe-agent.txt``, so
+it passes on a fresh machine today and in a year; after updating the lock, regenerate the
+fixtures with ``AGENTGYM_REGEN_WIRE_FIXTURES=1`` and review both diffs together.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import copy
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,7 @@ async def _run(srv: FakeOpenAI, tmp_path: Path) -> tuple[Any, dict[str, Any], st
         return result, traj, str(rt.host_path("/app"))  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif(shutil.which("mini") is None, reason="mini-swe-agent is not installed on this host")
-def test_mini_wire_format_matches_fixtures(tmp_path: Path) -> None:
+def test_mini_wire_format_matches_fixtures(tmp_path: Path, mini_venv_python: str) -> None:
     with FakeOpenAI(_script()) as srv:
         result, traj, workdir = asyncio.run(_run(srv, tmp_path))
     assert result.exit_code == 0

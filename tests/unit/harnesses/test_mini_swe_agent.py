@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,8 @@ import pytest
 
 import agentgym.harnesses.mini_swe_agent as msa
 from agentgym.harnesses.base import HarnessContext
-from agentgym.harnesses.mini_swe_agent import CONTAINER_CONFIG, REQUIREMENTS, MiniSweAgentHarness
+from agentgym.harnesses.mini_swe_agent import CONTAINER_CONFIG, LOCK, MiniSweAgentHarness
+from agentgym.harnesses.wheelhouse import LOCK_NAME
 from agentgym.runtime.base import ExecResult
 from agentgym.types import StopReason, Task
 from tests.unit.harnesses.conftest import StubRun
@@ -35,13 +39,23 @@ def test_config_specs_set_step_limit_and_model_kwargs() -> None:
     assert not any("model_kwargs" in s for s in MiniSweAgentHarness().config_specs(ctx()))
 
 
-def test_config_specs_merge_as_mini_reads_them() -> None:
-    """Parse our specs with mini-swe-agent's own config code (when it is installed)."""
-    config = pytest.importorskip("minisweagent.config")
-    serialize = pytest.importorskip("minisweagent.utils.serialize")
-    base = config.get_config_from_spec(Path(config.builtin_config_dir) / "mini.yaml")
+@pytest.mark.slow
+def test_config_specs_merge_as_mini_reads_them(mini_venv_python: str, tmp_path: Path) -> None:
+    """Parse our specs with mini-swe-agent's own config code, in the locked virtualenv."""
     specs = MiniSweAgentHarness(temperature=0.0, max_tokens=64).config_specs(ctx(max_steps=3))
-    merged = serialize.recursive_merge(base, *[config.get_config_from_spec(s) for s in specs])
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from minisweagent import config\n"
+        "from minisweagent.utils import serialize\n"
+        "base = config.get_config_from_spec(Path(config.builtin_config_dir) / 'mini.yaml')\n"
+        "merged = serialize.recursive_merge(base, *[config.get_config_from_spec(s) for s in sys.argv[1:]])\n"
+        "print(json.dumps(merged))\n")
+    env = {**os.environ, "MSWEA_GLOBAL_CONFIG_DIR": str(tmp_path)}  # mini prints banners on import
+    proc = subprocess.run([mini_venv_python, "-c", script, *specs], capture_output=True, text=True, check=False,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    merged = json.loads(proc.stdout.strip().splitlines()[-1])
     assert merged["agent"]["step_limit"] == 3 and merged["agent"]["cost_limit"] == 0
     assert merged["model"]["model_kwargs"] == {"drop_params": True, "temperature": 0.0, "max_tokens": 64}
     assert merged["model"]["set_cache_control"] is None
@@ -52,19 +66,20 @@ def test_config_specs_merge_as_mini_reads_them() -> None:
 def test_image_layer_installs_from_the_wheelhouse(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_wheelhouse(requirements: Any, *, python_version: str) -> Path:
-        seen.update(requirements=tuple(requirements), python_version=python_version)
+    def fake_wheelhouse(*, lock: Any, python_version: str) -> Path:
+        seen.update(lock=lock, python_version=python_version)
         return tmp_path
 
     monkeypatch.setattr(msa, "ensure_wheelhouse", fake_wheelhouse)
     layer = MiniSweAgentHarness().image_layer()
-    assert seen == {"requirements": REQUIREMENTS, "python_version": "3.11"}
-    assert REQUIREMENTS[0] == "mini-swe-agent==2.4.6" and REQUIREMENTS[1].startswith("mcp")
+    assert seen == {"lock": LOCK, "python_version": "3.11"}
+    assert LOCK.pinned("mini-swe-agent") == "2.4.6" and LOCK.pinned("litellm") and LOCK.pinned("mcp")
     assert layer.context_files == {"wheels": str(tmp_path)}
     d = layer.dockerfile
     assert "COPY wheels/ /tmp/agentgym-wheels/" in d
     assert "python3 -m venv /opt/mini" in d
-    assert "pip install --no-index --find-links /tmp/agentgym-wheels" in d and "mini-swe-agent==2.4.6" in d
+    assert "pip install --no-index --find-links /tmp/agentgym-wheels" in d
+    assert f"--require-hashes --no-deps -r /tmp/agentgym-wheels/{LOCK_NAME}" in d
     assert "rm -rf /tmp/agentgym-wheels" in d and CONTAINER_CONFIG.rsplit("/", 1)[0] in d
     assert layer.cache_key.startswith("mini-")
 
@@ -114,7 +129,8 @@ def test_exit_status_mapping(stub_run: StubRun, status: str | None, mini_exit: s
 
 
 def test_launch_on_local_runtime_uses_host_mini(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(msa, "_host_mini", lambda: ("/usr/bin/mini", "/site/minisweagent/config/mini.yaml"))
+    monkeypatch.setattr(msa, "_host_mini", lambda lock: ("/venv/bin/mini", "/site/minisweagent/config/mini.yaml",
+                                                         "/venv/bin/python"))
 
     class Local:
         backend = "local"
@@ -123,14 +139,17 @@ def test_launch_on_local_runtime_uses_host_mini(monkeypatch: pytest.MonkeyPatch,
             return tmp_path / path.lstrip("/")
 
     launch = MiniSweAgentHarness().launch(ctx(output_dir="/tmp/h"), Local())
-    assert launch.env["AGENTGYM_MINI"] == "/usr/bin/mini"
+    assert launch.env["AGENTGYM_MINI"] == "/venv/bin/mini"
     assert launch.env["AGENTGYM_MINI_CONFIG"] == "/site/minisweagent/config/mini.yaml"
-    assert launch.env["AGENTGYM_PYTHON"] == sys.executable
+    assert launch.env["AGENTGYM_PYTHON"] == "/venv/bin/python"
     assert launch.env["AGENTGYM_MINI_TRAJ"] == str(tmp_path / "tmp/h/mini.traj.json")
 
 
-def test_host_mini_is_found_when_installed() -> None:
-    pytest.importorskip("minisweagent")
-    mini, config = msa._host_mini()
-    assert Path(mini).name == "mini"
+@pytest.mark.slow
+def test_host_mini_comes_from_the_locked_venv(mini_venv_python: str) -> None:
+    mini, config, python = msa._host_mini()
+    assert Path(mini).name == "mini" and Path(mini).parent == Path(python).parent == Path(mini_venv_python).parent
     assert config.endswith("minisweagent/config/mini.yaml") and Path(config).is_file()
+    proc = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('litellm'), "
+                           "m.version('openai'), m.version('mini-swe-agent'))"], capture_output=True, text=True, check=True)
+    assert proc.stdout.split() == [LOCK.pinned("litellm"), LOCK.pinned("openai"), LOCK.pinned("mini-swe-agent")]
