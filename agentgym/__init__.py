@@ -4,6 +4,8 @@ Black-box harnesses run in containers, their LLM calls go through a token-faithf
 the recorded calls become step-level training data.
 """
 
+from typing import Any
+
 from agentgym.errors import (
     AgentGymError,
     ConfigError,
@@ -31,6 +33,14 @@ from agentgym.types import (
 
 __version__ = "0.1.0"
 
+
+def make(env_id: str, **kwargs: Any) -> Any:
+    """A registered environment as a ``gymnasium.Env`` (:class:`agentgym.gym.GymEnv`)."""
+    from agentgym.gym import make as _make
+
+    return _make(env_id, **kwargs)
+
+
 __all__ = [
     "AgentGymError",
     "BreakReason",
@@ -53,4 +63,5 @@ __all__ = [
     "Trajectory",
     "TrajectoryGroup",
     "__version__",
+    "make",
 ]

@@ -103,13 +103,14 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     say(f"Model: tiny local checkpoint at {model_path} ({time.time() - t:.1f}s)")
     runtime = pick_runtime(opts.runtime, say)
     from agentgym import registries
+    from agentgym.runtime import get_backend
 
-    tasks = registries.envs.make(DEFAULT_ENV).tasks()
-    if runtime == "local":
-        skipped = [t.id for t in tasks if not t.metadata.get("local")]
-        tasks = [t for t in tasks if t.metadata.get("local")]
-        if skipped:
-            say(f"Skipping {', '.join(skipped)}: they need a container (see `agentgym setup`).")
+    env = registries.envs.make(DEFAULT_ENV)
+    backend = get_backend(runtime)
+    tasks = [t for t in env.tasks() if not env.unsupported(t, backend)]
+    skipped = [t.id for t in env.tasks() if t not in tasks]
+    if skipped:
+        say(f"Skipping {', '.join(skipped)}: they need a container (see `agentgym setup`).")
     engine = load_engine(str(model_path))
     cfg = RolloutConfig(env=DEFAULT_ENV, harness=DEFAULT_HARNESS, samples=opts.samples, out_dir=opts.out_dir,
                         task_ids=[t.id for t in tasks],

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.errors import ReconstructionError
+from agentgym.observation import new_observation, normalize_observation
 from agentgym.tokens.messages import content_text
-from agentgym.trainers.anchors import new_environment_content, normalize_observation
 from agentgym.types import BreakReason, Call, ErrorInfo, Segment, Step, StopReason, Trajectory
 
 
@@ -133,7 +133,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
         seg.version.extend([call.policy_version] * len(call.completion_ids))
         seg.call_ids.append(call.call_id)
         tip_of[call.call_id] = seg_index
-        obs = new_environment_content(call.request.get("messages") or [])
+        obs = new_observation(call.request.get("messages") or [])
         steps.append(Step(index=step_index, call_id=call.call_id, segment_index=seg_index,
                           action_span=(a0, len(seg.ids)), obs_span=(start, a0), observation=obs,
                           action=action_text(call), anchor=anchor(obs), valid=call.valid_action,

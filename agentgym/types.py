@@ -101,11 +101,16 @@ class Task:
     dockerfile_dir: str | None = None
     workdir: str = "/app"
     limits: TaskLimits = field(default_factory=TaskLimits)
+    env_vars: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables of the task's sandbox (every command run in it sees them)."""
+    network: str = "host"
+    """What the task's sandbox may reach: ``host`` (the host's network) or ``none``."""
     tests_dir: str | None = None
     """Hidden test assets on the host, copied in only for evaluation."""
     solution_dir: str | None = None
     """Oracle solution on the host (never shown to the agent)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    """Free-form facts of the task's family (the env that made the task reads its own keys)."""
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from typing import Any
 from agentgym import registries
 from agentgym.envs.harbor import HarborEnv
 from agentgym.runtime import RuntimeSpec
-from agentgym.runtime.docker import LABEL_CONTEXT_HASH, DockerBackend, context_hash
+from agentgym.runtime.docker import DockerBackend
+from agentgym.runtime.images import LABEL_CONTEXT_HASH, context_hash
 from agentgym.runtime.local import LocalBackend
 
 BASE = "agentgym/base:bookworm"
@@ -69,9 +70,9 @@ async def bench_docker(n: int, cold: bool) -> None:
         env: HarborEnv = registries.envs.make("terminal/basic-v0")
         for task in env.tasks():
             t = time.perf_counter()
-            await env.build(backend, task)
+            await backend.ensure_image(task.image or '', task.dockerfile_dir)
             first = time.perf_counter() - t
-            warm = await timed(functools.partial(env.build, backend, task), 5)
+            warm = await timed(functools.partial(backend.ensure_image, task.image or '', task.dockerfile_dir), 5)
             line = f"image {task.id:18} ensure (first call) {first:6.2f} s   warm (hash hit) {fmt(warm)}"
             if cold:
                 line += f"   no-cache build {build_nocache(backend, task.dockerfile_dir or ''):6.1f} s"
@@ -112,7 +113,7 @@ async def bench_local(n: int) -> None:
         await rt.stop()
     env: HarborEnv = registries.envs.make("terminal/basic-v0")
     for task in env.tasks():
-        if not HarborEnv.local_support(task)[0]:
+        if env.unsupported(task, backend):
             continue
         t0 = time.perf_counter()
         rt = await env.start(task, backend)

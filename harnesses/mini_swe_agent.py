@@ -92,9 +92,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from agentgym.errors import HarnessError
-from agentgym.harnesses.base import Harness, HarnessContext, ImageLayer, Launch
+from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
 from agentgym.harnesses.locks import HarnessLock, harness_lock
-from agentgym.harnesses.react import host_path
 from agentgym.harnesses.wheelhouse import LOCK_NAME, ensure_venv, ensure_wheelhouse
 from agentgym.runtime.base import Runtime
 
@@ -218,12 +217,11 @@ class MiniSweAgentHarness(Harness):
         return [f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in specs.items()]
 
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
-        local = runtime is not None and runtime.backend == "local"
-        if local:
+        if runtime is not None and not runtime.uses_images:  # no image layer: the host venv
             mini, config, python = _host_mini(self.lock)
         else:
             mini, config, python = f"{VENV}/bin/mini", CONTAINER_CONFIG, f"{VENV}/bin/python"
-        out_dir = host_path(runtime, ctx.output_dir)
+        out_dir = runtime.process_path(ctx.output_dir) if runtime is not None else ctx.output_dir
         env = {
             "MSWEA_CONFIGURED": "true",
             "MSWEA_COST_TRACKING": "ignore_errors",

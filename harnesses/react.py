@@ -8,15 +8,15 @@ in the runtime.
 
 - Docker: :meth:`ReactHarness.image_layer` copies the script to ``/opt/agentgym/react_agent.py``;
   :meth:`ReactHarness.install` also writes it into a running container that lacks it.
-- Local runtime: :meth:`ReactHarness.install` writes the script into the runtime's fake root, and
-  the launch runs it with the interpreter running agentgym.
+- Runtimes without images (the local runtime): :meth:`ReactHarness.install` writes the script
+  into the runtime, and the launch runs it with the interpreter running agentgym.
 
 Every path the command needs travels in an environment variable, never in the command string
 (the local runtime rewrites absolute paths in command strings). Exit status 3 means the step
 limit was hit (:attr:`ReactHarness.step_limit_exit_codes`).
 
 >>> from agentgym.types import Task
->>> from agentgym.harnesses.base import HarnessContext
+>>> from agentgym.harness import HarnessContext
 >>> h = ReactHarness(temperature=0.0, max_tokens=512)
 >>> ctx = HarnessContext(task=Task(id="t", instruction="say hi", env="demo/x-v0"),
 ...                      base_url="http://127.0.0.1:8000/s/abc/v1", model="policy", max_steps=5)
@@ -33,9 +33,9 @@ import hashlib
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from agentgym.harnesses.base import Harness, HarnessContext, ImageLayer, Launch
+from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
 from agentgym.runtime.base import Runtime
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "react_agent.py"
@@ -47,16 +47,6 @@ LOG_NAME = "react_agent.json"
 STEP_LIMIT_EXIT_CODE = 3
 API_REFUSED_EXIT_CODE = 4
 API_UNAVAILABLE_EXIT_CODE = 5
-
-
-def host_path(runtime: Runtime | None, path: str) -> str:
-    """``path`` as the harness process sees it: unchanged in a container, mapped into the fake
-    root for the local runtime (whose file API maps absolute paths but whose processes see the host)."""
-    if runtime is not None and runtime.backend == "local":
-        mapper: Any = getattr(runtime, "host_path", None)
-        if mapper is not None:
-            return str(mapper(path))
-    return path
 
 
 class ReactHarness(Harness):
@@ -102,23 +92,28 @@ class ReactHarness(Harness):
                           cache_key=f"react-{digest}")
 
     async def install(self, runtime: Runtime) -> None:
-        """Write the script into the runtime unless it is already there (image layer)."""
-        if runtime.backend != "local":
-            probe = await runtime.exec(f"test -f {CONTAINER_SCRIPT}", timeout=30)
-            if probe.exit_code == 0:
+        """Write the script into the runtime unless this very script is already there (the
+        image layer put it there)."""
+        script = SCRIPT.read_bytes()
+        try:
+            if await runtime.read_file(CONTAINER_SCRIPT) == script:
                 return
-        await runtime.write_file(CONTAINER_SCRIPT, SCRIPT.read_bytes(), mode=0o755)
+        except FileNotFoundError:
+            pass
+        await runtime.write_file(CONTAINER_SCRIPT, script, mode=0o755)
 
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
-        local = runtime is not None and runtime.backend == "local"
-        out_dir = host_path(runtime, ctx.output_dir)
+        on_host = runtime is not None and not runtime.uses_images
+        out_dir = runtime.process_path(ctx.output_dir) if runtime is not None else ctx.output_dir
+        script = runtime.process_path(CONTAINER_SCRIPT) if runtime is not None else CONTAINER_SCRIPT
         env = {
             "OPENAI_API_KEY": ctx.api_key,
             "OPENAI_BASE_URL": ctx.base_url,
             "AGENTGYM_TASK": ctx.task.instruction,
             "AGENTGYM_OUTPUT_DIR": out_dir,
-            "AGENTGYM_REACT_SCRIPT": host_path(runtime, CONTAINER_SCRIPT),
-            "AGENTGYM_PYTHON": sys.executable if local else self.python,
+            "AGENTGYM_REACT_SCRIPT": script,
+            # Without an image the script runs on the host, with the interpreter running agentgym.
+            "AGENTGYM_PYTHON": sys.executable if on_host else self.python,
             "PYTHONUNBUFFERED": "1",
         }
         args = ["--model", ctx.model, "--max-steps", str(ctx.max_steps),

@@ -6,80 +6,29 @@ raises for a bad episode. A failed rollout is data.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-import re
-import shutil
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from agentgym.envs.base import Env
-from agentgym.errors import AgentGymError
-from agentgym.harnesses.base import Harness, HarnessContext
+from agentgym.env import Env
+from agentgym.errors import AgentGymError, EnvError
+from agentgym.harness import Harness, HarnessContext
 from agentgym.proxy.server import Proxy
 from agentgym.reconstruct import reconstruct
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
+from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
+from agentgym.runtime.images import ImageCache, slug
 from agentgym.types import ErrorInfo, StopReason, Task, Trajectory
 
 log = logging.getLogger(__name__)
 
 
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-")[:60] or "x"
-
-
 def error_info(e: BaseException, boundary: str | None = None) -> ErrorInfo:
     b = boundary or getattr(e, "boundary", None) or "agentgym"
     return ErrorInfo(type=type(e).__name__, boundary=b, message=str(e)[:4000])
-
-
-class ImageCache:
-    """Builds each (task image, harness layer) image once per run, even when many episodes of
-    the same task start at once. ``on_status`` hears what is being prepared (for progress UIs)."""
-
-    def __init__(self, backend: RuntimeBackend, on_status: Callable[[str], None] | None = None) -> None:
-        self.backend = backend
-        self.on_status = on_status or (lambda msg: None)
-        self._done: dict[tuple[str, str], str] = {}
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-
-    async def image_for(self, task: Task, harness: Harness) -> str | None:
-        if self.backend.name != "docker":
-            return task.image
-        if task.image is None:
-            raise AgentGymError(f"task {task.id} has no image; the Docker runtime needs one")
-        key = (task.image, harness.id)
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            if key not in self._done:
-                self.on_status(f"preparing image {task.image} + {harness.id} (the first build can take minutes)")
-                self._done[key] = await self._build(task, harness)
-                self.on_status("")
-        return self._done[key]
-
-    async def _build(self, task: Task, harness: Harness) -> str:
-        assert task.image is not None
-        base = await self.backend.ensure_image(task.image, task.dockerfile_dir)
-        layer = await asyncio.to_thread(harness.image_layer)  # may download a wheelhouse
-        if layer is None:
-            return base
-        tag = f"agentgym/{slug(harness.id.replace('/', '-'))}:{slug(base.replace('/', '-').replace(':', '-'))}"
-        with tempfile.TemporaryDirectory(prefix="agentgym-layer-") as tmp:
-            ctx = Path(tmp)
-            (ctx / "Dockerfile").write_text(f"FROM {base}\n{layer.dockerfile}\n")
-            for name, src in layer.context_files.items():
-                dst = ctx / name
-                if Path(src).is_dir():
-                    shutil.copytree(src, dst)
-                else:
-                    dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(src, dst)
-            return await self.backend.ensure_image(tag, str(ctx))
 
 
 @dataclass(frozen=True)
@@ -105,19 +54,17 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     result: ExecResult | None = None
     timeout = timeout_s or task.limits.timeout_s
     try:
+        reason = env.unsupported(task, backend)  # before any image is built
+        if reason:
+            raise EnvError(f"{task.id} cannot run on the {backend.name} runtime: {reason}")
         image = await images.image_for(task, harness)
-        runtime = await backend.start(RuntimeSpec(
-            image=image, workdir=task.workdir, memory=task.limits.memory, cpus=task.limits.cpus,
-            env=dict(task.metadata.get("environment_env") or {}),
+        runtime = await env.start(
+            task, backend, image=image,
             # Host networking so the harness reaches the proxy on 127.0.0.1. Tasks that ask for no
             # network still get it: the Unix-socket forwarder for --network none is not built yet.
-            network="host", labels={"agentgym.task": slug(task.id), "agentgym.session": sid}))
-        await env.setup(task, runtime)
-        shown = task
-        rewrite = getattr(runtime, "rewrite", None)
-        if runtime.backend == "local" and rewrite is not None:
-            # No container: the agent's commands see host paths, so tell it where /app really is.
-            shown = dataclasses.replace(task, instruction=rewrite(task.instruction))
+            network="host", labels={"agentgym.task": slug(task.id), "agentgym.session": sid})
+        # The agent's commands see paths as the runtime's processes do (the local runtime's fake root).
+        shown = dataclasses.replace(task, instruction=runtime.rewrite(task.instruction))
         ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
                              max_steps=max_steps or task.limits.max_steps)
         result = await harness.run(ctx, runtime, timeout=timeout)

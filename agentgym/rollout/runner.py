@@ -25,8 +25,9 @@ from agentgym.engines.base import Engine
 from agentgym.errors import ConfigError
 from agentgym.jsonl import read_records
 from agentgym.proxy.server import Proxy
-from agentgym.rollout.episode import EpisodeSpec, ImageCache, run_episode
+from agentgym.rollout.episode import EpisodeSpec, run_episode
 from agentgym.runtime import get_backend
+from agentgym.runtime.images import ImageCache
 from agentgym.types import Task, Trajectory
 
 

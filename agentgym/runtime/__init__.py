@@ -15,22 +15,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agentgym.errors import ConfigError, RuntimeError_
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
+from agentgym.errors import ConfigError
+from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeFileNotFound, RuntimeSpec
 
 if TYPE_CHECKING:
-    from agentgym.runtime.docker import DockerBackend, DockerRuntime, ImageBuildError
+    from agentgym.runtime.docker import DockerBackend, DockerRuntime
+    from agentgym.runtime.images import ImageBuildError
     from agentgym.runtime.local import LocalBackend, LocalRuntime
-
-
-class RuntimeFileNotFound(RuntimeError_, FileNotFoundError):
-    """A path read from a runtime does not exist (also a ``FileNotFoundError``)."""
 
 
 _LAZY = {
     "DockerBackend": "agentgym.runtime.docker",
     "DockerRuntime": "agentgym.runtime.docker",
-    "ImageBuildError": "agentgym.runtime.docker",
+    "ImageBuildError": "agentgym.runtime.images",
     "LocalBackend": "agentgym.runtime.local",
     "LocalRuntime": "agentgym.runtime.local",
 }

@@ -8,6 +8,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from agentgym.errors import RuntimeError_
+
+
+class RuntimeFileNotFound(RuntimeError_, FileNotFoundError):
+    """A path read from a runtime does not exist (also a ``FileNotFoundError``)."""
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,29 @@ class RuntimeSpec:
 
 
 class Runtime(abc.ABC):
-    """One live sandbox. Use as ``async with backend.start(spec) as rt:``."""
+    """One live sandbox. Use as ``async with backend.start(spec) as rt:``.
+
+    Behaviour that differs between backends is a hook with a default, never a check of the
+    backend's name: :attr:`uses_images`, :meth:`process_path`, :meth:`rewrite`.
+    """
 
     backend: str = "runtime"
+    """The backend's name, for records and messages only."""
+    uses_images: ClassVar[bool] = True
+    """Whether the sandbox runs a container image, so what an :class:`~agentgym.harness.ImageLayer`
+    installs is there. ``False`` for runtimes whose processes run the host's programs (the local
+    runtime): harnesses then install on the host, and envs copy task files in themselves."""
     workdir: str = "/app"
+
+    def process_path(self, path: str) -> str:
+        """``path`` (as the task sees it, e.g. ``/app/x``) as the runtime's processes see it.
+        The identity in a container; the local runtime maps it into its fake root."""
+        return path
+
+    def rewrite(self, text: str) -> str:
+        """Text for the agent (an instruction, a command) with the task's paths as the runtime's
+        processes see them (:meth:`process_path`). The identity in a container."""
+        return text
 
     @abc.abstractmethod
     async def exec(self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
@@ -80,9 +106,11 @@ class Runtime(abc.ABC):
 
 
 class RuntimeBackend(abc.ABC):
-    """Starts runtimes. ``name`` is ``docker`` or ``local``."""
+    """Starts runtimes. ``name`` (``docker``, ``local``) is for records and messages only."""
 
     name: str = "backend"
+    uses_images: ClassVar[bool] = True
+    """Whether its runtimes run container images (see :attr:`Runtime.uses_images`)."""
 
     @abc.abstractmethod
     async def start(self, spec: RuntimeSpec) -> Runtime: ...
@@ -94,3 +122,7 @@ class RuntimeBackend(abc.ABC):
     async def cleanup(self) -> int:
         """Remove what a crashed earlier run left behind; returns how many were removed."""
         return 0
+
+    def close(self) -> None:
+        """Stop every runtime this backend still runs and release its resources. Idempotent."""
+        return None

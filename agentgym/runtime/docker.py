@@ -24,7 +24,6 @@ import atexit
 import concurrent.futures
 import contextlib
 import functools
-import hashlib
 import io
 import os
 import re
@@ -35,13 +34,18 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from agentgym.errors import ConfigError, RuntimeError_
-from agentgym.runtime import RuntimeFileNotFound
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
+from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeFileNotFound, RuntimeSpec
+from agentgym.runtime.images import (
+    LABEL_CONTEXT_HASH,
+    build_image,
+    context_hash,
+    dockerfile_base_images,
+)
 from agentgym.runtime.local import pid_alive, proc_start_time
 
 T = TypeVar("T")
@@ -51,8 +55,6 @@ LABEL_RUN = "agentgym.run"
 LABEL_PID = "agentgym.pid"
 LABEL_PID_START = "agentgym.pid_start"
 LABEL_HOST = "agentgym.host"
-LABEL_CONTEXT_HASH = "agentgym.context_hash"
-"""Image label: hash of the build context (and base image ids) the image was built from."""
 
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 """Per stream; output beyond this is read and dropped, and a marker line is appended."""
@@ -61,19 +63,6 @@ HOST_GUARD_GRACE_S = 5.0
 EXEC_ID_ENV = "AGENTGYM_EXEC_ID"
 """Set in every exec'd command so its whole process tree can be found and killed by id."""
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class ImageBuildError(RuntimeError_):
-    """``docker build`` failed. ``step`` is the Dockerfile step that failed, ``log`` the tail."""
-
-    def __init__(self, message: str, step: str = "", log: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.step = step
-        self.log = log
-
-    def __reduce__(self) -> tuple[Any, ...]:  # picklable with the extra fields
-        return (type(self), (self.message, self.step, self.log))
 
 
 def _parse_oom_kills(text: str) -> int:
@@ -105,40 +94,6 @@ def _kill_by_exec_id_script(exec_id: str) -> str:
         f"if grep -qzx {needle} \"$f\" 2>/dev/null; then p=${{f#/proc/}}; kill -9 \"${{p%/environ}}\" 2>/dev/null; fi; "
         "done; true"
     )
-
-
-# -- build context hashing -----------------------------------------------------------------------
-def context_hash(dockerfile_dir: str | os.PathLike[str], extra: Iterable[str] = ()) -> str:
-    """sha256 over every file's relative path, executable bit and content (sorted), plus ``extra``."""
-    root = Path(dockerfile_dir)
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
-        rel = path.relative_to(root).as_posix()
-        h.update(rel.encode() + b"\0")
-        if path.is_symlink():
-            h.update(b"L" + os.readlink(path).encode() + b"\0")
-            continue
-        h.update(b"x" if os.access(path, os.X_OK) else b"-")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    for item in extra:
-        h.update(item.encode() + b"\0")
-    return h.hexdigest()
-
-
-_FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?", re.I | re.M)
-
-
-def dockerfile_base_images(dockerfile: str) -> list[str]:
-    """Images named in ``FROM`` lines, minus references to earlier build stages."""
-    stages: set[str] = set()
-    images: list[str] = []
-    for m in _FROM_RE.finditer(dockerfile):
-        image = m.group("image")
-        if image.lower() not in stages and image != "scratch":
-            images.append(image)
-        if m.group("stage"):
-            stages.add(m.group("stage").lower())
-    return images
 
 
 # -- tar helpers ---------------------------------------------------------------------------------
@@ -585,34 +540,8 @@ class DockerBackend(RuntimeBackend):
                     labels = api.inspect_image(image)["Config"].get("Labels") or {}
                     if labels.get(LABEL_CONTEXT_HASH) == digest:
                         return image
-            self._build(image, ctx, digest)
+            build_image(self.client.api, image, ctx, digest)
         return image
-
-    def _build(self, image: str, ctx: Path, digest: str) -> None:
-        step = ""
-        log: list[str] = []
-        try:
-            for chunk in self.client.api.build(path=str(ctx), tag=image, network_mode="host", rm=True,
-                                               forcerm=True, pull=False, decode=True,
-                                               labels={LABEL_CONTEXT_HASH: digest}):
-                if "stream" in chunk:
-                    for line in str(chunk["stream"]).splitlines():
-                        if line.startswith("Step "):
-                            step = line.strip()
-                        if line.strip():
-                            log.append(line)
-                    del log[:-40]
-                if "error" in chunk or "errorDetail" in chunk:
-                    detail = chunk.get("errorDetail", {}).get("message") or chunk.get("error")
-                    tail = "\n".join(log[-20:])
-                    raise ImageBuildError(
-                        f"building {image} from {ctx / 'Dockerfile'} failed at {step or 'an unknown step'}: "
-                        f"{detail}\n--- last build output ---\n{tail}", step=step, log=tail)
-        except ImageBuildError:
-            raise
-        except Exception as e:
-            raise ImageBuildError(f"building {image} from {ctx / 'Dockerfile'} failed at "
-                                  f"{step or 'start'}: {e}", step=step, log="\n".join(log[-20:])) from e
 
     # -- cleanup ---------------------------------------------------------------------------------
     async def cleanup(self) -> int:

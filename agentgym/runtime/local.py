@@ -43,8 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from agentgym.errors import ConfigError, RuntimeError_
-from agentgym.runtime import RuntimeFileNotFound
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
+from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeFileNotFound, RuntimeSpec
 
 PREFIX = "agentgym-local-"
 SNAPSHOT_SCHEME = "dir:"
@@ -89,6 +88,7 @@ class LocalRuntime(Runtime):
     """
 
     backend = "local"
+    uses_images = False
 
     def __init__(self, base: Path, spec: RuntimeSpec, mapped_roots: tuple[str, ...] = ()) -> None:
         self._base = base
@@ -116,6 +116,10 @@ class LocalRuntime(Runtime):
             elif part != ".":
                 parts.append(part)
         return self.root.joinpath(*parts)
+
+    def process_path(self, path: str) -> str:
+        """The host path of a task path (the runtime's processes run on the host)."""
+        return str(self.host_path(path))
 
     def rewrite(self, cmd: str) -> str:
         """Point absolute paths in ``cmd`` into the fake root when their first component is one of
@@ -268,6 +272,7 @@ class LocalBackend(RuntimeBackend):
     **No isolation**: see :mod:`agentgym.runtime.local`."""
 
     name = "local"
+    uses_images = False
 
     def __init__(self, tmp_root: str | None = None, mapped_roots: tuple[str, ...] = MAPPED_ROOTS) -> None:
         self.tmp_root = tmp_root

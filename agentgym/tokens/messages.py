@@ -97,14 +97,3 @@ def template_message(msg: Mapping[str, Any]) -> Message:
         if msg.get(key):
             out[key] = msg[key]
     return out
-
-
-def is_observation(messages: Sequence[Mapping[str, Any]], index: int) -> bool:
-    """Whether ``messages[index]`` carries environment content: a tool result, or a user turn
-    after the agent has acted (command output fed back as text)."""
-    role = messages[index].get("role")
-    if role == "tool":
-        return True
-    if role == "user":
-        return any(m.get("role") == "assistant" for m in messages[:index])
-    return False

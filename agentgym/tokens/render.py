@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentgym.errors import ProxyError
-from agentgym.tokens.messages import content_text, is_observation, template_message
+from agentgym.observation import is_observation
+from agentgym.tokens.messages import content_text, template_message
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,9 @@ import pytest
 from agentgym import registries
 from agentgym.engines.base import Engine, Generation
 from agentgym.proxy.server import Proxy
-from agentgym.rollout.episode import EpisodeSpec, ImageCache, run_episode
+from agentgym.rollout.episode import EpisodeSpec, run_episode
 from agentgym.runtime.docker import DockerBackend
+from agentgym.runtime.images import ImageCache
 from agentgym.types import SamplingParams, StopReason
 
 

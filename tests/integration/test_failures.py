@@ -11,12 +11,13 @@ import pytest
 
 from agentgym import registries
 from agentgym.engines.scripted import ScriptedEngine
-from agentgym.harnesses.base import HarnessContext, Launch
+from agentgym.harness import HarnessContext, Launch
 from agentgym.harnesses.react import ReactHarness
 from agentgym.proxy.server import Proxy
-from agentgym.rollout.episode import EpisodeSpec, ImageCache, run_episode
+from agentgym.rollout.episode import EpisodeSpec, run_episode
 from agentgym.runtime.base import Runtime
 from agentgym.runtime.docker import DockerBackend
+from agentgym.runtime.images import ImageCache
 from agentgym.types import StopReason, TaskLimits
 
 CALL = '<tool_call>\n{"name": "bash", "arguments": {"command": "echo hi"}}\n</tool_call>'

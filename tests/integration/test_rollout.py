@@ -16,7 +16,7 @@ import pytest
 
 from agentgym import registries
 from agentgym.engines.scripted import ScriptedEngine
-from agentgym.harnesses.base import HarnessContext, Launch
+from agentgym.harness import HarnessContext, Launch
 from agentgym.harnesses.react import ReactHarness
 from agentgym.rollout.runner import RolloutConfig, run_rollouts
 from agentgym.runtime.base import Runtime

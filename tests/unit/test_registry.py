@@ -79,7 +79,7 @@ def test_public_api_is_pinned() -> None:
         "AgentGymError", "BreakReason", "Call", "ConfigError", "EngineError", "EnvError", "ErrorInfo",
         "HarnessError", "ProxyError", "ReconstructionError", "RegistryError", "RuntimeError_",
         "SamplingParams", "Segment", "Step", "StopReason", "Task", "TaskLimits", "Trajectory",
-        "TrajectoryGroup", "__version__"])
+        "TrajectoryGroup", "__version__", "make"])
     for name in agentgym.__all__:
         assert hasattr(agentgym, name)
 

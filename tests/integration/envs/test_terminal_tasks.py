@@ -9,6 +9,7 @@ import pytest
 
 from agentgym import registries
 from agentgym.envs.harbor import HarborEnv
+from agentgym.errors import EnvError
 from agentgym.runtime.base import RuntimeBackend
 from agentgym.runtime.docker import DockerBackend
 from agentgym.runtime.local import LocalBackend
@@ -17,6 +18,8 @@ from agentgym.types import Task
 SUITE: HarborEnv = registries.envs.make("terminal/basic-v0")
 TASKS = SUITE.tasks()
 IDS = [t.id for t in TASKS]
+LOCAL_TASKS = [t for t in TASKS if SUITE.unsupported(t, LocalBackend()) is None]
+CONTAINER_ONLY = [t for t in TASKS if t not in LOCAL_TASKS]
 
 
 def score(backend: RuntimeBackend, task: Task, *, solve: bool) -> float:
@@ -47,11 +50,20 @@ def test_docker_oracle_scores_1_and_doing_nothing_scores_0(docker_backend: Docke
     assert score(docker_backend, task, solve=True) == 1.0
 
 
-@pytest.mark.parametrize("task", TASKS, ids=IDS)
+@pytest.mark.parametrize("task", LOCAL_TASKS, ids=[t.id for t in LOCAL_TASKS])
 def test_local_oracle_scores_1_and_doing_nothing_scores_0(tmp_path: object, task: Task) -> None:
-    ok, reason = HarborEnv.local_support(task)
-    if not ok:
-        pytest.skip(f"{task.id} does not run on the local runtime: {reason}")
     backend = LocalBackend(tmp_root=str(tmp_path))
     assert score(backend, task, solve=False) == 0.0
     assert score(backend, task, solve=True) == 1.0
+
+
+@pytest.mark.parametrize("task", CONTAINER_ONLY, ids=[t.id for t in CONTAINER_ONLY])
+def test_container_only_tasks_are_refused_locally_with_their_reason(tmp_path: object, task: Task) -> None:
+    reason = SUITE.unsupported(task, LocalBackend())
+    assert reason
+    with pytest.raises(EnvError, match="cannot run on the local runtime"):
+        asyncio.run(SUITE.start(task, LocalBackend(tmp_root=str(tmp_path))))
+
+
+def test_most_tasks_run_locally() -> None:
+    assert len(LOCAL_TASKS) >= len(TASKS) - 1

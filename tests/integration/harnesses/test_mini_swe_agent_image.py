@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agentgym.harnesses.base import HarnessContext
+from agentgym.harness import HarnessContext
 from agentgym.harnesses.mini_swe_agent import SUBMIT_SENTINEL, TRAJ_NAME, MiniSweAgentHarness
 from agentgym.types import StopReason, Task
 from tests.integration.harnesses.fake_openai import FakeOpenAI, text, tool_call
@@ -28,9 +28,9 @@ def _ctx(srv: FakeOpenAI, max_steps: int) -> HarnessContext:
 
 
 async def _run(harness: MiniSweAgentHarness, ctx: HarnessContext) -> tuple[Any, str, dict[str, Any], str]:
-    from agentgym.rollout.episode import ImageCache
     from agentgym.runtime.base import RuntimeSpec
     from agentgym.runtime.docker import DockerBackend
+    from agentgym.runtime.images import ImageCache
 
     backend = DockerBackend()
     try:

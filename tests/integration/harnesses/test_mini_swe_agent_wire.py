@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agentgym.harnesses.base import HarnessContext
+from agentgym.harness import HarnessContext
 from agentgym.harnesses.mini_swe_agent import SUBMIT_SENTINEL, TRAJ_NAME, MiniSweAgentHarness
 from agentgym.types import StopReason, Task
 from tests.integration.harnesses.fake_openai import FakeOpenAI, text, tool_call

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agentgym.harnesses.base import HarnessContext
+from agentgym.harness import HarnessContext
 from agentgym.harnesses.react import SCRIPT, ReactHarness
 from agentgym.types import StopReason, Task
 from tests.integration.harnesses.fake_openai import FakeOpenAI, error, text, tool_call
@@ -252,9 +252,9 @@ def test_harness_step_limit_on_local_runtime(tmp_path: Path) -> None:
 
 # -- in a Docker container -----------------------------------------------------------------------
 async def _run_in_docker(harness: ReactHarness, ctx: HarnessContext, *, use_layer: bool) -> tuple[Any, str, str]:
-    from agentgym.rollout.episode import ImageCache
     from agentgym.runtime.base import RuntimeSpec
     from agentgym.runtime.docker import DockerBackend
+    from agentgym.runtime.images import ImageCache
 
     backend = DockerBackend()
     try:

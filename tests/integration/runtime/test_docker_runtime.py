@@ -21,14 +21,13 @@ from agentgym.errors import RuntimeError_
 from agentgym.runtime import RuntimeFileNotFound, RuntimeSpec
 from agentgym.runtime.docker import (
     LABEL,
-    LABEL_CONTEXT_HASH,
     LABEL_HOST,
     LABEL_PID,
     LABEL_RUN,
     DockerBackend,
     DockerRuntime,
-    ImageBuildError,
 )
+from agentgym.runtime.images import LABEL_CONTEXT_HASH, ImageBuildError
 
 pytestmark = pytest.mark.docker
 BASE = "agentgym/base:bookworm"

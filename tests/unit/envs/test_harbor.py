@@ -10,7 +10,8 @@ import pytest
 
 from agentgym import registries
 from agentgym.envs import TERMINAL_TASKS
-from agentgym.envs.harbor import HarborEnv, dockerfile_workdir, load_harbor_task, parse_reward
+from agentgym.envs.harbor import HarborEnv, load_harbor_task, parse_reward
+from agentgym.envs.harbor.task import dockerfile_workdir
 from agentgym.errors import EnvError
 from agentgym.runtime.local import LocalBackend
 
@@ -74,10 +75,10 @@ def test_load_full_task_toml(tmp_path: Path) -> None:
     assert (md["difficulty"], md["category"], md["tags"]) == ("hard", "programming", ["python", "files"])
     assert md["name"] == "acme/demo" and md["description"] == "A demo"
     assert md["verifier_timeout_s"] == 42.0 and md["verifier_env"] == {"API_KEY": "sk-test"}
-    assert md["solution_env"] == {"HINT": "y"} and md["environment_env"] == {"MODE": "x"}
-    assert md["network"] == "none" and md["local"] is True and md["build_timeout_s"] == 300.0
+    assert md["solution_env"] == {"HINT": "y"} and dict(task.env_vars) == {"MODE": "x"}
+    assert task.network == "none" and md["local"] is True and md["build_timeout_s"] == 300.0
     assert task.tests_dir and task.solution_dir
-    spec = HarborEnv(tmp_path).spec(task)
+    spec = HarborEnv(tmp_path).runtime_spec(task)
     assert (spec.image, spec.workdir, spec.memory, spec.cpus, spec.network) == (
         task.image, "/srv/code", "4096m", 2.0, "none")
     assert dict(spec.env) == {"MODE": "x"}
@@ -89,9 +90,9 @@ def test_defaults_deprecated_memory_and_prebuilt_image(tmp_path: Path) -> None:
     task = load_harbor_task(d)
     assert task.image == "acme/prebuilt:1" and task.dockerfile_dir is None
     assert task.limits.memory == "512m" and task.limits.timeout_s == 600.0
-    assert task.metadata["verifier_timeout_s"] == 600.0 and task.metadata["network"] == "host"
-    ok, reason = HarborEnv.local_support(task)
-    assert not ok and "local = true" in reason
+    assert task.metadata["verifier_timeout_s"] == 600.0 and task.network == "host"
+    reason = HarborEnv(tmp_path).unsupported(task, LocalBackend())
+    assert reason is not None and "local = true" in reason
 
 
 def test_missing_pieces_raise_env_error_naming_the_file(tmp_path: Path) -> None:
@@ -226,9 +227,9 @@ def test_setup_replays_copy_locally_and_local_refusal(tmp_path: Path) -> None:
 def test_gymnasium_wrapper_on_the_local_runtime(tmp_path: Path) -> None:
     import gymnasium
 
-    from agentgym.envs.harbor import HarborGymEnv
+    from agentgym.gym import GymEnv
 
-    env = HarborGymEnv("terminal/hello-file-v0", backend=LocalBackend(tmp_root=str(tmp_path)), max_steps=3)
+    env = GymEnv("terminal/hello-file-v0", backend=LocalBackend(tmp_root=str(tmp_path)), max_steps=3)
     try:
         assert isinstance(env, gymnasium.Env)
         obs, info = env.reset(seed=0)

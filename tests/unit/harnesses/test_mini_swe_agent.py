@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,10 +14,11 @@ from typing import Any
 import pytest
 
 import agentgym.harnesses.mini_swe_agent as msa
-from agentgym.harnesses.base import HarnessContext
+from agentgym.harness import HarnessContext
 from agentgym.harnesses.mini_swe_agent import CONTAINER_CONFIG, LOCK, MiniSweAgentHarness
 from agentgym.harnesses.wheelhouse import LOCK_NAME
-from agentgym.runtime.base import ExecResult
+from agentgym.runtime.base import ExecResult, RuntimeSpec
+from agentgym.runtime.local import LocalBackend
 from agentgym.types import StopReason, Task
 from tests.unit.harnesses.conftest import StubRun
 
@@ -132,17 +134,15 @@ def test_launch_on_local_runtime_uses_host_mini(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(msa, "_host_mini", lambda lock: ("/venv/bin/mini", "/site/minisweagent/config/mini.yaml",
                                                          "/venv/bin/python"))
 
-    class Local:
-        backend = "local"
+    async def main() -> None:
+        async with await LocalBackend(tmp_root=str(tmp_path)).start(RuntimeSpec()) as rt:
+            launch = MiniSweAgentHarness().launch(ctx(output_dir="/tmp/h"), rt)
+            assert launch.env["AGENTGYM_MINI"] == "/venv/bin/mini"
+            assert launch.env["AGENTGYM_MINI_CONFIG"] == "/site/minisweagent/config/mini.yaml"
+            assert launch.env["AGENTGYM_PYTHON"] == "/venv/bin/python"
+            assert launch.env["AGENTGYM_MINI_TRAJ"] == str(rt.root / "tmp/h/mini.traj.json")
 
-        def host_path(self, path: str) -> Path:
-            return tmp_path / path.lstrip("/")
-
-    launch = MiniSweAgentHarness().launch(ctx(output_dir="/tmp/h"), Local())
-    assert launch.env["AGENTGYM_MINI"] == "/venv/bin/mini"
-    assert launch.env["AGENTGYM_MINI_CONFIG"] == "/site/minisweagent/config/mini.yaml"
-    assert launch.env["AGENTGYM_PYTHON"] == "/venv/bin/python"
-    assert launch.env["AGENTGYM_MINI_TRAJ"] == str(tmp_path / "tmp/h/mini.traj.json")
+    asyncio.run(main())
 
 
 @pytest.mark.slow

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from agentgym.harnesses.base import HarnessContext
+from agentgym.harness import HarnessContext
 from agentgym.harnesses.react import CONTAINER_SCRIPT, SCRIPT, STEP_LIMIT_EXIT_CODE, ReactHarness
-from agentgym.runtime.base import ExecResult
+from agentgym.runtime.base import ExecResult, RuntimeSpec
+from agentgym.runtime.local import LocalBackend
 from agentgym.types import StopReason, Task
 from tests.unit.harnesses.conftest import StubRun
 
@@ -25,28 +26,6 @@ TASK = Task(id="t", instruction="Fix the bug in 'app.py' and say \"done\"; $HOME
 def ctx(**kw: Any) -> HarnessContext:
     return HarnessContext(task=TASK, base_url="http://127.0.0.1:8000/s/abc/v1", model="org/policy-7b",
                           api_key="sk-1", **kw)
-
-
-class FakeRuntime:
-    """Records file writes and answers exec with a fixed exit code."""
-
-    def __init__(self, backend: str, exists: bool = False, root: Path | None = None) -> None:
-        self.backend = backend
-        self.exists = exists
-        self.root = root
-        self.writes: dict[str, tuple[bytes, int]] = {}
-        self.execs: list[str] = []
-
-    def host_path(self, path: str) -> Path:
-        assert self.root is not None
-        return self.root / path.lstrip("/")
-
-    async def exec(self, cmd: str, **kw: Any) -> ExecResult:
-        self.execs.append(cmd)
-        return ExecResult(exit_code=0 if self.exists else 1, stdout="")
-
-    async def write_file(self, path: str, data: bytes | str, mode: int = 0o644) -> None:
-        self.writes[path] = (data if isinstance(data, bytes) else data.encode(), mode)
 
 
 def test_script_is_package_data_and_stdlib_only() -> None:
@@ -91,26 +70,32 @@ def test_launch_leaves_out_unset_sampling_args() -> None:
     assert ReactHarness(system_prompt="Be brief.").launch(ctx(), None).env["AGENTGYM_SYSTEM_PROMPT"] == "Be brief."
 
 
-def test_launch_on_local_runtime_maps_paths(tmp_path: Path) -> None:
-    rt = FakeRuntime("local", root=tmp_path)
-    launch = ReactHarness().launch(ctx(output_dir="/tmp/h"), rt)
-    assert launch.env["AGENTGYM_OUTPUT_DIR"] == str(tmp_path / "tmp/h")
-    assert launch.env["AGENTGYM_REACT_SCRIPT"] == str(tmp_path / CONTAINER_SCRIPT.lstrip("/"))
-    assert launch.env["AGENTGYM_PYTHON"] == sys.executable
+def test_launch_on_a_runtime_without_images_maps_paths(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with await LocalBackend(tmp_root=str(tmp_path)).start(RuntimeSpec()) as rt:
+            launch = ReactHarness().launch(ctx(output_dir="/tmp/h"), rt)
+            assert launch.env["AGENTGYM_OUTPUT_DIR"] == rt.process_path("/tmp/h") == str(rt.root / "tmp/h")
+            assert launch.env["AGENTGYM_REACT_SCRIPT"] == str(rt.root / CONTAINER_SCRIPT.lstrip("/"))
+            assert launch.env["AGENTGYM_PYTHON"] == sys.executable
+
+    asyncio.run(main())
 
 
-def test_install_writes_script_only_where_missing() -> None:
-    harness = ReactHarness()
-    local = FakeRuntime("local")
-    asyncio.run(harness.install(local))
-    assert local.writes[CONTAINER_SCRIPT] == (SCRIPT.read_bytes(), 0o755)
-    assert local.execs == []
-    with_layer = FakeRuntime("docker", exists=True)
-    asyncio.run(harness.install(with_layer))
-    assert with_layer.writes == {} and with_layer.execs == [f"test -f {CONTAINER_SCRIPT}"]
-    bare = FakeRuntime("docker", exists=False)
-    asyncio.run(harness.install(bare))
-    assert CONTAINER_SCRIPT in bare.writes
+def test_install_writes_the_script_only_where_it_is_missing_or_stale(tmp_path: Path) -> None:
+    async def main() -> None:
+        harness = ReactHarness()
+        async with await LocalBackend(tmp_root=str(tmp_path)).start(RuntimeSpec()) as rt:
+            target = rt.host_path(CONTAINER_SCRIPT)
+            await harness.install(rt)
+            assert target.read_bytes() == SCRIPT.read_bytes() and target.stat().st_mode & 0o777 == 0o755
+            mtime = target.stat().st_mtime_ns
+            await harness.install(rt)  # already there (as an image layer leaves it): not rewritten
+            assert target.stat().st_mtime_ns == mtime
+            target.write_text("stale")
+            await harness.install(rt)
+            assert target.read_bytes() == SCRIPT.read_bytes()
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize(("result", "reason"), [

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from agentgym import registries
-from agentgym.harnesses.base import Harness
+from agentgym.harness import Harness
 
 
 def test_builtin_ids_make_harnesses() -> None:

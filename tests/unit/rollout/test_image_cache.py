@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from agentgym.harnesses.base import Harness, HarnessContext, ImageLayer, Launch
-from agentgym.rollout.episode import ImageCache
+from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
 from agentgym.runtime.base import RuntimeBackend, RuntimeSpec
+from agentgym.runtime.images import ImageCache
 from agentgym.types import Task
 
 

@@ -16,12 +16,10 @@ from agentgym.runtime.docker import (
     LABEL_PID,
     LABEL_RUN,
     DockerBackend,
-    ImageBuildError,
     _kill_by_exec_id_script,
     _parse_oom_kills,
-    context_hash,
-    dockerfile_base_images,
 )
+from agentgym.runtime.images import ImageBuildError, context_hash, dockerfile_base_images
 
 
 def test_context_hash_tracks_content_names_modes_and_extra(tmp_path: Path) -> None:

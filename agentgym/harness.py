@@ -1,5 +1,18 @@
-"""The harness boundary: how to install an agent program into a runtime and launch it with its
-LLM base URL pointed at a proxy session. The program itself is a black box."""
+"""The harness contract: how to install an agent program into a runtime and launch it with its
+LLM base URL pointed at a proxy session. The program itself is a black box.
+
+Implementations live in ``harnesses/`` (``agentgym.harnesses``) and register with
+``agentgym.registries.harnesses.register("org/name-v0", "package.module:Class")``.
+
+>>> class Hello(Harness):
+...     id = "demo/hello-v0"
+...     def launch(self, ctx, runtime):
+...         return Launch(cmd='curl -s "$BASE/models"', env={"BASE": ctx.base_url})
+>>> ctx = HarnessContext(task=Task(id="t", instruction="hi", env="demo/x-v0"),
+...                      base_url="http://127.0.0.1:8000/s/abc/v1", model="policy")
+>>> Hello().launch(ctx, None).env["BASE"]
+'http://127.0.0.1:8000/s/abc/v1'
+"""
 
 from __future__ import annotations
 
@@ -9,18 +22,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from agentgym.runtime.base import ExecResult, Runtime
+from agentgym.runtime.images import ImageLayer
 from agentgym.types import StopReason, Task
 
-
-@dataclass(frozen=True)
-class ImageLayer:
-    """Dockerfile lines to add on top of a task image (``FROM <task image>`` is prepended),
-    plus host files to put in the build context (context name -> host path)."""
-
-    dockerfile: str
-    context_files: Mapping[str, str] = field(default_factory=dict)
-    cache_key: str = ""
-    """Changes when the layer's content changes (part of the derived image tag)."""
+__all__ = ["Harness", "HarnessContext", "ImageLayer", "Launch"]
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,9 @@ class Harness(abc.ABC):
         return None
 
     @abc.abstractmethod
-    def launch(self, ctx: HarnessContext, runtime: Runtime) -> Launch:
-        """The command line that runs the harness non-interactively to completion."""
+    def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
+        """The command line that runs the harness non-interactively to completion. Paths the
+        command's processes open go through ``runtime.process_path`` (``None``: a container)."""
 
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = ()
     """Exit codes with which the harness reports that it hit its step limit."""
@@ -90,5 +96,4 @@ class Harness(abc.ABC):
         """Install if needed, launch, wait up to ``timeout`` seconds."""
         await self.install(runtime)
         launch = self.launch(ctx, runtime)
-        return await runtime.exec(launch.cmd, env=dict(launch.env), timeout=timeout,
-                                  workdir=ctx.task.workdir if runtime.backend != "local" else None)
+        return await runtime.exec(launch.cmd, env=dict(launch.env), timeout=timeout, workdir=ctx.task.workdir)
