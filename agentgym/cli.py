@@ -70,7 +70,7 @@ def rollout(
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
 ) -> None:
     """Run tasks x samples with a harness against a model; writes a trajectory dataset."""
-    from agentgym.quickstart import load_engine
+    from agentgym.engines import load_engine
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
     try:
@@ -185,8 +185,8 @@ def serve(
 ) -> None:
     """Run the proxy alone. Any session id in the URL is opened on first use:
     point a harness at http://127.0.0.1:PORT/s/<any-name>/v1."""
+    from agentgym.engines import load_engine
     from agentgym.proxy.server import Proxy
-    from agentgym.quickstart import load_engine
 
     async def main() -> None:
         engine = load_engine(model)

@@ -11,49 +11,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from agentgym.errors import ConfigError
 
 DEFAULT_ENV = "terminal/basic-v0"
 DEFAULT_HARNESS = "agentgym/react-v0"
-
-
-def agentgym_home() -> Path:
-    return Path(os.environ.get("AGENTGYM_HOME", Path.home() / ".cache" / "agentgym"))
-
-
-def tiny_model_path(sft_steps: int | None = None) -> Path:
-    """The cached tiny model, built on first use (a few seconds to a minute on CPU)."""
-    from agentgym.models.tiny import DEFAULT_CLI_SFT_STEPS, build_tiny_model
-
-    steps = DEFAULT_CLI_SFT_STEPS if sft_steps is None else sft_steps
-    path = agentgym_home() / "models" / f"tiny-sft{steps}"
-    if not (path / "config.json").exists():
-        build_tiny_model(path, sft_steps=steps)
-    return path
-
-
-def load_engine(model: str, **kwargs: Any) -> Any:
-    """``tiny`` (the built-in local model), a checkpoint path or hub id (embedded engine), or
-    ``vllm:<base_url>:<tokenizer path>`` for a running vLLM server."""
-    if model.startswith("vllm:"):
-        from agentgym.engines.vllm import VLLMEngine
-
-        rest = model[len("vllm:"):]
-        url, _, tok = rest.rpartition(":") if rest.count(":") > 1 else (rest, "", "")
-        if not tok:
-            raise ConfigError("use --model vllm:<base_url>:<tokenizer path>, e.g. vllm:http://127.0.0.1:8000:/models/qwen")
-        return VLLMEngine(base_url=url, model=tok, tokenizer_path=tok)
-    from agentgym.engines.embedded import EmbeddedEngine
-
-    path: str | Path = tiny_model_path() if model == "tiny" else model
-    return EmbeddedEngine(path, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -99,6 +63,9 @@ def run_quickstart(opts: QuickstartOptions) -> dict[str, Any]:
     torch.set_num_threads(1)
     say("[bold]agentgym quickstart[/]: tiny model -> rollouts -> trajectories -> dataset -> one GRPO step")
     t = time.time()
+    from agentgym.engines import load_engine
+    from agentgym.models.tiny import tiny_model_path
+
     model_path = tiny_model_path()
     say(f"Model: tiny local checkpoint at {model_path} ({time.time() - t:.1f}s)")
     runtime = pick_runtime(opts.runtime, say)

@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from agentgym import paths
 from agentgym.errors import HarnessError
 from agentgym.harnesses.locks import HarnessLock
 
@@ -46,14 +47,6 @@ widen ``--platform manylinux_2_36_x86_64`` to older glibc versions itself, so al
 COMPLETE_MARKER = ".agentgym-wheelhouse.json"
 LOCK_NAME = "requirements.lock"
 """The lock a wheelhouse was downloaded from, kept inside it (installs check its hashes)."""
-
-
-def cache_root() -> Path:
-    """``$AGENTGYM_CACHE_DIR`` or ``$XDG_CACHE_HOME/agentgym`` or ``~/.cache/agentgym``."""
-    if env := os.environ.get("AGENTGYM_CACHE_DIR"):
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "agentgym"
 
 
 def wheelhouse_key(requirements: Sequence[str], *, python_version: str = "3.11",
@@ -95,7 +88,7 @@ def ensure_wheelhouse(requirements: Sequence[str] = (), *, lock: HarnessLock | N
     """
     if not requirements and lock is None:
         raise HarnessError("ensure_wheelhouse needs a lock or at least one requirement")
-    root = Path(cache_dir) if cache_dir is not None else cache_root() / "wheelhouse"
+    root = Path(cache_dir) if cache_dir is not None else paths.cache_dir() / "wheelhouse"
     key = wheelhouse_key(requirements, python_version=python_version, platforms=platforms,
                          implementation=implementation, lock=lock)
     final = root / key
@@ -168,7 +161,7 @@ def ensure_venv(lock: HarnessLock, *, cache_dir: str | os.PathLike[str] | None =
     if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
         raise HarnessError(f"the {lock.name} lock is installed from manylinux x86-64 wheels; this host is "
                            f"{sys.platform}/{os.uname().machine}: use the Docker runtime")
-    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    root = Path(cache_dir) if cache_dir is not None else paths.cache_dir()
     version = host_python_version()
     venv = root / "venvs" / f"{lock.name}-{lock.digest}-py{version}"
     marker = venv / COMPLETE_MARKER

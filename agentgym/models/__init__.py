@@ -15,6 +15,7 @@ from agentgym.models.tiny import (
     build_tiny_model,
     load_model_and_tokenizer,
     main_build_tiny,
+    tiny_model_path,
     train_tokenizer,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "build_tiny_model",
     "load_model_and_tokenizer",
     "main_build_tiny",
+    "tiny_model_path",
     "train_tokenizer",
 ]

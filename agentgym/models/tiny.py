@@ -97,6 +97,18 @@ def train_tokenizer(vocab_size: int = 2048, texts: Sequence[str] | None = None,
     )
 
 
+def tiny_model_path(sft_steps: int | None = None) -> Path:
+    """The cached tiny model (``<cache>/models/tiny-sft<steps>``), built on first use (a few
+    seconds to a minute on CPU)."""
+    from agentgym.paths import cache_dir
+
+    steps = DEFAULT_CLI_SFT_STEPS if sft_steps is None else sft_steps
+    path = cache_dir() / "models" / f"tiny-sft{steps}"
+    if not (path / "config.json").exists():
+        build_tiny_model(path, sft_steps=steps)
+    return path
+
+
 def build_tiny_model(
     out_dir: str | os.PathLike[str],
     *,

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    """The warm-started tiny model (built once into AGENTGYM_HOME, then reused)."""
-    from agentgym.quickstart import tiny_model_path
+    """The warm-started tiny model (built once into the cache, then reused)."""
+    from agentgym.models.tiny import tiny_model_path
 
     return tiny_model_path()

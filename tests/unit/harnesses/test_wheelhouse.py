@@ -10,6 +10,7 @@ import pytest
 
 import agentgym.harnesses.wheelhouse as wh
 from agentgym.errors import HarnessError
+from agentgym.paths import cache_dir
 
 
 def test_key_ignores_requirement_order_but_not_target() -> None:
@@ -33,10 +34,10 @@ def test_pip_command_targets_cp311_manylinux() -> None:
 
 def test_cache_root_honours_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AGENTGYM_CACHE_DIR", str(tmp_path / "c"))
-    assert wh.cache_root() == tmp_path / "c"
+    assert cache_dir() == tmp_path / "c"
     monkeypatch.delenv("AGENTGYM_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
-    assert wh.cache_root() == tmp_path / "x" / "agentgym"
+    assert cache_dir() == tmp_path / "x" / "agentgym"
 
 
 def test_ensure_downloads_once_then_hits_the_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
