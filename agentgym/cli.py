@@ -167,7 +167,7 @@ def setup(
     install: Annotated[bool, typer.Option(help="apt-get install docker.io when missing (Debian, root).")] = True,
 ) -> None:
     """Make Docker usable: install the engine if missing, start it, build the base image."""
-    from agentgym.runtime import setup as rs
+    from agentgym import provision as rs
 
     try:
         rs.ensure_docker(install=install)

@@ -34,11 +34,12 @@ class QuickstartOptions:
 def pick_runtime(requested: str, say: Any) -> str:
     if requested != "auto":
         return requested
-    from agentgym.runtime.setup import docker_available, ensure_base_image
+    from agentgym.provision import ensure_base_image
+    from agentgym.runtime.docker import docker_available
 
     if not docker_available():
         say("[yellow]Docker engine not reachable: using the LOCAL runtime (subprocesses, no isolation).[/] "
-            "Run `python3 -m agentgym.runtime.setup` (Debian, root) to install and start Docker.")
+            "Run `agentgym setup` (Debian, root) to install and start Docker.")
         return "local"
     try:
         ensure_base_image()

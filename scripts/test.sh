@@ -28,7 +28,7 @@ rm -f "$log"
 # task images and into host virtualenvs that the tests build on first use: nothing here floats.
 
 echo "== docker engine and base image"
-python3 -m agentgym.runtime.setup
+python3 -m agentgym.provision
 
 echo "== lint and types"
 python3 -m ruff check agentgym envs harnesses trainers tests benchmarks

@@ -41,7 +41,7 @@ def require_docker() -> None:
     if os.environ.get("AGENTGYM_ALLOW_NO_DOCKER") == "1":
         pytest.skip(f"no Docker engine ({why}); skipped because AGENTGYM_ALLOW_NO_DOCKER=1")
     pytest.fail(f"this test needs Docker and no engine answers ({why}). Start one with "
-                "`python3 -m agentgym.runtime.setup`, or set AGENTGYM_ALLOW_NO_DOCKER=1 to skip "
+                "`agentgym setup`, or set AGENTGYM_ALLOW_NO_DOCKER=1 to skip "
                 "Docker tests.", pytrace=False)
 
 

@@ -1,4 +1,5 @@
-"""The OpenAI Chat Completions dialect: validate requests, format responses and errors.
+"""The OpenAI Chat Completions dialect: validate requests into the pipeline's :class:`Request`,
+format served calls and errors.
 
 The proxy honours every field it accepts and refuses the rest with a 400 that names the
 field: a sampling parameter silently dropped would make the recorded policy differ from the
@@ -10,10 +11,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.errors import ProxyError
+from agentgym.proxy.pipeline import Request
 from agentgym.tokens.messages import ROLES, Message, content_text
 from agentgym.types import SamplingParams
 
@@ -25,21 +26,6 @@ SUPPORTED_PARAMS = frozenset({
 })
 """Fields the proxy accepts. Some accept only their neutral value (``n: 1``,
 ``frequency_penalty: 0``...); anything else is a 400 naming the field."""
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """A validated chat-completions request."""
-
-    messages: list[Message]
-    sampling: SamplingParams
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: Any = "auto"
-    stream: bool = False
-    include_usage: bool = False
-    model: str = ""
-    logprobs: bool = False
-    raw: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _bad(message: str, param: str | None = None, code: str = "invalid_request_error", status: int = 400) -> ProxyError:
@@ -57,7 +43,7 @@ def _number(body: Mapping[str, Any], key: str, lo: float, hi: float, default: fl
     return float(v)
 
 
-def parse_chat_request(body: Any, default_max_tokens: int, max_tokens_cap: int) -> ChatRequest:
+def parse_chat_request(body: Any, default_max_tokens: int, max_tokens_cap: int) -> Request:
     """Validate a decoded JSON body; raises :class:`ProxyError` (a 400) naming the bad field."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object")
@@ -132,7 +118,7 @@ def parse_chat_request(body: Any, default_max_tokens: int, max_tokens_cap: int) 
         temperature=_number(body, "temperature", 0.0, 2.0, 1.0),
         top_p=_number(body, "top_p", 1e-6, 1.0, 1.0),
         max_tokens=max_tokens, stop=stops, seed=seed)
-    return ChatRequest(messages=messages, sampling=sampling, tools=tools, tool_choice=tool_choice or "auto",
+    return Request(messages=messages, sampling=sampling, tools=tools, tool_choice=tool_choice or "auto",
                        stream=stream, include_usage=bool(opts.get("include_usage")),
                        model=str(body.get("model", "")), logprobs=bool(body.get("logprobs")), raw=body)
 
@@ -142,12 +128,6 @@ def error_body(err: ProxyError) -> dict[str, Any]:
     if err.status == 404:
         etype = "not_found_error"
     return {"error": {"message": err.message, "type": etype, "param": err.param, "code": err.code}}
-
-
-def finish_reason(engine_reason: str, has_tool_calls: bool) -> str:
-    if engine_reason == "length":
-        return "length"
-    return "tool_calls" if has_tool_calls else "stop"
 
 
 def completion_body(call_id: str, model: str, message: Message, reason: str, prompt_tokens: int,

@@ -19,36 +19,22 @@ Example (a harness only needs the base URL)::
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from agentgym.engines.base import Engine, Generation
-from agentgym.errors import AgentGymError, ProxyError
+from agentgym.engines.base import Engine
+from agentgym.errors import ProxyError
 from agentgym.proxy import openai as oa
 from agentgym.proxy.calllog import CallLog
+from agentgym.proxy.pipeline import Pipeline, Request, Served, Session
 from agentgym.proxy.splice import SpliceIndex
 from agentgym.tokens.render import ChatRenderer
-from agentgym.tokens.toolcalls import parse_hermes
-from agentgym.types import Call, Timings
-
-
-@dataclass
-class Session:
-    id: str
-    index: SpliceIndex
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    calls: list[Call] = field(default_factory=list)
-    next_index: int = 0
-    errors: list[str] = field(default_factory=list)
-    """Engine failures seen while serving this session (the rollout records them)."""
+from agentgym.types import Call
 
 
 class Proxy:
@@ -73,10 +59,19 @@ class Proxy:
         self.host = host
         self.port = port
         self.default_max_tokens = default_max_tokens
-        self.max_model_len = max_model_len
         self.allow_new_sessions = allow_new_sessions
+        self.pipeline = Pipeline(engine, self.renderer, self.journal, max_model_len)
         self.sessions: dict[str, Session] = {}
         self._runner: web.AppRunner | None = None
+
+    @property
+    def max_model_len(self) -> int:
+        """Prompt + completion limit (longer requests get a 400 ``context_length_exceeded``)."""
+        return self.pipeline.max_model_len
+
+    @max_model_len.setter
+    def max_model_len(self, value: int) -> None:
+        self.pipeline.max_model_len = value
 
     # -- lifecycle ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -173,7 +168,6 @@ class Proxy:
         return s
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
-        t_start = time.time()
         session = self._session(request.match_info["sid"])
         raw = await request.read()
         try:
@@ -182,77 +176,33 @@ class Proxy:
             raise ProxyError(f"malformed JSON body: {e}", code="invalid_json") from None
         req = oa.parse_chat_request(body, self.default_max_tokens, self.max_model_len)
         agent = request.match_info.get("agent") or request.headers.get("X-AgentGym-Agent")
-        plan = session.index.plan(req.messages, req.tools, req.tool_choice, agent)
-        if len(plan.prompt_ids) + 1 > self.max_model_len:
-            # OpenAI's wording: clients (litellm, hence mini-swe-agent) stop instead of retrying on it.
-            raise ProxyError(f"This model's maximum context length is {self.max_model_len} tokens. However, "
-                             f"your messages resulted in {len(plan.prompt_ids)} tokens.",
-                             code="context_length_exceeded", param="messages")
-        sampling = req.sampling
-        room = self.max_model_len - len(plan.prompt_ids)
-        if sampling.max_tokens > room:
-            sampling = dataclasses.replace(sampling, max_tokens=room)
-        index = session.next_index
-        session.next_index += 1
-        call_id = f"{session.id}-{index:04d}"
-        try:
-            gen: Generation = await self.engine.generate(plan.prompt_ids, sampling)
-        except AgentGymError as e:
-            session.errors.append(f"{type(e).__name__}: {e}")
-            raise ProxyError(f"the engine failed: {e}", status=500, code="engine_error") from e
-        except Exception as e:  # an engine bug must not take the proxy down
-            session.errors.append(f"{type(e).__name__}: {e}")
-            raise ProxyError(f"the engine failed: {type(e).__name__}: {e}", status=500, code="engine_error") from e
-        t_gen = time.time()
-
-        text = self.renderer.decode(gen.completion_ids)
-        if gen.finish_reason == "stop":
-            for s in sampling.stop:
-                if s and s in text:
-                    text = text[: text.index(s)]
-        parsed = parse_hermes(text, f"{session.id[:8]}{index}", tools_offered=bool(req.tools))
-        message: dict[str, Any] = {"role": "assistant", "content": parsed.content}
-        if parsed.tool_calls:
-            message["tool_calls"] = parsed.tool_calls
-        reason = oa.finish_reason(gen.finish_reason, bool(parsed.tool_calls))
-        model = req.model or self.engine.model_name
-        lp = ([{"token": self.renderer.tokenizer.convert_ids_to_tokens(t), "logprob": p, "top_logprobs": []}
-               for t, p in zip(gen.completion_ids, gen.logprobs, strict=True)] if req.logprobs else None)
-        resp, delivered = await self._respond(request, req, call_id, model, message, reason, gen,
-                                              len(plan.prompt_ids), lp)
-        call = Call(
-            call_id=call_id, session_id=session.id, index=index, agent_id=plan.agent_id,
-            parent_call_id=plan.parent_call_id, break_reason=plan.break_reason, request=body,
-            prompt_ids=plan.prompt_ids, completion_ids=gen.completion_ids,
-            completion_logprobs=gen.logprobs, obs_spans=plan.obs_spans, new_from=plan.new_from,
-            response=message, finish_reason=reason, policy_version=gen.policy_version,
-            timings=Timings(start=t_start, first_token=t_gen, end=time.time(), queue_s=gen.queue_s),
-            delivered=delivered, valid_action=parsed.valid)
-        session.calls.append(call)
-        session.index.add(call, req.messages, message, req.tools, req.tool_choice, prompt_text=plan.prompt_text)
-        self.journal.append(call)
+        served = await self.pipeline.generate(session, req, agent)
+        resp, delivered = await self._respond(request, req, served)
+        self.pipeline.record(session, req, served, delivered, dialect="openai")
         return resp
 
-    async def _respond(self, request: web.Request, req: oa.ChatRequest, call_id: str, model: str,
-                       message: dict[str, Any], reason: str, gen: Generation, n_prompt: int,
-                       logprobs: list[dict[str, Any]] | None) -> tuple[web.StreamResponse, bool]:
-        """Write the response; returns it and whether it reached the client."""
-        usage = {"prompt_tokens": n_prompt, "completion_tokens": len(gen.completion_ids),
-                 "total_tokens": n_prompt + len(gen.completion_ids)}
+    async def _respond(self, request: web.Request, req: Request, served: Served) -> tuple[web.StreamResponse, bool]:
+        """Write the response in the OpenAI dialect; returns it and whether it reached the client."""
+        gen, message, model = served.gen, served.message, req.model or self.engine.model_name
+        usage = {"prompt_tokens": served.prompt_tokens, "completion_tokens": served.completion_tokens,
+                 "total_tokens": served.prompt_tokens + served.completion_tokens}
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
                                   if req.stream else {"Content-Type": "application/json"})
         try:
             if req.stream:
                 await resp.prepare(request)
-                pieces = self._content_pieces(gen.completion_ids, message.get("content") or "")
-                for chunk in oa.stream_chunks(call_id, model, message, reason, pieces,
+                pieces = self.pipeline.content_pieces(gen.completion_ids, message.get("content") or "")
+                for chunk in oa.stream_chunks(served.call_id, model, message, served.finish, pieces,
                                               usage if req.include_usage else None):
                     await resp.write(b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n")
                 await resp.write(b"data: [DONE]\n\n")
                 await resp.write_eof()
             else:
-                payload = json.dumps(oa.completion_body(call_id, model, message, reason, n_prompt,
-                                                        len(gen.completion_ids), logprobs),
+                logprobs = ([{"token": self.renderer.tokenizer.convert_ids_to_tokens(t), "logprob": p,
+                              "top_logprobs": []} for t, p in zip(gen.completion_ids, gen.logprobs, strict=True)]
+                            if req.logprobs else None)
+                payload = json.dumps(oa.completion_body(served.call_id, model, message, served.finish,
+                                                        served.prompt_tokens, served.completion_tokens, logprobs),
                                      ensure_ascii=False).encode()
                 resp.content_length = len(payload)
                 await resp.prepare(request)
@@ -261,20 +211,3 @@ class Proxy:
         except (ConnectionError, RuntimeError):  # the client went away mid-response
             return resp, False
         return resp, True
-
-    def _content_pieces(self, ids: tuple[int, ...], content: str) -> list[str]:
-        """Per-token text deltas of the content part, for streaming."""
-        pieces: list[str] = []
-        prev = ""
-        for i in range(1, len(ids) + 1):
-            cur = self.renderer.tokenizer.decode(ids[:i], skip_special_tokens=False)
-            if len(cur) >= len(content):
-                pieces.append(content[len(prev):])
-                break
-            if cur.startswith(prev) and not cur.endswith("\ufffd"):
-                pieces.append(cur[len(prev):])
-                prev = cur
-        else:
-            pieces.append(content[len(prev):])
-        return [p for p in pieces if p] if "".join(pieces) == content else [content]
-

@@ -45,7 +45,7 @@ def get_backend(name: str = "auto", **kwargs: Any) -> RuntimeBackend:
     """A backend by name: ``docker``, ``local``, or ``auto`` (Docker when its engine answers,
     else local). ``kwargs`` go to the backend's constructor."""
     if name == "auto":
-        from agentgym.runtime.setup import docker_available
+        from agentgym.runtime.docker import docker_available
 
         name = "docker" if docker_available() else "local"
     if name == "docker":

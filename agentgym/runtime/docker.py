@@ -428,7 +428,7 @@ class DockerBackend(RuntimeBackend):
                         self._client = None
                         raise RuntimeError_(
                             f"cannot reach the Docker engine ({e}). Start it with "
-                            "`python3 -m agentgym.runtime.setup`, or use the local backend.") from e
+                            "`agentgym setup`, or use the local backend.") from e
         return self._client
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
@@ -462,7 +462,7 @@ class DockerBackend(RuntimeBackend):
             image_env = self.client.api.inspect_image(spec.image)["Config"].get("Env") or []
         except docker.errors.ImageNotFound as e:
             raise RuntimeError_(f"image {spec.image!r} not found; build it with ensure_image() "
-                                "or `python3 -m agentgym.runtime.setup` for the base image") from e
+                                "or `agentgym setup` for the base image") from e
         image_path = next((e.split("=", 1)[1] for e in image_env if e.startswith("PATH=")), None)
         explicit_path = spec.env.get("PATH") or (image_path if image_path and image_path != DEFAULT_PATH else None)
         kwargs: dict[str, Any] = dict(
@@ -531,7 +531,7 @@ class DockerBackend(RuntimeBackend):
                 try:
                     base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
                 except docker.errors.ImageNotFound as e:
-                    hint = " Run `python3 -m agentgym.runtime.setup`." if base.startswith("agentgym/") else ""
+                    hint = " Run `agentgym setup`." if base.startswith("agentgym/") else ""
                     raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
                                         f"(nothing is pulled).{hint}") from e
             digest = context_hash(ctx, base_ids)
@@ -582,3 +582,17 @@ def _atexit_close(ref: weakref.ref[DockerBackend]) -> None:
     backend = ref()
     if backend is not None and backend._live:
         backend.close()
+
+
+def docker_available(timeout: float = 3.0) -> bool:
+    """Whether a Docker engine answers a ping (``DOCKER_HOST`` or the default socket)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(max(timeout, 1)))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False

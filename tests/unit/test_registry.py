@@ -11,7 +11,7 @@ import pytest
 import agentgym
 from agentgym import registries
 from agentgym.errors import RegistryError
-from agentgym.registry import Registry
+from agentgym.registries import Registry
 
 
 def test_lazy_entry_point_imports_nothing_until_made() -> None:

@@ -1,6 +1,8 @@
-"""Get a Docker engine and the base image ready on a Debian machine. Idempotent.
+"""Provision this host: get a Docker engine and the base image ready on a Debian machine.
+Idempotent. This changes the machine (apt-get, dockerd), so it sits at the top of the stack,
+beside the CLI, and the runtime library never calls it.
 
-``python3 -m agentgym.runtime.setup`` runs all three steps (CI calls it):
+``agentgym setup`` (or ``python3 -m agentgym.provision``) runs both steps (CI calls it):
 
 1. :func:`ensure_docker` installs ``docker.io`` (with ``socat`` and ``debootstrap``) via apt-get
    when ``dockerd`` is missing, and starts ``dockerd --bridge=none --iptables=false
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from agentgym.errors import RuntimeError_
+from agentgym.runtime.docker import docker_available
 
 BASE_IMAGE = "agentgym/base:bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "procps")
@@ -33,20 +36,6 @@ DOCKER_SOCKET = "/var/run/docker.sock"
 
 def _say(msg: str) -> None:
     print(f"[agentgym.setup] {msg}", flush=True)
-
-
-def docker_available(timeout: float = 3.0) -> bool:
-    """Whether a Docker engine answers a ping (``DOCKER_HOST`` or the default socket)."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=int(max(timeout, 1)))
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except Exception:
-        return False
 
 
 def _apt_install(packages: list[str]) -> None:
@@ -69,7 +58,7 @@ def ensure_docker(install: bool = True, log_path: str = "/tmp/dockerd.log", wait
         return
     if not shutil.which("dockerd"):
         if not install:
-            raise RuntimeError_("dockerd is not installed; run `python3 -m agentgym.runtime.setup` "
+            raise RuntimeError_("dockerd is not installed; run `python3 -m agentgym.provision` "
                                 "(installs docker.io) or install Docker by hand")
         _apt_install(["docker.io", "socat", "debootstrap"])
     dockerd = shutil.which("dockerd")
@@ -155,7 +144,7 @@ def _unmount_below(path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m agentgym.runtime.setup", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python3 -m agentgym.provision", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--no-install", action="store_true", help="never run apt-get")
     parser.add_argument("--skip-base-image", action="store_true", help=f"do not build {BASE_IMAGE}")
