@@ -5,9 +5,17 @@ ints, logprobs float64 so a write/read round-trip is exact. The schema is docume
 ``docs/dataset-schema.md``; ``schema_version`` is stored on every record and in the Parquet
 file metadata, and readers refuse versions they do not know.
 
->>> from agentgym.export import write_jsonl, read_jsonl              # doctest: +SKIP
->>> write_jsonl(trajectories, "out/trajectories.jsonl")             # doctest: +SKIP
->>> assert read_jsonl("out/trajectories.jsonl") == trajectories     # doctest: +SKIP
+>>> import tempfile
+>>> from agentgym.types import Segment, StopReason, Trajectory
+>>> seg = Segment(input_ids=(1, 2, 3), action_mask=(0, 1, 1), obs_mask=(0, 0, 0), logprobs=(0.0, -0.5, -0.25),
+...               turn_index=(-1, 0, 0), policy_version=(0, 0, 0))
+>>> traj = Trajectory(id="t0", task_id="hello", session_id="s0", segments=(seg,), steps=(), reward=1.0,
+...                   stop_reason=StopReason.COMPLETED)
+>>> out = tempfile.mkdtemp()
+>>> write_jsonl([traj], f"{out}/t.jsonl"), write_parquet([traj], f"{out}/t.parquet")  # doctest: +ELLIPSIS
+(PosixPath('.../t.jsonl'), PosixPath('.../t.parquet'))
+>>> read(f"{out}/t.jsonl") == read(f"{out}/t.parquet") == [traj]
+True
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ and error, the steps as a timeline (observation, action, anchor, validity, step 
 per segment, a collapsible token view where every token is coloured by its role (sampled
 action, environment observation, template/prompt) with its id and logprob in a tooltip.
 
->>> from agentgym.viewer import write_view                          # doctest: +SKIP
 >>> write_view(Path("runs/demo"))                                   # doctest: +SKIP
 PosixPath('runs/demo/view.html')
 
@@ -333,8 +332,12 @@ def render_html(trajectories: Sequence[Trajectory], *, tokenizer: Any = None, ti
         max_tokens_per_segment: tokens rendered per segment; a longer segment shows its first
             quarter and last three quarters of this many, with a note about the rest.
 
-    >>> from agentgym.viewer import render_html                      # doctest: +SKIP
-    >>> Path("view.html").write_text(render_html(export.read("data.parquet")))   # doctest: +SKIP
+    >>> from agentgym.types import Step, StopReason, Trajectory
+    >>> step = Step(index=0, call_id="c0", segment_index=0, action_span=(0, 0), observation="<script>x</script>")
+    >>> page = render_html([Trajectory(id="t0", task_id="hello", session_id="s0", segments=(), steps=(step,),
+    ...                                reward=1.0, stop_reason=StopReason.COMPLETED)])
+    >>> page.startswith("<!DOCTYPE html>"), "<script>x</script>" in page, "&lt;script&gt;x" in page
+    (True, False, True)
     """
     if max_tokens_per_segment < 1:
         raise ConfigError(f"max_tokens_per_segment must be at least 1, got {max_tokens_per_segment}")

@@ -19,6 +19,9 @@ from typing import Any
 from agentgym import registries
 
 TERMINAL_TASKS = Path(__file__).parent / "terminal" / "tasks"
+"""The built-in terminal suite (Harbor layout)."""
+
+__all__ = ["TERMINAL_TASKS"]
 
 
 def _register(id_: str, entry_point: str, **kwargs: Any) -> None:

@@ -7,8 +7,16 @@ sampling parameters and random generators, rows finishing independently and leav
 resolves the futures, and goes back to the queue. Requests that arrive while a batch runs wait
 for the next batch (static batching: simple, and plenty for tiny models and tests).
 
->>> engine = EmbeddedEngine("/tmp/tiny")                                  # doctest: +SKIP
->>> gen = await engine.generate(prompt_ids, SamplingParams(temperature=0.8, seed=1))  # doctest: +SKIP
+>>> import asyncio, tempfile
+>>> from agentgym.models.tiny import build_tiny_model
+>>> from agentgym.types import SamplingParams
+>>> path = build_tiny_model(tempfile.mkdtemp() + "/tiny", sft_steps=0)   # random weights, ~2 s
+>>> engine = EmbeddedEngine(path, seed=0)
+>>> prompt = engine.tokenizer.encode("hello there")
+>>> gen = asyncio.run(engine.generate(prompt, SamplingParams(temperature=0.8, max_tokens=5, seed=1)))
+>>> len(gen.completion_ids) == len(gen.logprobs) <= 5, gen.policy_version
+(True, 0)
+>>> asyncio.run(engine.aclose())
 
 Reproducibility: a request with a ``seed`` gets its own ``torch.Generator`` and draws exactly
 one uniform number per sampled token, so its tokens do not depend on which other requests share

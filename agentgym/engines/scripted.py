@@ -5,8 +5,16 @@ a model. It is a real :class:`~agentgym.engines.base.Engine`: it receives the ex
 and returns exact completion ids (which may deliberately be ids that decode and re-encode to
 something else) with deterministic logprobs.
 
->>> from agentgym.engines.scripted import ScriptedEngine
->>> engine = ScriptedEngine(tokenizer, ["Hello!", [5, 6, 7]])       # doctest: +SKIP
+>>> import asyncio
+>>> from agentgym.models.tiny import train_tokenizer
+>>> from agentgym.types import SamplingParams
+>>> tokenizer = train_tokenizer()
+>>> engine = ScriptedEngine(tokenizer, ["Hello!", [5, 6, 7]])
+>>> first = asyncio.run(engine.generate([1, 2, 3], SamplingParams()))
+>>> tokenizer.decode(first.completion_ids), first.finish_reason
+('Hello!<|im_end|>', 'stop')
+>>> asyncio.run(engine.generate([1, 2, 3], SamplingParams())).completion_ids, engine.prompts[0]
+((5, 6, 7), (1, 2, 3))
 """
 
 from __future__ import annotations

@@ -18,7 +18,20 @@ embedded engine's are not; keep ``top_p = 1`` for training, as the trainer assum
 repetition_penalty, ...) silently changes the sampling distribution. The adapter also sends
 neutral values for those knobs explicitly.
 
->>> engine = VLLMEngine("http://127.0.0.1:8000", model="/models/qwen", tokenizer_path="/models/qwen")  # doctest: +SKIP
+The wire format, against a stand-in server (``httpx.MockTransport``)::
+
+>>> import asyncio, httpx, json
+>>> from agentgym.types import SamplingParams
+>>> def server(request: httpx.Request) -> httpx.Response:
+...     body = json.loads(request.content)
+...     assert body["prompt"] == [1, 2, 3] and body["return_tokens_as_token_ids"]
+...     return httpx.Response(200, json={"choices": [{"finish_reason": "stop", "token_ids": [7, 8],
+...         "logprobs": {"tokens": ["token_id:7", "token_id:8"], "token_logprobs": [-0.1, -0.2]}}]})
+>>> client = httpx.AsyncClient(base_url="http://vllm", transport=httpx.MockTransport(server))
+>>> engine = VLLMEngine("http://vllm", model="/models/qwen", max_model_len=4096, client=client)
+>>> gen = asyncio.run(engine.generate([1, 2, 3], SamplingParams(temperature=1.0)))
+>>> gen.completion_ids, gen.logprobs, gen.finish_reason
+((7, 8), (-0.1, -0.2), 'stop')
 """
 
 from __future__ import annotations

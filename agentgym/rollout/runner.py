@@ -5,8 +5,21 @@ episode ends (the dataset schema of :mod:`agentgym.export`). Re-running the same
 the same ``out_dir`` skips the (task, sample) pairs already there, re-runs the ones that were in
 flight, and rewrites ``trajectories.parquet`` from the whole journal at the end.
 
->>> result = asyncio.run(run_rollouts(RolloutConfig(env="terminal/basic-v0",   # doctest: +SKIP
-...     harness="agentgym/react-v0", samples=4, out_dir="runs/demo"), engine))
+Our ReAct harness on the ``hello-file`` task, on the local runtime, against a scripted engine
+that solves it (any :class:`~agentgym.engines.base.Engine` works the same way)::
+
+>>> import tempfile
+>>> from agentgym.engines.scripted import ScriptedEngine
+>>> from agentgym.models.tiny import train_tokenizer
+>>> import json
+>>> command = "echo 'Hello, agentgym!' > hello.txt"            # run in the task's workdir, /app
+>>> solve = "<tool_call>" + json.dumps({"name": "bash", "arguments": {"command": command}}) + "</tool_call>"
+>>> engine = ScriptedEngine(train_tokenizer(), [solve, "Done."])
+>>> config = RolloutConfig(env="terminal/hello-file-v0", harness="agentgym/react-v0", samples=1,
+...                        out_dir=tempfile.mkdtemp(), runtime="local", progress=False)
+>>> result = asyncio.run(run_rollouts(config, engine))
+>>> [(t.task_id, t.reward, t.stop_reason.value, t.num_steps) for t in result.main]
+[('hello-file', 1.0, 'completed', 2)]
 """
 
 from __future__ import annotations

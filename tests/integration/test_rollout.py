@@ -52,8 +52,7 @@ def run(cfg: RolloutConfig, engine: Any) -> Any:
     return asyncio.run(run_rollouts(cfg, engine))
 
 
-@pytest.mark.docker
-@pytest.mark.parametrize("runtime", ["docker", "local"])
+@pytest.mark.parametrize("runtime", [pytest.param("docker", marks=pytest.mark.docker), "local"])
 def test_rollout_solves_and_resumes(tokenizer: Any, tmp_path: Path, runtime: str) -> None:
     engine = ScriptedEngine(tokenizer, solver(tokenizer))
     cfg = RolloutConfig(env="terminal/hello-file-v0", harness="agentgym/react-v0", samples=2,

@@ -108,6 +108,7 @@ def test_mini_wire_format_matches_fixtures(tmp_path: Path, mini_venv_python: str
     recorded = json.loads(SESSION_FIXTURE.read_text())["exchanges"]
     assert [e["body"] for e in exchanges] == [e["body"] for e in recorded]
     assert json.loads(REQUEST_FIXTURE.read_text()) == exchanges[1]["body"]
+    assert_documented_shape(exchanges)
     for got in exchanges:
         assert got["path"] == "/s/<session>/v1/chat/completions"
         assert got["headers"]["Authorization"] == f"Bearer {API_KEY}"
@@ -115,9 +116,9 @@ def test_mini_wire_format_matches_fixtures(tmp_path: Path, mini_venv_python: str
         assert got["headers"]["User-Agent"].startswith("OpenAI/Python")
 
 
-def test_fixtures_show_the_documented_shape() -> None:
-    """The facts the proxy relies on, read from the fixtures (no ``mini`` needed)."""
-    body = json.loads(REQUEST_FIXTURE.read_text())
+def assert_documented_shape(ex: list[dict[str, Any]]) -> None:
+    """The facts the proxy and the docs rely on, read from what the real ``mini`` just sent."""
+    body = ex[1]["body"]
     assert set(body) == {"model", "messages", "tools"}
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "tool"]
     assistant = body["messages"][2]
@@ -125,8 +126,6 @@ def test_fixtures_show_the_documented_shape() -> None:
     assert assistant["tool_calls"][0]["function"] == {"arguments": '{"command": "pwd"}', "name": "bash"}
     assert body["messages"][3]["tool_call_id"] == assistant["tool_calls"][0]["id"]
     assert body["tools"][0]["function"]["name"] == "bash"
-
-    ex = json.loads(SESSION_FIXTURE.read_text())["exchanges"]
     null_content = ex[2]["body"]["messages"][4]
     assert "content" not in null_content and null_content["reasoning_content"] == "Two commands at once."
     assert [m.get("tool_call_id") for m in ex[2]["body"]["messages"][5:]] == ["call_2a", "call_2b"]
