@@ -14,7 +14,7 @@ from torch import nn
 from agentgym import registries
 from agentgym.errors import TrainerError
 from agentgym.trainers.batch import StepBatch
-from agentgym.trainers.loop import train_step
+from agentgym.trainers.step import train_step
 from agentgym.types import Trajectory, group_by_task
 
 

@@ -12,9 +12,9 @@ import transformers
 from torch import Tensor
 
 from agentgym.trainers.batch import StepBatch
-from agentgym.trainers.loop import compute_token_logprobs, train_step
 from agentgym.trainers.losses.base import AGG_MODES, LossConfig
 from agentgym.trainers.losses.echo import EchoConfig, echo_observation_loss, observation_masks
+from agentgym.trainers.step import compute_token_logprobs, train_step
 
 torch.set_num_threads(1)
 
