@@ -143,17 +143,17 @@ def train_step(
     target: Tensor | None = None
     count: Tensor | None = None
     lam = 0.0
-    echo_total = 0
+    echo_total = 0.0
     if echo is not None:
         target, count = observation_masks(batch.obs_mask, action, attention, getattr(batch, "obs_body_mask", None),
                                           echo.targets)
         lam = echo_lambda(echo, step)
         echo_total = echo_units(target, echo)
-    use_echo = echo is not None and lam > 0 and echo_total > 0
+    n_target = int(target.sum()) if target is not None else 0
+    use_echo = echo is not None and lam > 0 and n_target > 0
 
     device = next(model.parameters()).device
     n_action = int((action > 0).sum())
-    n_target = int(target.sum()) if target is not None else 0
     pg_total: int | None = None  # units of the loss's aggregation, known once it has run
     sums: dict[str, float] = {}
     maxes: dict[str, float] = {}

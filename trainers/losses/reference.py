@@ -126,5 +126,5 @@ def ref_echo(logprobs: Matrix, obs_mask: Matrix, action_mask: Matrix, attention_
         elif cfg.norm == "selected":
             per_seq.append(nll / (n_target + cfg.eps))
     if cfg.norm == "token-mean":
-        return sum(all_nll) / len(all_nll) if all_nll else 0.0
+        return sum(all_nll) / (len(all_nll) + cfg.eps)
     return sum(per_seq) / len(per_seq)
