@@ -180,6 +180,19 @@ class StepBatch:
             return torch.zeros(0, dtype=torch.bool)
         return torch.cat([self.traj_ids[1:] != self.traj_ids[:-1], torch.ones(1, dtype=torch.bool)])
 
+    def action_row_mask(self) -> Tensor:
+        """bool[R]: the row owns at least one action token (``token_row`` where ``action_mask > 0``).
+
+        All True when the batch carries no tokens: nothing then says a step went untrained.
+        """
+        r = self.num_rows
+        if not self.has_tokens:
+            return torch.ones(r, dtype=torch.bool)
+        owned = self.token_row[(self.action_mask > 0) & (self.token_row >= 0)]
+        out = torch.zeros(r, dtype=torch.bool)
+        out[owned] = True
+        return out
+
     def full_step_rewards(self) -> Tensor:
         """float[R]: ``r_t`` = step reward plus the terminal reward on the trajectory's last row."""
         return self.step_rewards + self.episode_rewards * self.last_row_mask().to(self.episode_rewards.dtype)
