@@ -36,6 +36,17 @@ from torch import Tensor
 
 from agentgym.trainers.losses.base import LossResult
 
+__all__ = [
+    "EchoConfig",
+    "EchoNorm",
+    "EchoSchedule",
+    "EchoTargets",
+    "echo_lambda",
+    "echo_observation_loss",
+    "echo_units",
+    "observation_masks",
+]
+
 EchoTargets = Literal["env", "full"]
 EchoNorm = Literal["observation", "selected", "token-mean"]
 EchoSchedule = Literal["constant", "linear", "step"]

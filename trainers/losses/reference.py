@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from agentgym.trainers.losses.base import LossConfig
 from agentgym.trainers.losses.echo import EchoConfig
 
+__all__ = ["Matrix", "ref_aggregate", "ref_echo", "ref_gspo", "ref_low_var_kl", "ref_ppo_clip"]
+
 Matrix = Sequence[Sequence[float]]
 
 
