@@ -3,6 +3,8 @@
 Rows are *steps* (one LLM call of one trajectory). Tokens live in ``S`` padded sequences
 (trajectory segments) of length ``L``; ``token_row`` ties every token to the row of the step it
 belongs to, so a per-row advantage becomes a per-token one with :meth:`StepBatch.row_to_tokens`.
+Build one from plain arrays with :meth:`StepBatch.from_arrays`, or from reconstructed trajectory
+groups with :meth:`StepBatch.from_groups` (:mod:`agentgym.trainers.collate`).
 
 Invariants (checked by the constructor):
 
@@ -28,17 +30,18 @@ Invariants (checked by the constructor):
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from agentgym.errors import ConfigError
-from agentgym.types import TrajectoryGroup
+
+if TYPE_CHECKING:
+    from agentgym.types import TrajectoryGroup
 
 __all__ = ["StepBatch", "intern"]
 
@@ -180,6 +183,19 @@ class StepBatch:
             return torch.zeros(0, dtype=torch.bool)
         return torch.cat([self.traj_ids[1:] != self.traj_ids[:-1], torch.ones(1, dtype=torch.bool)])
 
+    def action_row_mask(self) -> Tensor:
+        """bool[R]: the row owns at least one action token (``token_row`` where ``action_mask > 0``).
+
+        All True when the batch carries no tokens: nothing then says a step went untrained.
+        """
+        r = self.num_rows
+        if not self.has_tokens:
+            return torch.ones(r, dtype=torch.bool)
+        owned = self.token_row[(self.action_mask > 0) & (self.token_row >= 0)]
+        out = torch.zeros(r, dtype=torch.bool)
+        out[owned] = True
+        return out
+
     def full_step_rewards(self) -> Tensor:
         """float[R]: ``r_t`` = step reward plus the terminal reward on the trajectory's last row."""
         return self.step_rewards + self.episode_rewards * self.last_row_mask().to(self.episode_rewards.dtype)
@@ -279,115 +295,15 @@ class StepBatch:
 
     @classmethod
     def from_groups(cls, groups: Sequence[TrajectoryGroup], pad_id: int = 0) -> StepBatch:
-        """Build a batch from reconstructed trajectory groups.
+        """Build a batch from reconstructed trajectory groups: :func:`agentgym.trainers.collate.collate_groups`.
 
-        Rows: groups in order, trajectories in order, steps sorted by ``Step.index``. Each step's
-        row gets ``Step.reward`` (terminal reward excluded: it is ``Trajectory.reward``, carried in
-        ``episode_rewards``), ``Step.anchor``, ``Step.valid`` and its agent id (``Step.agent_id``,
-        or the trajectory's ``agent_id`` when the step keeps the default ``"main"``).
-
-        Tokens: one padded sequence per segment (right padding with ``pad_id``). Tokens from
-        ``step.obs_span[0]`` to ``step.action_span[1]`` of ``segments[step.segment_index]`` get the
-        step's row in ``token_row``, except those whose ``Segment.turn_index`` is -1 (the initial
-        prompt, context inherited by a branch), which stay -1; ``old_logprobs`` is the segment's
-        logprobs on action tokens.
-
-        Tree: ``TrajectoryGroup.parents`` (``traj id -> (parent traj id, turn)``) makes the
-        branched trajectory share its parent's nodes for turns ``< turn``; without it each
-        trajectory is its own chain below the group's root.
+        Rows in group, trajectory, step order; one right-padded sequence per segment (``pad_id``),
+        all padded to the batch's longest; tree nodes from ``TrajectoryGroup.parents``. See
+        :mod:`agentgym.trainers.collate` for the exact layout.
         """
-        gid: list[int] = []
-        tid: list[int] = []
-        sidx: list[int] = []
-        anchors: list[str] = []
-        srew: list[float] = []
-        erew: list[float] = []
-        valid: list[bool] = []
-        agents: list[str] = []
-        tnode: list[int] = []
-        tparent: list[int] = []
-        seqs: list[tuple[Any, list[int], int]] = []  # (segment, token_row list, traj index)
-        new_node = itertools.count()
-        t_index = 0
-        for g_index, group in enumerate(groups):
-            root = next(new_node)
-            by_id = {tr.id: tr for tr in group.trajectories}
-            node_of: dict[tuple[str, int], int] = {}  # (traj id, turn) -> node reached by that turn
+        from .collate import collate_groups  # collate builds StepBatch: import at call time
 
-            def node_for(traj_id: str, turn: int, _g: TrajectoryGroup = group,
-                         _by_id: dict[str, Any] = by_id, _node_of: dict[tuple[str, int], int] = node_of) -> int:
-                seen: set[str] = set()
-                key = (traj_id, turn)
-                while key[0] in _g.parents and key[0] not in seen:
-                    seen.add(key[0])
-                    parent_id, branch_turn = _g.parents[key[0]]
-                    if key[1] < branch_turn and parent_id in _by_id:
-                        key = (parent_id, key[1])
-                    else:
-                        break
-                if key not in _node_of:
-                    _node_of[key] = next(new_node)
-                return _node_of[key]
-
-            for traj in group.trajectories:
-                steps = sorted(traj.steps, key=lambda s: s.index)
-                seg_rows: list[list[int]] = [[-1] * len(seg) for seg in traj.segments]
-                for step in steps:
-                    row = len(gid)
-                    gid.append(g_index)
-                    tid.append(t_index)
-                    sidx.append(step.index)
-                    anchors.append(step.anchor)
-                    srew.append(float(step.reward))
-                    erew.append(float(traj.reward))
-                    valid.append(bool(step.valid))
-                    agents.append(step.agent_id if step.agent_id != "main" else traj.agent_id)
-                    tnode.append(node_for(traj.id, step.index))
-                    tparent.append(root if step.index == 0 else node_for(traj.id, step.index - 1))
-                    if 0 <= step.segment_index < len(seg_rows):
-                        rows = seg_rows[step.segment_index]
-                        turn = traj.segments[step.segment_index].turn_index
-                        # an empty obs_span (e.g. the (0, 0) default) claims no observation tokens
-                        lo = step.obs_span[0] if step.obs_span[1] > step.obs_span[0] else step.action_span[0]
-                        lo = max(0, min(lo, step.action_span[0]))
-                        hi = min(len(rows), step.action_span[1])
-                        for i in range(lo, hi):
-                            # the initial prompt / inherited context (turn_index -1) belongs to no step
-                            if len(turn) != len(rows) or turn[i] != -1:
-                                rows[i] = row
-                for seg, rows in zip(traj.segments, seg_rows, strict=True):
-                    seqs.append((seg, rows, t_index))
-                t_index += 1
-        agent_index, agent_names = intern(agents)
-        anchor_index, _ = intern(anchors)
-        s = len(seqs)
-        length = max((len(seg) for seg, _, _ in seqs), default=0)
-        input_ids = torch.full((s, length), pad_id, dtype=torch.long)
-        attention = torch.zeros((s, length), dtype=torch.long)
-        action = torch.zeros((s, length))
-        obs = torch.zeros((s, length))
-        logp = torch.zeros((s, length))
-        token_row = torch.full((s, length), -1, dtype=torch.long)
-        for i, (seg, rows, _) in enumerate(seqs):
-            n = len(seg)
-            input_ids[i, :n] = torch.tensor(seg.input_ids, dtype=torch.long)
-            attention[i, :n] = 1
-            action[i, :n] = torch.tensor(seg.action_mask, dtype=torch.float32)
-            obs[i, :n] = torch.tensor(seg.obs_mask, dtype=torch.float32)
-            logp[i, :n] = torch.tensor(seg.logprobs, dtype=torch.float32) * action[i, :n]
-            token_row[i, :n] = torch.tensor(rows, dtype=torch.long)
-        return cls(
-            group_ids=torch.tensor(gid, dtype=torch.long), traj_ids=torch.tensor(tid, dtype=torch.long),
-            step_index=torch.tensor(sidx, dtype=torch.long), anchors=anchors,
-            step_rewards=torch.tensor(srew, dtype=torch.float32),
-            episode_rewards=torch.tensor(erew, dtype=torch.float32),
-            valid=torch.tensor(valid, dtype=torch.bool), agent_ids=agents, agent_index=agent_index,
-            anchor_index=anchor_index, agent_names=agent_names,
-            input_ids=input_ids, attention_mask=attention, action_mask=action, obs_mask=obs,
-            old_logprobs=logp, token_row=token_row, obs_body_mask=None,
-            seq_traj=torch.tensor([t for _, _, t in seqs], dtype=torch.long),
-            tree_node=torch.tensor(tnode, dtype=torch.long), tree_parent=torch.tensor(tparent, dtype=torch.long),
-        )
+        return collate_groups(groups, pad_id=pad_id)
 
 
 def _first_seen_dense(ids: Tensor) -> Tensor:

@@ -1,6 +1,28 @@
 """From trajectories to one policy update: group, estimate advantages, take an optimizer step.
 
->>> metrics = policy_update(model, optimizer, trajectories, estimator="grpo")   # doctest: +SKIP
+Any causal LM works (``model(input_ids=..., attention_mask=..., position_ids=...)`` returning
+logits); here a bigram table, and two attempts at one task, one solved:
+
+>>> import torch
+>>> from agentgym.types import Segment, Step, StopReason, Trajectory
+>>> class Bigram(torch.nn.Module):
+...     def __init__(self) -> None:
+...         super().__init__()
+...         self.table = torch.nn.Embedding(8, 8)
+...     def forward(self, input_ids: torch.Tensor, **_: object) -> tuple[torch.Tensor]:
+...         return (self.table(input_ids),)
+>>> def attempt(i: int, reward: float) -> Trajectory:
+...     seg = Segment(input_ids=(1, 2, 3, 4), action_mask=(0, 0, 1, 1), obs_mask=(0, 0, 0, 0),
+...                   logprobs=(0.0, 0.0, -2.0, -2.0), turn_index=(-1, -1, 0, 0), policy_version=(0,) * 4)
+...     step = Step(index=0, call_id=f"c{i}", segment_index=0, action_span=(2, 4))
+...     return Trajectory(id=f"t{i}", task_id="task", session_id=f"s{i}", segments=(seg,), steps=(step,),
+...                       reward=reward, stop_reason=StopReason.COMPLETED)
+>>> _ = torch.manual_seed(0)
+>>> model = Bigram()
+>>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+>>> metrics = policy_update(model, optimizer, [attempt(0, 1.0), attempt(1, 0.0)], estimator="grpo")
+>>> metrics["rows"], metrics["groups"], metrics["action_tokens"], metrics["skipped"]
+(2.0, 1.0, 4.0, 0.0)
 """
 
 from __future__ import annotations
@@ -14,8 +36,10 @@ from torch import nn
 from agentgym import registries
 from agentgym.errors import TrainerError
 from agentgym.trainers.batch import StepBatch
-from agentgym.trainers.loop import train_step
+from agentgym.trainers.step import train_step
 from agentgym.types import Trajectory, group_by_task
+
+__all__ = ["policy_update"]
 
 
 def policy_update(model: nn.Module, optimizer: torch.optim.Optimizer, trajectories: Sequence[Trajectory], *,

@@ -14,6 +14,11 @@ in the same mode (no invalid-action penalty). Items whose ``a_k`` is exactly 0 a
 rest are weighted ``w_k = (k+1)^alpha / (sum_kept (k+1)^alpha + eps)`` and ``A = sum w_k a_k``;
 a row with no kept item gets 0. Positions come from row order, so rows must stay in time order.
 
+A row that owns no action token (:meth:`StepBatch.action_row_mask`: a step whose tokens are not
+trained) gets 0, as in the reference, which combines the items per token under the action mask:
+every item of such a row, the base group's included, is 0 there. The row still counts in the
+group statistics of the other rows. A batch without tokens has no such row.
+
 Deliberate difference: groups whose returns are all equal get exactly 0 (the group mean is the
 common value), so they are always dropped; a float mean can leave a ``1e-17`` residue that would
 otherwise keep such an item with a ``~1e-11`` value and dilute the other items' weights.
@@ -115,7 +120,9 @@ def hgpo_advantages(batch: StepBatch, config: HGPOConfig | Mapping[str, Any] | N
         num[rows] += torch.where(kept, a * w, 0.0)
         wsum[rows] += kept.to(F64) * w
         kept_items[rows] += kept.long()
-    adv = num / (wsum + cfg.eps)
+    trained = batch.action_row_mask()
+    adv = torch.where(trained, num / (wsum + cfg.eps), 0.0)
+    kept_items = torch.where(trained, kept_items, 0)
     metrics = {
         "hgpo/kept_items_mean": float(kept_items.double().mean()) if r else 0.0,
         "hgpo/no_item_frac": float((kept_items == 0).double().mean()) if r else 0.0,
@@ -155,10 +162,14 @@ def hgpo_advantages_reference(batch: StepBatch,
         for i, a in zip(rows, normalize_reference([ret[i] for i in rows], scale=scale, unbiased=False,
                                                   eps=cfg.eps, singleton="zero"), strict=True):
             items[i].append((k, a))
+    trained = [not batch.has_tokens] * r
+    for row, act in zip(batch.token_row.flatten().tolist(), batch.action_mask.flatten().tolist(), strict=True):
+        if row >= 0 and act > 0:
+            trained[row] = True
     adv = [0.0] * r
     for i in range(r):
         kept = [(k, a) for k, a in items[i] if a != 0.0]
-        if not kept:
+        if not kept or not trained[i]:
             continue
         total = sum((k + 1) ** cfg.alpha for k, _ in kept)
         adv[i] = sum((k + 1) ** cfg.alpha / (total + cfg.eps) * a for k, a in kept)

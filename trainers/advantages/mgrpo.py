@@ -10,7 +10,9 @@ sub-agent calls into their own trajectories.
 
 Rewards (the reference's): :func:`main_agent_reward` gives 1.0 correct / 0.1 well-formed but wrong /
 0.0 malformed; :func:`subagent_reward` gives 0 to a malformed sub-agent transcript, else 0.1 when the
-main agent scored 0 or 0.1, else 1.0 (credit flows down from the main outcome).
+main agent scored 0 or 0.1, else 1.0 (credit flows down from the main outcome). The main reward is
+compared with 0 and 0.1 within :data:`MAIN_REWARD_ATOL`, not exactly: a reward read back from a
+float32 :class:`~agentgym.trainers.batch.StepBatch` is ``0.10000000149011612``, not ``0.1``.
 
 Alignment: :func:`align_subagents` makes every main rollout contribute exactly ``D`` sub-agent
 trajectories, duplicating random ones when there are fewer and dropping random ones when there
@@ -21,6 +23,7 @@ duplicate and contributes none (reported, never invented).
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +45,7 @@ from .grpo import (
 )
 
 __all__ = [
+    "MAIN_REWARD_ATOL",
     "MGRPOConfig",
     "agent_role",
     "align_group_subagents",
@@ -54,6 +58,11 @@ __all__ = [
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
+
+MAIN_REWARD_ATOL = 1e-3
+"""How close a main-agent reward must be to 0.0 or 0.1 to count as that outcome in
+:func:`subagent_reward`. Rewards come back from float32 (or coarser) storage slightly off; the
+reference values 0, 0.1 and 1 are at least 0.1 apart, so 1e-3 cannot confuse them."""
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,20 @@ def main_agent_reward(correct: bool, well_formed: bool) -> float:
 
 
 def subagent_reward(main_reward: float, well_formed: bool) -> float:
-    """The reference sub-agent reward: 0 if malformed, 0.1 if the main agent scored 0 or 0.1, else 1.0."""
+    """The reference sub-agent reward: 0 if malformed, 0.1 if the main agent scored 0 or 0.1, else 1.0.
+
+    ``main_reward`` matches 0 or 0.1 within :data:`MAIN_REWARD_ATOL`, so a reward read back from a
+    float32 batch still counts as "wrong but well-formed":
+
+    >>> import torch
+    >>> main = float(torch.tensor(0.1))   # 0.10000000149011612
+    >>> subagent_reward(main, True), subagent_reward(1.0, True), subagent_reward(main, False)
+    (0.1, 1.0, 0.0)
+    """
     if not well_formed:
         return 0.0
-    return 0.1 if main_reward in (0.0, 0.1) else 1.0
+    wrong = any(math.isclose(main_reward, v, rel_tol=0.0, abs_tol=MAIN_REWARD_ATOL) for v in (0.0, 0.1))
+    return 0.1 if wrong else 1.0
 
 
 # -- advantages ------------------------------------------------------------------------------------

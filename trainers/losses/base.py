@@ -19,6 +19,21 @@ from typing import Literal, Protocol, get_args
 import torch
 from torch import Tensor
 
+__all__ = [
+    "AGG_MODES",
+    "KL_CLAMP",
+    "LOG_RATIO_CLAMP",
+    "AggMode",
+    "LossConfig",
+    "LossResult",
+    "PolicyLoss",
+    "agg_units",
+    "aggregate",
+    "kl_term",
+    "low_var_kl",
+    "masked_mean",
+]
+
 AggMode = Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"]
 AGG_MODES: tuple[str, ...] = get_args(AggMode)
 

@@ -18,8 +18,8 @@ NaN). ``O'`` are the target tokens and ``|O|`` the normaliser, chosen by :class:
   ``|O| = |O'|``.
 
 Normalisations: ``norm="observation"`` (``|O|`` as above, default), ``"selected"``
-(``|O'|`` per segment, same ``+1e-3``), ``"token-mean"`` (sum over all target tokens of the batch
-divided by their number; no per-segment mean).
+(``|O'|`` per segment, same ``+1e-3``), ``"token-mean"`` (the NLL summed over all target tokens
+of the batch, divided by their number ``+ 1e-3``; no per-segment mean).
 
 ``lambda`` is 0.05 by default (the paper's productive range is 0.01-0.05; >= 0.1 degrades) and
 may follow a schedule (:func:`echo_lambda`). ECHO is an auxiliary term with its own signature,
@@ -36,6 +36,17 @@ from torch import Tensor
 
 from agentgym.trainers.losses.base import LossResult
 
+__all__ = [
+    "EchoConfig",
+    "EchoNorm",
+    "EchoSchedule",
+    "EchoTargets",
+    "echo_lambda",
+    "echo_observation_loss",
+    "echo_units",
+    "observation_masks",
+]
+
 EchoTargets = Literal["env", "full"]
 EchoNorm = Literal["observation", "selected", "token-mean"]
 EchoSchedule = Literal["constant", "linear", "step"]
@@ -50,8 +61,8 @@ class EchoConfig:
     targets: EchoTargets = "env"
     """Which tokens are predicted: ``env`` (environment output) or ``full`` (framing too)."""
     norm: EchoNorm = "observation"
-    """Per-segment divisor ``|O| + eps`` (``observation``), ``|O'| + eps`` (``selected``), or a
-    batch token mean (``token-mean``)."""
+    """Per-segment divisor ``|O| + eps`` (``observation``), ``|O'| + eps`` (``selected``), or one
+    batch divisor, the number of target tokens ``+ eps`` (``token-mean``)."""
     schedule: EchoSchedule = "constant"
     """``constant``; ``linear`` from ``lam`` to ``final_lam`` over ``decay_steps`` then flat;
     ``step``: ``lam * step_factor ** (step // step_every)``."""
@@ -60,7 +71,8 @@ class EchoConfig:
     step_every: int = 100
     step_factor: float = 0.5
     eps: float = 1e-3
-    """Added to the per-segment divisor, so an empty observation gives 0."""
+    """Added to every divisor (per segment, or the batch's target count under ``token-mean``), so
+    an empty observation gives 0."""
 
     def __post_init__(self) -> None:
         for name, value, allowed in (
@@ -139,7 +151,7 @@ def echo_observation_loss(
     nll = torch.where(tgt, -logprobs, torch.zeros_like(logprobs))
     n_tgt = tgt.sum()
     if cfg.norm == "token-mean":
-        loss = nll.sum() / n_tgt.clamp(min=1).to(nll.dtype)
+        loss = nll.sum() / (n_tgt.to(nll.dtype) + cfg.eps)
     else:
         denom_mask = count_mask > 0 if cfg.norm == "observation" else tgt
         per_seq = nll.sum(-1) / (denom_mask.sum(-1).to(nll.dtype) + cfg.eps)
@@ -152,9 +164,13 @@ def echo_observation_loss(
     return LossResult(loss, metrics, agg=f"echo:{cfg.norm}")
 
 
-def echo_units(target_mask: Tensor, config: EchoConfig) -> int:
-    """Units :func:`echo_observation_loss` averages over: target tokens for ``token-mean``, else
-    all segments. Weight a micro-batch by ``echo_units(micro) / echo_units(batch)``."""
+def echo_units(target_mask: Tensor, config: EchoConfig) -> float:
+    """The divisor of :func:`echo_observation_loss` at batch level: the number of target tokens
+    ``+ eps`` for ``token-mean``, else the number of segments.
+
+    Weighting a micro-batch's loss by ``echo_units(micro) / echo_units(batch)`` reproduces the
+    full-batch loss exactly (``sum_mb S_mb / (n_mb + eps) * (n_mb + eps) / (n + eps) = S / (n + eps)``).
+    """
     if config.norm == "token-mean":
-        return int((target_mask > 0).sum().item())
-    return int(target_mask.shape[0])
+        return float((target_mask > 0).sum().item()) + config.eps
+    return float(target_mask.shape[0])

@@ -24,6 +24,8 @@ from torch import Tensor
 
 from agentgym.trainers.losses.base import LossConfig, LossResult, aggregate, kl_term, masked_mean
 
+__all__ = ["GSPO_AGG", "GSPO_DEFAULTS", "GSPO_LOG_RATIO_MAX", "gspo_loss"]
+
 GSPO_AGG = "seq-mean-token-mean"
 GSPO_LOG_RATIO_MAX = 10.0
 GSPO_DEFAULTS = LossConfig(eps_lo=3e-4, eps_hi=4e-4, agg=GSPO_AGG, dual_clip_c=None)

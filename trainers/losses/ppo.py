@@ -24,6 +24,15 @@ from agentgym.trainers.losses.base import (
     masked_mean,
 )
 
+__all__ = [
+    "DAPO_DEFAULTS",
+    "DR_GRPO_DEFAULTS",
+    "PPO_DEFAULTS",
+    "dapo_loss",
+    "dr_grpo_loss",
+    "ppo_clip_loss",
+]
+
 PPO_DEFAULTS = LossConfig()
 DAPO_DEFAULTS = LossConfig(eps_hi=0.28)
 """DAPO's clip-higher; token-mean aggregation and dual clip c = 3 kept from PPO (the DAPO recipe

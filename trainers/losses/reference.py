@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from agentgym.trainers.losses.base import LossConfig
 from agentgym.trainers.losses.echo import EchoConfig
 
+__all__ = ["Matrix", "ref_aggregate", "ref_echo", "ref_gspo", "ref_low_var_kl", "ref_ppo_clip"]
+
 Matrix = Sequence[Sequence[float]]
 
 
@@ -126,5 +128,5 @@ def ref_echo(logprobs: Matrix, obs_mask: Matrix, action_mask: Matrix, attention_
         elif cfg.norm == "selected":
             per_seq.append(nll / (n_target + cfg.eps))
     if cfg.norm == "token-mean":
-        return sum(all_nll) / len(all_nll) if all_nll else 0.0
+        return sum(all_nll) / (len(all_nll) + cfg.eps)
     return sum(per_seq) / len(per_seq)

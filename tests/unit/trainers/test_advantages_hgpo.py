@@ -85,6 +85,62 @@ def test_state_seen_twice_in_one_trajectory() -> None:
     assert out == pytest.approx([0.0, 0.5 * w, -0.5 * w], abs=1e-7)
 
 
+def _with_tokens(b: StepBatch, untrained: set[int]) -> StepBatch:
+    """``b`` with one sequence per trajectory, two tokens per row (observation, action); the rows in
+    ``untrained`` get no action token (their action is masked out, e.g. a call that was not trained)."""
+    traj = b.traj_ids.tolist()
+    n_traj = b.num_trajectories
+    length = 2 * max(traj.count(t) for t in range(n_traj))
+    token_row = [[-1] * length for _ in range(n_traj)]
+    action = [[0] * length for _ in range(n_traj)]
+    pos = [0] * n_traj
+    for i, t in enumerate(traj):
+        token_row[t][pos[t]: pos[t] + 2] = [i, i]
+        action[t][pos[t] + 1] = 0 if i in untrained else 1
+        pos[t] += 2
+    attention = [[1 if r >= 0 else 0 for r in row] for row in token_row]
+    return StepBatch.from_arrays(
+        group_ids=b.group_ids, traj_ids=b.traj_ids, step_rewards=b.step_rewards, episode_rewards=b.episode_rewards,
+        anchors=b.anchors, valid=b.valid, input_ids=attention, attention_mask=attention, action_mask=action,
+        token_row=token_row,
+    )
+
+
+def test_row_without_action_tokens_gets_zero_even_with_the_base_group() -> None:
+    # Row 4 (the d row of traj1) has no action token. With the base group it has one item, A^E = -0.667:
+    # the reference zeroes a row with nothing trained, so its advantage is 0, not -0.667.
+    cfg = HGPOConfig(history_length=1, gamma=1.0, base_group=True)
+    untrained = _with_tokens(_three_paths(), {4})
+    out = hgpo_advantages(untrained, cfg)
+    assert out.rows[4].item() == 0.0
+    assert hgpo_advantages_reference(untrained, cfg).rows[4].item() == 0.0
+    # row 6 (traj2's a, kept items at k = 0 and k = 1) without its action tokens: 0 as well
+    both = hgpo_advantages(_with_tokens(_three_paths(), {4, 6}), cfg).rows
+    assert both[6].item() == 0.0
+    # the other rows keep their values: the untrained rows still count in the group statistics
+    plain = hgpo_advantages(_three_paths(), cfg).rows
+    assert plain[4].item() == pytest.approx(-0.6666653 / (1 + 1e-6), abs=1e-6)
+    assert plain[6].item() != 0.0
+    keep = [i for i in range(9) if i not in (4, 6)]
+    assert torch.equal(both[keep], plain[keep])
+    assert torch.equal(out.tokens, untrained.row_to_tokens(out.rows))  # tokens were 0 there already
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_vectorised_matches_reference_with_untrained_rows(seed: int) -> None:
+    b = random_step_batch(seed, groups=3, trajectories_per_group=2 + seed % 5, mean_steps=2 + seed % 4,
+                          anchors_per_group=2 + seed % 3)
+    g = torch.Generator().manual_seed(seed)
+    untrained = set(torch.nonzero(torch.rand(b.num_rows, generator=g) < 0.3).flatten().tolist())
+    tb = _with_tokens(b, untrained)
+    cfg = HGPOConfig(history_length=[0, 1, 2, 4][seed % 4], base_group=seed % 2 == 0)
+    vec = hgpo_advantages(tb, cfg).rows
+    ref = hgpo_advantages_reference(tb, cfg).rows
+    torch.testing.assert_close(vec, ref, atol=1e-6, rtol=0)
+    assert torch.equal(vec == 0, ref == 0)
+    assert bool((vec[sorted(untrained)] == 0).all())
+
+
 def test_bad_config() -> None:
     with pytest.raises(ConfigError, match="history_length"):
         HGPOConfig(history_length=-1)

@@ -32,6 +32,20 @@ def test_reference_rewards() -> None:
     assert subagent_reward(1.0, False) == 0.0
 
 
+def test_subagent_reward_reads_main_reward_back_from_a_float32_batch() -> None:
+    # 0.1 stored in a float32 StepBatch reads back as 0.10000000149011612 != 0.1: still "wrong but
+    # well-formed", so the sub-agent gets 0.1, not the 1.0 of a correct main answer.
+    b = StepBatch.from_arrays(group_ids=[0, 0, 0], traj_ids=[0, 1, 2], step_rewards=[0] * 3,
+                              episode_rewards=[main_agent_reward(False, True), main_agent_reward(True, False),
+                                               main_agent_reward(True, True)])
+    main = b.episode_rewards.tolist()
+    assert main[0] != 0.1  # the float32 round trip this test is about
+    assert [subagent_reward(r, True) for r in main] == [0.1, 0.1, 1.0]
+    assert [subagent_reward(r, False) for r in main] == [0.0, 0.0, 0.0]
+    assert subagent_reward(0.3 - 0.2, True) == 0.1  # float arithmetic: 0.09999999999999998
+    assert subagent_reward(0.5, True) == 1.0
+
+
 def test_hand_worked_separate_agent_groups() -> None:
     # task 0: mains score 1, 0.1, 0.1 (2 rows for the first); subs score 1, 0 -> separate groups.
     # task 1: a single main (raw score / (1 + eps)) and two equal subs (0, no std guard -> 0/eps = 0).

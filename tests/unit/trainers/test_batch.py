@@ -89,6 +89,17 @@ def test_from_arrays_densifies_and_defaults() -> None:
     assert b.num_rows == 5 and b.num_trajectories == 4 and b.num_groups == 2
 
 
+def test_action_row_mask_marks_rows_that_own_an_action_token() -> None:
+    b = StepBatch.from_arrays(group_ids=[0, 0, 0], traj_ids=[0, 0, 1], step_rewards=[0, 0, 0],
+                              input_ids=[[1, 1, 1, 1], [1, 1, 1, 1]],
+                              token_row=[[-1, 0, 1, 1], [2, 2, -1, -1]],
+                              action_mask=[[1, 1, 0, 0], [0, 1, 0, 0]])
+    # row 1 has tokens but no action token; the action token at position 0 belongs to no row
+    assert b.action_row_mask().tolist() == [True, False, True]
+    no_tokens = StepBatch.from_arrays(group_ids=[0, 0], traj_ids=[0, 1], step_rewards=[0, 0])
+    assert no_tokens.action_row_mask().tolist() == [True, True]
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

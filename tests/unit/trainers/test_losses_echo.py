@@ -69,13 +69,29 @@ def test_loss_formula_by_hand() -> None:
     assert out.metrics["echo_tokens"] == 5
 
 
+def test_token_mean_divides_by_target_count_plus_eps() -> None:
+    # the reference's token mean: sum of the targets' NLL over the batch / (|O'| + 1e-3), like the
+    # per-segment normalisations (not / |O'|)
+    k = masks_from(LAYOUT)
+    lp = -torch.arange(1, len(LAYOUT) + 1, dtype=torch.float64).unsqueeze(0) / 10
+    target, count = observation_masks(k["obs"], k["action"], k["attention"], k["body"], "env")
+    nll = sum((i + 1) / 10 for i, c in enumerate(LAYOUT) if c == "O")
+    cfg = EchoConfig(norm="token-mean")
+    out = echo_observation_loss(lp, target, count, cfg)
+    assert float(out.loss) == pytest.approx(nll / (5 + 1e-3), rel=1e-12)
+    assert out.metrics["echo_nll"] == pytest.approx(nll / 5)  # the metric stays the plain mean NLL
+    want = ref_echo(lp.tolist(), k["obs"].tolist(), k["action"].tolist(), k["attention"].tolist(),
+                    k["body"].tolist(), cfg)
+    assert want == pytest.approx(nll / (5 + 1e-3), rel=1e-12)
+
+
 def test_segment_without_observations_contributes_zero_not_nan() -> None:
     lp = torch.full((2, 4), -1.0, requires_grad=True)
     target = torch.tensor([[False, True, True, False], [False, False, False, False]])
     for norm in ("observation", "selected", "token-mean"):
         out = echo_observation_loss(lp, target, target, EchoConfig(norm=norm))
         assert math.isfinite(float(out.loss.detach()))
-        want = 2 / (2 + 1e-3) / 2 if norm != "token-mean" else 1.0
+        want = 2 / (2 + 1e-3) / 2 if norm != "token-mean" else 2 / (2 + 1e-3)
         assert float(out.loss.detach()) == pytest.approx(want)
     empty = torch.zeros(2, 4, dtype=torch.bool)
     out = echo_observation_loss(lp, empty, empty)

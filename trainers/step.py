@@ -17,6 +17,13 @@ over (tokens for token means, segments for sequence means; see
 gives the same gradient as one pass over the whole batch, whatever the micro-batch size. Then
 the gradient is clipped by global norm and the optimizer steps once; a non-finite gradient
 norm skips the update (``metrics["skipped"] = 1``), as verl does.
+
+A batch is padded to its longest sequence (estimators need one ``[S, L]`` shape), but each
+micro-batch runs the model only up to its own longest real sequence: trailing columns where no
+sequence of the micro-batch has an attended token are cut before the forward pass and the
+logprobs padded back with zeros (what padding gets anyway), so one long episode does not make
+every micro-batch long, and losses that read ``L`` (``seq-mean-token-sum-norm``) see the same
+``L``. Only trailing padding is cut: left padding is forwarded as it is.
 """
 
 from __future__ import annotations
@@ -111,8 +118,9 @@ def train_step(
         loss: a registered loss id (``registries.losses``) or a :class:`PolicyLoss`.
         loss_config: passed to the loss; ``None`` means the loss's own defaults.
         echo: add the ECHO observation loss with ``lambda = echo_lambda(echo, step)``.
-        micro_batch_size: segments per forward pass (``None``: all at once). Micro-batches keep
-            the batch's padded length ``L``.
+        micro_batch_size: segments per forward pass (``None``: all at once). Each forward pass
+            is trimmed to the micro-batch's longest real sequence (see the module docstring);
+            losses still see ``[*, L]`` tensors.
         max_grad_norm: clip the global gradient norm to this (``None``: no clipping).
         temperature: the sampling temperature the old logprobs were recorded at.
         step: optimizer step index, for the ECHO lambda schedule.
@@ -123,7 +131,8 @@ def train_step(
         ``loss`` (the full-batch objective), ``pg_loss``, ``kl_loss`` (with KL),
         ``echo_loss``/``echo_lambda``/``echo_nll``/``echo_tokens`` (with ECHO), the loss's
         token metrics (``pg_clipfrac``, ``ppo_kl``, ``ratio_mean`` ...), ``grad_norm`` (before
-        clipping), ``skipped``, ``lr``, ``action_tokens``, ``sequences``, ``micro_batches``.
+        clipping), ``skipped``, ``lr``, ``action_tokens``, ``sequences``, ``micro_batches``,
+        ``forward_tokens`` (token positions the policy model ran on, padding included).
     """
     loss_fn: PolicyLoss = registries.losses.get(loss) if isinstance(loss, str) else loss
     input_ids, attention = batch.input_ids, batch.attention_mask
@@ -143,22 +152,24 @@ def train_step(
     target: Tensor | None = None
     count: Tensor | None = None
     lam = 0.0
-    echo_total = 0
+    echo_total = 0.0
     if echo is not None:
         target, count = observation_masks(batch.obs_mask, action, attention, getattr(batch, "obs_body_mask", None),
                                           echo.targets)
         lam = echo_lambda(echo, step)
         echo_total = echo_units(target, echo)
-    use_echo = echo is not None and lam > 0 and echo_total > 0
+    n_target = int(target.sum()) if target is not None else 0
+    use_echo = echo is not None and lam > 0 and n_target > 0
 
     device = next(model.parameters()).device
     n_action = int((action > 0).sum())
-    n_target = int(target.sum()) if target is not None else 0
     pg_total: int | None = None  # units of the loss's aggregation, known once it has run
     sums: dict[str, float] = {}
     maxes: dict[str, float] = {}
     mins: dict[str, float] = {}
     n_micro = 0
+    n_forward = 0
+    length = int(input_ids.shape[1])
 
     optimizer.zero_grad(set_to_none=True)
     for lo in range(0, num_seqs, mbs):
@@ -169,15 +180,17 @@ def train_step(
         if not bool((mb_action > 0).any()) and not mb_has_env:
             continue  # contributes exactly 0 to every term
         n_micro += 1
-        ids = input_ids[sl].to(device)
-        att = attention[sl].to(device)
-        logp = compute_token_logprobs(model, ids, att, temperature)
+        width = _real_width(attention[sl])
+        ids = input_ids[sl, :width].to(device)
+        att = attention[sl, :width].to(device)
+        n_forward += int(ids.numel())
+        logp = _pad_right(compute_token_logprobs(model, ids, att, temperature), length)
         ref_lp = None
         if ref_lp_all is not None:
             ref_lp = ref_lp_all[sl].to(device)
         elif ref_model is not None:
             with torch.no_grad():
-                ref_lp = compute_token_logprobs(ref_model, ids, att, temperature)
+                ref_lp = _pad_right(compute_token_logprobs(ref_model, ids, att, temperature), length)
         total = logp.new_zeros(())
         if bool((mb_action > 0).any()):
             res = loss_fn(logp, old_lp[sl].to(device), advantages_tokens[sl].to(device), mb_action.to(device),
@@ -218,8 +231,20 @@ def train_step(
         action_tokens=float(n_action),
         sequences=float(num_seqs),
         micro_batches=float(n_micro),
+        forward_tokens=float(n_forward),
     )
     return metrics
+
+
+def _real_width(attention: Tensor) -> int:
+    """Columns up to and including the last one where any sequence has an attended token (>= 1)."""
+    cols = torch.nonzero((attention > 0).any(0))
+    return int(cols.max()) + 1 if cols.numel() else 1
+
+
+def _pad_right(x: Tensor, length: int) -> Tensor:
+    """``[B, W]`` -> ``[B, length]`` with zeros on the right (differentiable)."""
+    return x if x.shape[1] == length else torch.nn.functional.pad(x, (0, length - x.shape[1]))
 
 
 def _accumulate(metrics: dict[str, float], w_loss: float, w_tok: float, sums: dict[str, float],

@@ -11,10 +11,11 @@ import torch
 import transformers
 from torch import Tensor
 
+from agentgym import registries
 from agentgym.trainers.batch import StepBatch
-from agentgym.trainers.loop import compute_token_logprobs, train_step
 from agentgym.trainers.losses.base import AGG_MODES, LossConfig
 from agentgym.trainers.losses.echo import EchoConfig, echo_observation_loss, observation_masks
+from agentgym.trainers.step import compute_token_logprobs, train_step
 
 torch.set_num_threads(1)
 
@@ -38,19 +39,20 @@ def tiny_model(seed: int = 0) -> transformers.PreTrainedModel:
     return transformers.Qwen2ForCausalLM(config)
 
 
-def make_batch(model: torch.nn.Module | None = None, seed: int = 0, body: bool = True) -> StepBatch:
-    """A StepBatch over LAYOUTS; old_logprobs from ``model`` (else random) on action tokens."""
+def make_batch(model: torch.nn.Module | None = None, seed: int = 0, body: bool = True,
+               layouts: list[str] = LAYOUTS) -> StepBatch:
+    """A StepBatch over ``layouts``; old_logprobs from ``model`` (else random) on action tokens."""
     g = torch.Generator().manual_seed(seed)
-    S, L = len(LAYOUTS), len(LAYOUTS[0])
+    S, L = len(layouts), len(layouts[0])
 
     def m(chars: str) -> Tensor:
-        return torch.tensor([[1.0 if c in chars else 0.0 for c in lay] for lay in LAYOUTS])
+        return torch.tensor([[1.0 if c in chars else 0.0 for c in lay] for lay in layouts])
 
     attention = m("PAFOW").long()
     input_ids = torch.randint(1, VOCAB, (S, L), generator=g) * attention
     action = m("A")
     token_row = torch.full((S, L), -1, dtype=torch.long)
-    for s, lay in enumerate(LAYOUTS):
+    for s, lay in enumerate(layouts):
         first_obs = lay.index("F")
         for t, c in enumerate(lay):
             if c != "_" and c != "P":
@@ -177,6 +179,83 @@ def test_micro_batches_give_the_full_batch_gradient(case: dict[str, Any]) -> Non
         assert m["loss"] == pytest.approx(m_full["loss"], rel=1e-5, abs=1e-7)
         assert m["grad_norm"] == pytest.approx(m_full["grad_norm"], rel=1e-4)
         assert m["pg_clipfrac"] == pytest.approx(m_full["pg_clipfrac"], abs=1e-6)
+
+
+# -- micro-batch trimming -------------------------------------------------------------------------
+# LAYOUTS' real lengths are 14, 16, 13, 14; padded to 24, as if a longer episode elsewhere in the
+# batch had set the padded length.
+LONG_PADDED = [lay + "_" * (24 - len(lay)) for lay in LAYOUTS]
+REAL_LENGTHS = [14, 16, 13, 14]
+
+
+class ShapeRecorder(torch.nn.Module):
+    """Forwards to ``inner`` and records the ``input_ids`` shape of every call."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.shapes: list[tuple[int, ...]] = []
+
+    def forward(self, input_ids: Tensor, **kwargs: Any) -> Any:
+        self.shapes.append(tuple(input_ids.shape))
+        return self.inner(input_ids=input_ids, **kwargs)
+
+
+def untrimmed_objective(model: torch.nn.Module, batch: StepBatch, adv: Tensor, *, loss: str = "ppo-clip",
+                        loss_config: LossConfig | None = None, echo: EchoConfig | None = None,
+                        ref_model: torch.nn.Module | None = None) -> tuple[float, list[Tensor]]:
+    """The full-batch objective from one forward pass over all ``[S, L]`` columns, and its gradients."""
+    model.zero_grad(set_to_none=True)
+    lp = compute_token_logprobs(model, batch.input_ids, batch.attention_mask)
+    ref = None
+    if ref_model is not None:
+        with torch.no_grad():
+            ref = compute_token_logprobs(ref_model, batch.input_ids, batch.attention_mask)
+    total = registries.losses.get(loss)(lp, batch.old_logprobs, adv, batch.action_mask, loss_config,
+                                        ref_logprobs=ref).loss
+    if echo is not None:
+        target, count = observation_masks(batch.obs_mask, batch.action_mask, batch.attention_mask,
+                                          batch.obs_body_mask, echo.targets)
+        total = total + echo.lam * echo_observation_loss(lp, target, count, echo).loss
+    total.backward()
+    return float(total.detach()), grads(model)
+
+
+@pytest.mark.parametrize("mbs", [None, 1, 3])
+def test_each_forward_pass_is_trimmed_to_its_longest_real_sequence(mbs: int | None) -> None:
+    batch = make_batch(None, seed=3, layouts=LONG_PADDED)
+    assert batch.input_ids.shape == (4, 24)
+    model = ShapeRecorder(tiny_model())
+    ref_model = ShapeRecorder(tiny_model(seed=5))
+    adv = batch.row_to_tokens(torch.randn(8, generator=torch.Generator().manual_seed(1)))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    metrics = train_step(model, opt, batch, adv, micro_batch_size=mbs, loss_config=LossConfig(kl_coef=0.1),
+                         ref_model=ref_model)
+    size = 4 if mbs is None else mbs
+    chunks = [REAL_LENGTHS[lo: lo + size] for lo in range(0, 4, size)]
+    want = [(len(c), max(c)) for c in chunks]
+    assert model.shapes == want
+    assert ref_model.shapes == want
+    assert metrics["forward_tokens"] == sum(n * w for n, w in want)
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_trimmed_micro_batches_give_the_untrimmed_loss_and_gradients(case: dict[str, Any]) -> None:
+    base = tiny_model()
+    batch = make_batch(None, seed=3, layouts=LONG_PADDED)  # random old logprobs: clipping active
+    adv = batch.row_to_tokens(torch.randn(8, generator=torch.Generator().manual_seed(1)))
+    ref_model = tiny_model(seed=5) if case.get("ref") else None
+    kwargs = {k: v for k, v in case.items() if k != "ref"}
+    want_loss, want_grads = untrimmed_objective(copy.deepcopy(base), batch, adv, ref_model=ref_model, **kwargs)
+    for mbs in (None, 1, 3):
+        model = copy.deepcopy(base)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        metrics = train_step(model, opt, batch, adv, micro_batch_size=mbs, max_grad_norm=None,
+                             ref_model=ref_model, **kwargs)
+        assert metrics["forward_tokens"] < 4 * 24  # trimming happened
+        assert metrics["loss"] == pytest.approx(want_loss, abs=1e-6)
+        for a, b in zip(want_grads, grads(model), strict=True):
+            torch.testing.assert_close(b, a, atol=1e-6, rtol=0)
 
 
 def test_echo_gradient_reaches_only_observation_targets() -> None:
