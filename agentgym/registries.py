@@ -96,15 +96,20 @@ class Registry(Generic[T]):
     # -- registration -------------------------------------------------------------------------
     def register(self, id: str, entry_point: str | Callable[..., T], *, description: str = "",
                  override: bool = False, **kwargs: Any) -> None:
-        """Register ``id``. ``kwargs`` are default arguments passed to the factory by :meth:`make`."""
+        """Register ``id``. ``kwargs`` are default arguments passed to the factory by :meth:`make`.
+        Registering the very same spec again is a no-op; a different one needs ``override=True``."""
         pattern = ID_RE if self.versioned else PLAIN_RE
         if not pattern.match(id):
             form = "'namespace/name-vN' (for example 'terminal/hello-v0')" if self.versioned else "a plain name"
             raise RegistryError(f"invalid {self.kind} id {id!r}: expected {form}")
+        spec = Spec(id=id, entry_point=entry_point, kwargs=dict(kwargs), description=description)
         with self._lock:
-            if id in self._specs and not override:
+            existing = self._specs.get(id)
+            if existing is not None and not override:
+                if existing == spec:  # the same module imported twice (e.g. by a tool walking sources)
+                    return
                 raise RegistryError(f"{self.kind} id {id!r} is already registered; pass override=True to replace it")
-            self._specs[id] = Spec(id=id, entry_point=entry_point, kwargs=dict(kwargs), description=description)
+            self._specs[id] = spec
 
     def unregister(self, id: str) -> None:
         with self._lock:

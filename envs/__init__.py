@@ -14,7 +14,6 @@ Terminal tasks (Harbor layout, :mod:`agentgym.envs.harbor`):
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from agentgym import registries
 
@@ -24,17 +23,12 @@ TERMINAL_TASKS = Path(__file__).parent / "terminal" / "tasks"
 __all__ = ["TERMINAL_TASKS"]
 
 
-def _register(id_: str, entry_point: str, **kwargs: Any) -> None:
-    # Skip ids already present: this module can be imported twice (as ``envs`` by tools that
-    # walk the source tree, and as ``agentgym.envs``).
-    if id_ not in registries.envs:
-        registries.envs.register(id_, entry_point, **kwargs)
-
-
-_register("terminal/basic-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), env_id="terminal/basic-v0",
-          description="Small terminal tasks in the Harbor layout (files, debugging, text processing, sysadmin).")
+registries.envs.register(
+    "terminal/basic-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), env_id="terminal/basic-v0",
+    description="Small terminal tasks in the Harbor layout (files, debugging, text processing, sysadmin).")
 for _task_dir in sorted(TERMINAL_TASKS.iterdir()) if TERMINAL_TASKS.is_dir() else []:
     if (_task_dir / "task.toml").is_file():
-        _register(f"terminal/{_task_dir.name}-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS),
-                  task_ids=[_task_dir.name], env_id=f"terminal/{_task_dir.name}-v0",
-                  description=f"The {_task_dir.name} task of terminal/basic-v0.")
+        registries.envs.register(
+            f"terminal/{_task_dir.name}-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS),
+            task_ids=[_task_dir.name], env_id=f"terminal/{_task_dir.name}-v0",
+            description=f"The {_task_dir.name} task of terminal/basic-v0.")

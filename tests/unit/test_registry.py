@@ -43,6 +43,7 @@ def test_unknown_id_suggests_the_nearest() -> None:
 def test_duplicate_needs_override_and_scoped_override_restores() -> None:
     reg: Registry[Any] = Registry("widget", entry_point_group=None)
     reg.register("demo/x-v0", "fractions:Fraction")
+    reg.register("demo/x-v0", "fractions:Fraction")  # the very same spec again: a no-op
     with pytest.raises(RegistryError, match="already registered"):
         reg.register("demo/x-v0", "decimal:Decimal")
     with reg.override("demo/x-v0", "decimal:Decimal"):

@@ -19,18 +19,15 @@ __all__: list[str] = []  # nothing to import from here: look estimators up in th
 
 _M = "agentgym.trainers.advantages"
 
-# `pytest --doctest-modules trainers` imports this file a second time, as `trainers.advantages`;
-# only the installed package registers the built-ins (a second registration is an error).
-if __name__ == _M:
-    estimators.register("grpo", f"{_M}.grpo:grpo_advantages",
-                        description="GRPO: trajectory score normalised within the task group (unbiased std)")
-    estimators.register("drgrpo", f"{_M}.grpo:drgrpo_advantages",
-                        description="Dr.GRPO: trajectory score minus the task-group mean")
-    estimators.register("gigpo", f"{_M}.gigpo:gigpo_advantages",
-                        description="GiGPO: episode advantage over step rows + anchor-state step advantage")
-    estimators.register("hgpo", f"{_M}.hgpo:hgpo_advantages",
-                        description="HGPO: weighted advantages over history-consistent step groups")
-    estimators.register("mgrpo", f"{_M}.mgrpo:mgrpo_advantages",
-                        description="M-GRPO: GRPO with separate groups per agent role (main / sub-agents)")
-    estimators.register("tree", f"{_M}.tree:tree_advantages",
-                        description="TreeRL-style: leave-one-out leaf values backed up a rollout tree")
+estimators.register("grpo", f"{_M}.grpo:grpo_advantages",
+                    description="GRPO: trajectory score normalised within the task group (unbiased std)")
+estimators.register("drgrpo", f"{_M}.grpo:drgrpo_advantages",
+                    description="Dr.GRPO: trajectory score minus the task-group mean")
+estimators.register("gigpo", f"{_M}.gigpo:gigpo_advantages",
+                    description="GiGPO: episode advantage over step rows + anchor-state step advantage")
+estimators.register("hgpo", f"{_M}.hgpo:hgpo_advantages",
+                    description="HGPO: weighted advantages over history-consistent step groups")
+estimators.register("mgrpo", f"{_M}.mgrpo:mgrpo_advantages",
+                    description="M-GRPO: GRPO with separate groups per agent role (main / sub-agents)")
+estimators.register("tree", f"{_M}.tree:tree_advantages",
+                    description="TreeRL-style: leave-one-out leaf values backed up a rollout tree")

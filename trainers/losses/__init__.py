@@ -20,22 +20,19 @@ from agentgym.registries import losses as _losses
 
 __all__: list[str] = []  # nothing to import from here: look losses up in the registry
 
-# `pytest --doctest-modules trainers` imports this file a second time, as `trainers.losses`; only
-# the installed package registers the built-ins (a second registration is an error).
-if __name__ == "agentgym.trainers.losses":
-    _losses.register(
-        "ppo-clip", "agentgym.trainers.losses.ppo:ppo_clip_loss",
-        description="PPO clip (eps 0.2/0.2) with dual clip c=3 for A<0, token-mean (verl 'vanilla')",
-    )
-    _losses.register(
-        "dapo", "agentgym.trainers.losses.ppo:dapo_loss",
-        description="PPO clip with DAPO clip-higher (eps 0.2/0.28), dual clip c=3, token-mean",
-    )
-    _losses.register(
-        "dr-grpo", "agentgym.trainers.losses.ppo:dr_grpo_loss",
-        description="PPO clip aggregated seq-mean-token-sum-norm (Dr.GRPO constant normaliser)",
-    )
-    _losses.register(
-        "gspo", "agentgym.trainers.losses.gspo:gspo_loss",
-        description="GSPO sequence ratio exp(mean log r), clip 3e-4/4e-4, seq-mean-token-mean, no dual clip",
-    )
+_losses.register(
+    "ppo-clip", "agentgym.trainers.losses.ppo:ppo_clip_loss",
+    description="PPO clip (eps 0.2/0.2) with dual clip c=3 for A<0, token-mean (verl 'vanilla')",
+)
+_losses.register(
+    "dapo", "agentgym.trainers.losses.ppo:dapo_loss",
+    description="PPO clip with DAPO clip-higher (eps 0.2/0.28), dual clip c=3, token-mean",
+)
+_losses.register(
+    "dr-grpo", "agentgym.trainers.losses.ppo:dr_grpo_loss",
+    description="PPO clip aggregated seq-mean-token-sum-norm (Dr.GRPO constant normaliser)",
+)
+_losses.register(
+    "gspo", "agentgym.trainers.losses.gspo:gspo_loss",
+    description="GSPO sequence ratio exp(mean log r), clip 3e-4/4e-4, seq-mean-token-mean, no dual clip",
+)

@@ -224,10 +224,3 @@ def test_kl_needs_reference_logprobs() -> None:
 def test_bad_config_is_rejected(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         LossConfig(**kwargs)
-
-
-@pytest.mark.parametrize("module", ["base", "ppo", "gspo", "echo"])
-def test_docstring_examples(module: str) -> None:
-    mod = importlib.import_module(f"agentgym.trainers.losses.{module}")
-    result = doctest.testmod(mod)
-    assert result.failed == 0
