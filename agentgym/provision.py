@@ -27,8 +27,8 @@ from pathlib import Path
 
 from agentgym.errors import RuntimeError_
 from agentgym.runtime.docker import docker_available
+from agentgym.runtime.images import BASE_IMAGE
 
-BASE_IMAGE = "agentgym/base:bookworm"
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "procps")
 DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip-masq=false")
 DOCKER_SOCKET = "/var/run/docker.sock"

@@ -32,3 +32,13 @@ for _task_dir in sorted(TERMINAL_TASKS.iterdir()) if TERMINAL_TASKS.is_dir() els
             f"terminal/{_task_dir.name}-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS),
             task_ids=[_task_dir.name], env_id=f"terminal/{_task_dir.name}-v0",
             description=f"The {_task_dir.name} task of terminal/basic-v0.")
+
+registries.envs.register(
+    "terminal/workspace-v0", "agentgym.envs.workspace:WorkspaceEnv", env_id="terminal/workspace-v0",
+    description="Procedurally generated workspace tasks (one seed, one instance): two requirements each.")
+registries.envs.register(
+    "terminal/workspace-easy-v0", "agentgym.envs.workspace:WorkspaceEnv", requirements=1,
+    env_id="terminal/workspace-easy-v0", description="Workspace tasks with one requirement each.")
+registries.envs.register(
+    "terminal/workspace-hard-v0", "agentgym.envs.workspace:WorkspaceEnv", requirements=3,
+    env_id="terminal/workspace-hard-v0", description="Workspace tasks with three requirements each.")

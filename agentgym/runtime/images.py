@@ -30,6 +30,7 @@ from agentgym.runtime.base import RuntimeBackend
 from agentgym.types import Task
 
 __all__ = [
+    "BASE_IMAGE",
     "LABEL_CONTEXT_HASH",
     "ImageBuildError",
     "ImageCache",
@@ -40,6 +41,8 @@ __all__ = [
     "layer_tag",
 ]
 
+BASE_IMAGE = "agentgym/base:bookworm"
+"""The image every built-in task builds on, made from Debian packages (``agentgym setup``)."""
 LABEL_CONTEXT_HASH = "agentgym.context_hash"
 """Image label: hash of the build context (and base image ids) the image was built from."""
 
