@@ -40,5 +40,6 @@ registries.envs.register(
     "terminal/workspace-easy-v0", "agentgym.envs.workspace:WorkspaceEnv", requirements=1,
     env_id="terminal/workspace-easy-v0", description="Workspace tasks with one requirement each.")
 registries.envs.register(
-    "terminal/workspace-hard-v0", "agentgym.envs.workspace:WorkspaceEnv", requirements=3,
-    env_id="terminal/workspace-hard-v0", description="Workspace tasks with three requirements each.")
+    "terminal/workspace-hard-v0", "agentgym.envs.workspace:WorkspaceEnv",
+    kinds=("dir", "file", "empty", "python", "word", "nested"), env_id="terminal/workspace-hard-v0",
+    description="Workspace tasks with two requirements from all six kinds (words, nested files).")

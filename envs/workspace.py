@@ -19,8 +19,10 @@ kind       what must hold when the agent stops
 instance seeds ``/app`` with a few distractor files, the same for every sample of one task).
 Success needs one correct command per requirement, so at least two in sequence with the
 default ``requirements=2``; the commands are ones the warm-started tiny model already emits
-sometimes (``mkdir``, ``echo ... > file``, ``touch``), so a group of samples holds some
-successes to learn from, and the states an agent passes through (``ls`` of the same seeded
+sometimes (``mkdir``, ``echo ... > file``, ``touch``): before any training it meets both
+requirements of a ``terminal/workspace-v0`` task in about 15% of episodes (measured: 30 of 192
+episodes, 17 of 24 groups with differing rewards, ReAct harness, 10 steps), so a group of
+samples holds successes to learn from, and the states an agent passes through (``ls`` of the same seeded
 directory, the same error messages) recur across the samples of a group, which gives GiGPO's
 anchor states something to group.
 
@@ -54,7 +56,7 @@ from agentgym.runtime.base import ExecResult, Runtime
 from agentgym.runtime.images import BASE_IMAGE
 from agentgym.types import Task, TaskLimits
 
-__all__ = ["KINDS", "Instance", "WorkspaceEnv", "make_instance", "render_instruction"]
+__all__ = ["BASIC_KINDS", "KINDS", "Instance", "WorkspaceEnv", "make_instance", "render_instruction"]
 
 KINDS: dict[str, str] = {
     "dir": "a new directory (any name)",
@@ -65,6 +67,10 @@ KINDS: dict[str, str] = {
     "nested": "a non-empty file inside a new subdirectory",
 }
 """Requirement kinds and how the instruction words them."""
+BASIC_KINDS = ("dir", "file", "empty", "python")
+"""The kinds ``terminal/workspace-v0`` draws from: each one is met by a single generic command
+that the warm-started tiny model sometimes emits (``word`` and ``nested`` it almost never meets
+before training: ``terminal/workspace-hard-v0`` adds them)."""
 WORDS = ("hello", "done", "world", "ok", "42")
 NOISE_FILES = ("README.md", "notes.md", "data.csv", "config.ini", "todo.md", "LICENSE", "setup.cfg")
 NOISE_LINES = ("# project notes", "a,b,c\n1,2,3", "[main]\nmode = test", "- [ ] write the docs", "MIT")
@@ -149,13 +155,13 @@ class WorkspaceEnv(Env):
         num_tasks: instances in the suite (task ids ``ws-<seed>-<i>``).
         seed: suite seed; instance ``i`` uses seed ``seed * 1_000_003 + i``.
         requirements: requirements per instance.
-        kinds: the kinds instances draw from (default: all).
+        kinds: the kinds instances draw from (default: :data:`BASIC_KINDS`).
         max_steps, timeout_s: the tasks' limits.
         env_id: the suite's id.
     """
 
     def __init__(self, num_tasks: int = 1000, seed: int = 0, requirements: int = 2,
-                 kinds: Sequence[str] = tuple(KINDS), max_steps: int = 8, timeout_s: float = 300.0,
+                 kinds: Sequence[str] = BASIC_KINDS, max_steps: int = 8, timeout_s: float = 300.0,
                  env_id: str = "terminal/workspace-v0") -> None:
         if num_tasks < 1:
             raise ConfigError(f"num_tasks must be at least 1, got {num_tasks}")

@@ -34,7 +34,9 @@ def test_instances_are_deterministic_and_varied() -> None:
     a, b = WorkspaceEnv(num_tasks=50, seed=3), WorkspaceEnv(num_tasks=50, seed=3)
     assert [t.instruction for t in a.tasks()] == [t.instruction for t in b.tasks()]
     kinds = {tuple(WorkspaceEnv.instance(t).kinds) for t in a.tasks()}
-    assert len(kinds) >= 8 and all(len(k) == 2 for k in kinds)
+    assert len(kinds) == 6 and all(len(k) == 2 for k in kinds)  # every pair of the four basic kinds
+    hard = {tuple(WorkspaceEnv.instance(t).kinds) for t in registries.envs.make("terminal/workspace-hard-v0").tasks()}
+    assert len(hard) == 15
     assert WorkspaceEnv(num_tasks=50, seed=4).tasks()[0].instruction != a.tasks()[0].instruction or \
         WorkspaceEnv(num_tasks=50, seed=4).tasks()[1].instruction != a.tasks()[1].instruction
     assert len(registries.envs.make("terminal/workspace-v0").tasks()) == 1000
@@ -49,7 +51,7 @@ def test_bad_arguments_say_what_is_allowed() -> None:
 
 @pytest.mark.parametrize("i", range(6))
 def test_oracle_scores_1_and_nothing_scores_0_locally(tmp_path: Path, i: int) -> None:
-    env = WorkspaceEnv(num_tasks=6, seed=11, requirements=3)
+    env = WorkspaceEnv(num_tasks=6, seed=11, requirements=3, kinds=tuple(KINDS))
     backend = LocalBackend(tmp_root=str(tmp_path))
     assert score(env, i, backend, None)[0] == 0.0
     reward, held = score(env, i, backend, None, oracle=True)
@@ -93,7 +95,7 @@ def test_every_kind_has_an_oracle_and_a_wording() -> None:
 
 @pytest.mark.docker
 def test_oracle_and_nothing_in_docker(docker_backend: RuntimeBackend) -> None:
-    env = WorkspaceEnv(num_tasks=2, seed=1, requirements=3)
+    env = WorkspaceEnv(num_tasks=2, seed=1, requirements=3, kinds=tuple(KINDS))
     for i in range(2):
         assert score(env, i, docker_backend, None)[0] == 0.0
         assert score(env, i, docker_backend, None, oracle=True)[0] == 1.0
