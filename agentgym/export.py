@@ -30,7 +30,11 @@ from agentgym.errors import ConfigError
 from agentgym.jsonl import append_lines, read_records
 from agentgym.types import BreakReason, ErrorInfo, Segment, Step, StopReason, Trajectory
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""Version 2 added ``parent_trajectory_id`` (a sub-agent's main trajectory) and the segments'
+``obs_body_mask`` (whole observation bodies, ECHO's ``|O|``; empty when equal to
+``obs_mask``). Version 1 data reads as version 2 with those empty."""
+READABLE_VERSIONS = (1, 2)
 
 _SEGMENT_INT_FIELDS = ("input_ids", "action_mask", "obs_mask", "turn_index", "policy_version")
 
@@ -48,8 +52,10 @@ def trajectory_to_record(t: Trajectory) -> dict[str, Any]:
         "delivered_fraction": t.delivered_fraction,
         "started_at": t.started_at, "ended_at": t.ended_at,
         "metadata_json": json.dumps(dict(t.metadata), sort_keys=True, default=str),
+        "parent_trajectory_id": t.parent_trajectory_id,
         "segments": [{
             **{f: list(getattr(s, f)) for f in _SEGMENT_INT_FIELDS},
+            "obs_body_mask": list(s.obs_body_mask),
             "logprobs": [float(x) for x in s.logprobs],
             "break_reason": s.break_reason.value, "call_ids": list(s.call_ids), "agent_id": s.agent_id,
         } for s in t.segments],
@@ -65,16 +71,17 @@ def trajectory_to_record(t: Trajectory) -> dict[str, Any]:
 
 def trajectory_from_record(r: Mapping[str, Any]) -> Trajectory:
     version = r.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ConfigError(f"dataset schema version {version!r} is not supported by this agentgym "
-                          f"(it reads version {SCHEMA_VERSION}); upgrade agentgym or re-export the data")
+                          f"(it reads versions {READABLE_VERSIONS}); upgrade agentgym or re-export the data")
     err = r.get("error")
     return Trajectory(
         id=r["id"], task_id=r["task_id"], session_id=r["session_id"],
         segments=tuple(Segment(
             **{f: tuple(int(x) for x in s[f]) for f in _SEGMENT_INT_FIELDS},
             logprobs=tuple(float(x) for x in s["logprobs"]), break_reason=BreakReason(s["break_reason"]),
-            call_ids=tuple(s["call_ids"]), agent_id=s["agent_id"]) for s in r["segments"]),
+            call_ids=tuple(s["call_ids"]), agent_id=s["agent_id"],
+            obs_body_mask=tuple(int(x) for x in s.get("obs_body_mask") or ())) for s in r["segments"]),
         steps=tuple(Step(
             index=s["index"], call_id=s["call_id"], segment_index=s["segment_index"],
             action_span=(s["action_start"], s["action_end"]), obs_span=(s["obs_start"], s["obs_end"]),
@@ -84,7 +91,7 @@ def trajectory_from_record(r: Mapping[str, Any]) -> Trajectory:
         agent_id=r["agent_id"], sample_index=int(r["sample_index"]),
         error=None if err is None else ErrorInfo(**err), sampled_tokens=int(r["sampled_tokens"]),
         started_at=float(r["started_at"]), ended_at=float(r["ended_at"]),
-        metadata=json.loads(r.get("metadata_json") or "{}"))
+        metadata=json.loads(r.get("metadata_json") or "{}"), parent_trajectory_id=r.get("parent_trajectory_id"))
 
 
 # -- JSON Lines --------------------------------------------------------------------------------
@@ -111,6 +118,7 @@ def parquet_schema() -> Any:
 
     segment = pa.struct([
         *[(f, pa.list_(pa.int64())) for f in _SEGMENT_INT_FIELDS],
+        ("obs_body_mask", pa.list_(pa.int64())),
         ("logprobs", pa.list_(pa.float64())), ("break_reason", pa.string()),
         ("call_ids", pa.list_(pa.string())), ("agent_id", pa.string()),
     ])
@@ -128,6 +136,7 @@ def parquet_schema() -> Any:
         ("stop_reason", pa.string()), ("error", error), ("sampled_tokens", pa.int64()),
         ("trained_tokens", pa.int64()), ("delivered_fraction", pa.float64()),
         ("started_at", pa.float64()), ("ended_at", pa.float64()), ("metadata_json", pa.string()),
+        ("parent_trajectory_id", pa.string()),
         ("segments", pa.list_(segment)), ("steps", pa.list_(step)),
     ], metadata={b"agentgym.schema_version": str(SCHEMA_VERSION).encode()})
 
@@ -149,9 +158,9 @@ def read_parquet(path: str | os.PathLike[str]) -> list[Trajectory]:
     table = pq.read_table(path)
     meta = table.schema.metadata or {}
     version = meta.get(b"agentgym.schema_version", b"?").decode()
-    if version != str(SCHEMA_VERSION):
+    if version not in {str(v) for v in READABLE_VERSIONS}:
         raise ConfigError(f"{path}: dataset schema version {version} is not supported "
-                          f"(this agentgym reads version {SCHEMA_VERSION})")
+                          f"(this agentgym reads versions {READABLE_VERSIONS})")
     return [trajectory_from_record(r) for r in table.to_pylist()]
 
 

@@ -17,9 +17,9 @@ Implementations live in ``harnesses/`` (``agentgym.harnesses``) and register wit
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from agentgym.runtime.base import ExecResult, Runtime
 from agentgym.runtime.images import ImageLayer
@@ -74,6 +74,12 @@ class Harness(abc.ABC):
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
         """The command line that runs the harness non-interactively to completion. Paths the
         command's processes open go through ``runtime.process_path`` (``None``: a container)."""
+
+    def observation_targets(self, message: Mapping[str, Any]) -> Sequence[tuple[int, int]] | None:
+        """Character ranges of an observation message's content that the environment wrote
+        (ECHO trains on those), leaving out what this harness added around them (framing such as
+        ``exit code: 0``, warnings, nudges). ``None``: all of it (the default)."""
+        return None
 
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = ()
     """Exit codes with which the harness reports that it hit its step limit."""

@@ -36,6 +36,7 @@ __all__ = [
     "OBSERVATION_ROLES",
     "VOLATILE_PATTERNS",
     "AnchorFn",
+    "TargetsFn",
     "anchor",
     "is_observation",
     "new_observation",
@@ -48,6 +49,13 @@ OBSERVATION_ROLES = ("tool", "function", "ipython")
 
 AnchorFn = Callable[[str], str]
 """Turns a step's observation text into its anchor-state key."""
+
+TargetsFn = Callable[[Mapping[str, Any]], "Sequence[tuple[int, int]] | None"]
+"""Character ranges of an observation message's content that are environment output (ECHO's
+targets), or ``None`` for all of it. A harness that wraps command output in its own text
+(``exit code: 0\noutput:\n...``) or injects warnings says which part the environment wrote
+(:meth:`agentgym.harness.Harness.observation_targets`); the whole content is the observation
+*body* (ECHO's ``|O|``)."""
 
 
 def is_observation(messages: Sequence[Mapping[str, Any]], index: int) -> bool:

@@ -34,6 +34,7 @@ class _Building:
     ids: list[int] = field(default_factory=list)
     action: list[int] = field(default_factory=list)
     obs: list[int] = field(default_factory=list)
+    body: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
     turn: list[int] = field(default_factory=list)
     version: list[int] = field(default_factory=list)
@@ -43,6 +44,7 @@ class _Building:
 
     def freeze(self) -> Segment:
         return Segment(input_ids=tuple(self.ids), action_mask=tuple(self.action), obs_mask=tuple(self.obs),
+                       obs_body_mask=tuple(self.body) if self.body != self.obs else (),
                        logprobs=tuple(self.logprobs), turn_index=tuple(self.turn),
                        policy_version=tuple(self.version), break_reason=self.break_reason,
                        call_ids=tuple(self.call_ids), agent_id=self.agent_id)
@@ -105,6 +107,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
             seg.ids.extend(call.prompt_ids[:context])
             seg.action.extend([0] * context)
             seg.obs.extend([0] * context)
+            seg.body.extend([0] * context)
             seg.logprobs.extend([0.0] * context)
             seg.turn.extend([-1] * context)
             seg.version.extend([call.policy_version] * context)
@@ -113,14 +116,13 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
             continued.add(parent)
         step_index = len(steps)
         new = call.prompt_ids[start:]
-        obs_flags = [0] * len(new)
-        for s, e in call.obs_spans:
-            for t in range(max(s, start), e):
-                obs_flags[t - start] = 1
+        obs_flags = _flags(call.obs_spans, start, len(new))
+        body_flags = obs_flags if call.obs_body_spans is None else _flags(call.obs_body_spans, start, len(new))
         first_turn = -1 if not steps and start == 0 and call.new_from == 0 else step_index
         seg.ids.extend(new)
         seg.action.extend([0] * len(new))
         seg.obs.extend(obs_flags)
+        seg.body.extend(body_flags)
         seg.logprobs.extend([0.0] * len(new))
         seg.turn.extend([first_turn] * len(new))
         seg.version.extend([call.policy_version] * len(new))
@@ -128,6 +130,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
         seg.ids.extend(call.completion_ids)
         seg.action.extend([1] * len(call.completion_ids))
         seg.obs.extend([0] * len(call.completion_ids))
+        seg.body.extend([0] * len(call.completion_ids))
         seg.logprobs.extend(call.completion_logprobs)
         seg.turn.extend([step_index] * len(call.completion_ids))
         seg.version.extend([call.policy_version] * len(call.completion_ids))
@@ -139,6 +142,15 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
                           action=action_text(call), anchor=anchor(obs), valid=call.valid_action,
                           agent_id=call.agent_id))
     return Reconstruction(segments=tuple(s.freeze() for s in segments), steps=tuple(steps), sampled_tokens=sampled)
+
+
+def _flags(spans: Sequence[tuple[int, int]], start: int, n: int) -> list[int]:
+    """1 on the tokens of ``spans`` (ranges of a call's prompt ids) from ``start`` on, ``n`` long."""
+    flags = [0] * n
+    for s, e in spans:
+        for t in range(max(s, start), min(e, start + n)):
+            flags[t - start] = 1
+    return flags
 
 
 def _first_diff(a: Sequence[int], b: Sequence[int]) -> int:
@@ -167,5 +179,5 @@ def reconstruct(calls: Sequence[Call], *, task_id: str, trajectory_id: str, rewa
             session_id=session_id, segments=rec.segments, steps=rec.steps, reward=reward,
             stop_reason=stop_reason, harness=harness, env=env, agent_id=agent, sample_index=sample_index,
             error=error, sampled_tokens=rec.sampled_tokens, started_at=started_at, ended_at=ended_at,
-            metadata=dict(metadata or {})))
+            metadata=dict(metadata or {}), parent_trajectory_id=None if agent == "main" else trajectory_id))
     return out

@@ -143,8 +143,11 @@ class Call:
     completion_ids: tuple[int, ...]
     completion_logprobs: tuple[float, ...]
     obs_spans: tuple[tuple[int, int], ...] = ()
-    """Half-open token ranges of ``prompt_ids`` holding environment content (tool results,
-    user turns after the first) rendered for this call."""
+    """Half-open token ranges of ``prompt_ids`` holding environment output (tool results, user
+    turns after the first; narrowed by the harness's observation targets) rendered for this call."""
+    obs_body_spans: tuple[tuple[int, int], ...] | None = None
+    """Half-open token ranges of whole observation bodies (harness framing and warnings included);
+    ``None`` means the same as ``obs_spans`` (journals written before the field existed)."""
     new_from: int = 0
     """Index in ``prompt_ids`` where tokens rendered for this call begin (the spliced prefix
     from the parent ends here)."""
@@ -159,6 +162,10 @@ class Call:
     valid_action: bool = True
     """False when the completion could not be parsed into the response format the client
     asked for (for example a malformed tool call)."""
+    sampling: JSON = field(default_factory=dict)
+    """The sampling parameters the engine actually used (``temperature``, ``top_p``,
+    ``max_tokens``, ``seed``, ``stop``). A training run pins temperature and top-p, so these may
+    differ from what the harness asked for; ``request`` keeps what it asked for."""
 
     def to_json(self) -> JSON:
         # Built by hand: dataclasses.asdict deep-copies every token id, which dominated the
@@ -176,6 +183,8 @@ class Call:
         d["completion_ids"] = tuple(d["completion_ids"])
         d["completion_logprobs"] = tuple(d["completion_logprobs"])
         d["obs_spans"] = tuple(tuple(s) for s in d.get("obs_spans", ()))
+        if d.get("obs_body_spans") is not None:
+            d["obs_body_spans"] = tuple(tuple(s) for s in d["obs_body_spans"])
         d["timings"] = Timings(**d.get("timings", {}))
         return cls(**d)
 
@@ -188,7 +197,7 @@ class Segment:
     action_mask: tuple[int, ...]
     """1 where the policy sampled the token (trained), else 0."""
     obs_mask: tuple[int, ...]
-    """1 where the token is environment content (tool results, command output)."""
+    """1 where the token is environment output (tool results, command output): ECHO's targets."""
     logprobs: tuple[float, ...]
     """The engine's logprob for action tokens; 0.0 elsewhere."""
     turn_index: tuple[int, ...]
@@ -198,6 +207,9 @@ class Segment:
     """Why this segment starts (``START`` for the first)."""
     call_ids: tuple[str, ...] = ()
     agent_id: str = "main"
+    obs_body_mask: tuple[int, ...] = ()
+    """1 on whole observation bodies, harness framing and warnings included (ECHO's ``|O|``);
+    empty means the same as ``obs_mask``."""
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -260,6 +272,8 @@ class Trajectory:
     started_at: float = 0.0
     ended_at: float = 0.0
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    parent_trajectory_id: str | None = None
+    """For a sub-agent's trajectory: the id of the main trajectory of its episode."""
 
     @property
     def trained_tokens(self) -> int:

@@ -88,7 +88,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from agentgym.errors import HarnessError
@@ -176,6 +176,20 @@ class MiniSweAgentHarness(Harness):
         self.extra_config = dict(extra_config or {})
         self.lock = lock
         self.python_version = python_version
+
+    def observation_targets(self, message: Mapping[str, Any]) -> Sequence[tuple[int, int]] | None:
+        """The ``output`` string inside a tool result's JSON text (escaped as it appears); nothing
+        of mini's own messages to the model (its "Tool call error" format warnings)."""
+        content = message.get("content")
+        if not isinstance(content, str):
+            return None
+        if message.get("role") == "user":
+            return ()
+        key = content.find('"output": "')
+        end = content.rfind('"')
+        if key < 0 or end <= key + len('"output": "'):
+            return None
+        return ((key + len('"output": "'), end),)
 
     # -- installation --------------------------------------------------------------------------
     def dockerfile(self) -> str:

@@ -32,8 +32,9 @@ from __future__ import annotations
 import hashlib
 import shlex
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
 from agentgym.runtime.base import Runtime
@@ -47,6 +48,8 @@ LOG_NAME = "react_agent.json"
 STEP_LIMIT_EXIT_CODE = 3
 API_REFUSED_EXIT_CODE = 4
 API_UNAVAILABLE_EXIT_CODE = 5
+OUTPUT_MARKER = "\noutput:\n"
+"""What the script writes between a command's exit code and its output (``observation()``)."""
 
 
 class ReactHarness(Harness):
@@ -79,6 +82,17 @@ class ReactHarness(Harness):
         self.retries = retries
         self.system_prompt = system_prompt
         self.python = python
+
+    def observation_targets(self, message: Mapping[str, Any]) -> Sequence[tuple[int, int]] | None:
+        """The command output of a tool result (after ``output:\\n``); nothing of a nudge (a user
+        message the agent itself writes when a reply has no tool call)."""
+        content = message.get("content")
+        if not isinstance(content, str):
+            return None
+        if message.get("role") == "user":
+            return ()
+        head = content.find(OUTPUT_MARKER)
+        return None if head < 0 else ((head + len(OUTPUT_MARKER), len(content)),)
 
     def image_layer(self) -> ImageLayer:
         digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:16]

@@ -116,6 +116,9 @@ class StepBatch:
     obs_body_mask: Tensor | None = None
     """float[S, L]: whole observation body incl. harness warnings (ECHO's ``|O|``); ``None`` means
     "same as ``obs_mask``" — read it through :attr:`observation_body_mask`."""
+    policy_version: Tensor | None = None
+    """long[S, L]: the policy version that sampled each token (``None``: not tracked). The
+    training loop refuses action tokens older than its staleness bound."""
     seq_traj: Tensor | None = None
     """long[S]: trajectory index of each sequence (``None`` when there are no tokens)."""
     # -- tree (optional) -----------------------------------------------------------------------
@@ -237,6 +240,7 @@ class StepBatch:
         token_row: Any = None,
         obs_body_mask: Any = None,
         seq_traj: Any = None,
+        policy_version: Any = None,
     ) -> StepBatch:
         """Build a batch from plain lists / numpy arrays / tensors (tests, users' own pipelines).
 
@@ -282,6 +286,7 @@ class StepBatch:
                 "old_logprobs": torch.zeros(ids.shape) if old_logprobs is None else _float(old_logprobs),
                 "token_row": torch.full(ids.shape, -1, dtype=torch.long) if token_row is None else _long(token_row),
                 "obs_body_mask": None if obs_body_mask is None else _float(obs_body_mask),
+                "policy_version": None if policy_version is None else _long(policy_version),
                 "seq_traj": None if seq_traj is None else _long(seq_traj),
             }
         return cls(

@@ -137,16 +137,21 @@ def collate_groups(groups: Sequence[TrajectoryGroup], pad_id: int = 0) -> StepBa
     attention = torch.zeros((s, length), dtype=torch.long)
     action = torch.zeros((s, length))
     obs = torch.zeros((s, length))
+    body = torch.zeros((s, length))
     logp = torch.zeros((s, length))
     token_row = torch.full((s, length), -1, dtype=torch.long)
+    version = torch.zeros((s, length), dtype=torch.long)
     for i, (seg, rows, _) in enumerate(seqs):
         n = len(seg)
         input_ids[i, :n] = torch.tensor(seg.input_ids, dtype=torch.long)
         attention[i, :n] = 1
         action[i, :n] = torch.tensor(seg.action_mask, dtype=torch.float32)
         obs[i, :n] = torch.tensor(seg.obs_mask, dtype=torch.float32)
+        body[i, :n] = torch.tensor(seg.obs_body_mask or seg.obs_mask, dtype=torch.float32)
         logp[i, :n] = torch.tensor(seg.logprobs, dtype=torch.float32) * action[i, :n]
         token_row[i, :n] = torch.tensor(rows, dtype=torch.long)
+        if len(seg.policy_version) == n:
+            version[i, :n] = torch.tensor(seg.policy_version, dtype=torch.long)
     return StepBatch(
         group_ids=torch.tensor(gid, dtype=torch.long), traj_ids=torch.tensor(tid, dtype=torch.long),
         step_index=torch.tensor(sidx, dtype=torch.long), anchors=anchors,
@@ -155,7 +160,8 @@ def collate_groups(groups: Sequence[TrajectoryGroup], pad_id: int = 0) -> StepBa
         valid=torch.tensor(valid, dtype=torch.bool), agent_ids=agents, agent_index=agent_index,
         anchor_index=anchor_index, agent_names=agent_names,
         input_ids=input_ids, attention_mask=attention, action_mask=action, obs_mask=obs,
-        old_logprobs=logp, token_row=token_row, obs_body_mask=None,
+        old_logprobs=logp, token_row=token_row, obs_body_mask=None if torch.equal(body, obs) else body,
+        policy_version=version,
         seq_traj=torch.tensor([t for _, _, t in seqs], dtype=torch.long),
         tree_node=torch.tensor(tnode, dtype=torch.long), tree_parent=torch.tensor(tparent, dtype=torch.long),
     )

@@ -34,7 +34,7 @@ class ScriptedEngine(Engine):
     """Serves ``replies`` in order (text is encoded and gets end-of-turn appended; an id list is
     returned verbatim). ``replies`` may also be a function ``(prompt_ids, n) -> Reply``.
 
-    Every prompt it saw is kept in ``prompts`` (a list of id tuples)."""
+    Every prompt it saw is kept in ``prompts`` (a list of id tuples), and every sampling in ``samplings``."""
 
     name = "scripted"
 
@@ -46,6 +46,7 @@ class ScriptedEngine(Engine):
         self.delay_s = delay_s
         self._model_name = model_name
         self.prompts: list[tuple[int, ...]] = []
+        self.samplings: list[SamplingParams] = []
 
     @property
     def tokenizer(self) -> Any:
@@ -58,6 +59,7 @@ class ScriptedEngine(Engine):
     async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
         n = len(self.prompts)
         self.prompts.append(tuple(prompt_ids))
+        self.samplings.append(sampling)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if callable(self._replies):

@@ -25,7 +25,19 @@ from agentgym.tokens.render import ChatRenderer
 from agentgym.tokens.toolcalls import parse_hermes
 from agentgym.types import Call, SamplingParams, Timings
 
-__all__ = ["Pipeline", "Request", "Served", "Session"]
+__all__ = ["PinnedSampling", "Pipeline", "Request", "Served", "Session"]
+
+
+@dataclass(frozen=True)
+class PinnedSampling:
+    """Sampling a training run imposes on every call, whatever the harness asks for: the
+    trainer's logprobs then describe the distribution the tokens were really drawn from. The
+    harness's own values stay in ``Call.request``; what was used is ``Call.sampling``."""
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int | None = None
+    """A cap on the completion length (``None``: the request's own)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,8 @@ class Served:
     valid: bool
     t_start: float
     t_gen: float
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    """What the engine was asked to sample with."""
 
     @property
     def prompt_tokens(self) -> int:
@@ -90,11 +104,13 @@ def finish_reason(engine_reason: str, has_tool_calls: bool) -> str:
 class Pipeline:
     """Plans, generates and records calls for every session of one proxy."""
 
-    def __init__(self, engine: Engine, renderer: ChatRenderer, journal: CallLog, max_model_len: int) -> None:
+    def __init__(self, engine: Engine, renderer: ChatRenderer, journal: CallLog, max_model_len: int,
+                 pinned: PinnedSampling | None = None) -> None:
         self.engine = engine
         self.renderer = renderer
         self.journal = journal
         self.max_model_len = max_model_len
+        self.pinned = pinned
 
     async def generate(self, session: Session, req: Request, agent: str | None) -> Served:
         """Plan the prompt ids, sample, and parse the reply. Raises :class:`ProxyError` (a 400
@@ -107,6 +123,11 @@ class Pipeline:
                              f"your messages resulted in {len(plan.prompt_ids)} tokens.",
                              code="context_length_exceeded", param="messages")
         sampling = req.sampling
+        if self.pinned is not None:
+            cap = self.pinned.max_tokens
+            sampling = dataclasses.replace(
+                sampling, temperature=self.pinned.temperature, top_p=self.pinned.top_p,
+                max_tokens=sampling.max_tokens if cap is None else min(cap, sampling.max_tokens))
         room = self.max_model_len - len(plan.prompt_ids)
         if sampling.max_tokens > room:
             sampling = dataclasses.replace(sampling, max_tokens=room)
@@ -133,7 +154,7 @@ class Pipeline:
             message["tool_calls"] = parsed.tool_calls
         return Served(call_id=call_id, index=index, agent_id=plan.agent_id, plan=plan, gen=gen, message=message,
                       finish=finish_reason(gen.finish_reason, bool(parsed.tool_calls)), valid=parsed.valid,
-                      t_start=t_start, t_gen=t_gen)
+                      t_start=t_start, t_gen=t_gen, sampling=sampling)
 
     def record(self, session: Session, req: Request, served: Served, delivered: bool, dialect: str) -> Call:
         """Index the served call for later splices and append it to the journal."""
@@ -143,6 +164,8 @@ class Pipeline:
             parent_call_id=plan.parent_call_id, break_reason=plan.break_reason, request=dict(req.raw),
             prompt_ids=plan.prompt_ids, completion_ids=gen.completion_ids,
             completion_logprobs=gen.logprobs, obs_spans=plan.obs_spans, new_from=plan.new_from,
+            obs_body_spans=plan.obs_body_spans if plan.obs_body_spans != plan.obs_spans else None,
+            sampling={**dataclasses.asdict(served.sampling), "stop": list(served.sampling.stop)},
             response=served.message, finish_reason=served.finish, policy_version=gen.policy_version,
             timings=Timings(start=served.t_start, first_token=served.t_gen, end=time.time(), queue_s=gen.queue_s),
             delivered=delivered, dialect=dialect, valid_action=served.valid)

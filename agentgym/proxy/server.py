@@ -29,9 +29,10 @@ from aiohttp import web
 
 from agentgym.engines.base import Engine
 from agentgym.errors import ProxyError
+from agentgym.observation import TargetsFn
 from agentgym.proxy import openai as oa
 from agentgym.proxy.calllog import CallLog
-from agentgym.proxy.pipeline import Pipeline, Request, Served, Session
+from agentgym.proxy.pipeline import PinnedSampling, Pipeline, Request, Served, Session
 from agentgym.proxy.splice import SpliceIndex
 from agentgym.tokens.render import ChatRenderer
 from agentgym.types import Call
@@ -44,6 +45,8 @@ class Proxy:
         engine: the policy engine (its tokenizer's chat template renders prompts).
         journal_dir: where the call journal lives (``<dir>/calls/<session>.jsonl``).
         default_max_tokens: completion budget when a request names none.
+        pinned_sampling: temperature / top-p every call is sampled with, whatever the harness asks
+            (training runs pin them); ``None`` honours each request.
         max_model_len: prompt + completion limit; longer requests get a 400
             ``context_length_exceeded``.
         allow_new_sessions: serve unknown session ids by opening them on first use (handy for
@@ -52,7 +55,7 @@ class Proxy:
 
     def __init__(self, engine: Engine, journal_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  default_max_tokens: int = 512, max_model_len: int = 32768,
-                 allow_new_sessions: bool = False) -> None:
+                 allow_new_sessions: bool = False, pinned_sampling: PinnedSampling | None = None) -> None:
         self.engine = engine
         self.renderer = ChatRenderer(engine.tokenizer)
         self.journal = CallLog(journal_dir)
@@ -60,7 +63,7 @@ class Proxy:
         self.port = port
         self.default_max_tokens = default_max_tokens
         self.allow_new_sessions = allow_new_sessions
-        self.pipeline = Pipeline(engine, self.renderer, self.journal, max_model_len)
+        self.pipeline = Pipeline(engine, self.renderer, self.journal, max_model_len, pinned_sampling)
         self.sessions: dict[str, Session] = {}
         self._runner: web.AppRunner | None = None
 
@@ -106,11 +109,14 @@ class Proxy:
         await self.stop()
 
     # -- sessions ----------------------------------------------------------------------------
-    def open_session(self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> str:
+    def open_session(self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None,
+                     targets: TargetsFn | None = None) -> str:
+        """Open a session; ``targets`` narrows its observations to environment output (the
+        harness's :meth:`~agentgym.harness.Harness.observation_targets`)."""
         sid = session_id or uuid.uuid4().hex[:16]
         if sid in self.sessions:
             raise ProxyError(f"session {sid!r} is already open", status=409, code="session_exists")
-        self.sessions[sid] = Session(id=sid, index=SpliceIndex(self.renderer), metadata=metadata or {})
+        self.sessions[sid] = Session(id=sid, index=SpliceIndex(self.renderer, targets=targets), metadata=metadata or {})
         return sid
 
     def close_session(self, session_id: str) -> list[Call]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agentgym.observation import TargetsFn
 from agentgym.tokens.messages import Message, prefix_digests
 from agentgym.tokens.render import ChatRenderer, tools_digest_key
 from agentgym.types import BreakReason, Call
@@ -72,11 +73,14 @@ class SplicePlan:
     break_reason: BreakReason | None
     agent_id: str
     prompt_text: str = ""
+    obs_body_spans: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
 class SpliceIndex:
     renderer: ChatRenderer
+    targets: TargetsFn | None = None
+    """Narrows observation bodies to environment output (the session's harness says how)."""
     _by_reply: dict[bytes, str] = field(default_factory=dict)
     _by_prefix: dict[bytes, str] = field(default_factory=dict)
     _served: dict[str, _Served] = field(default_factory=dict)
@@ -100,12 +104,14 @@ class SpliceIndex:
             text, reply_start = parent.parent_text(self.renderer, full)
             pc = parent.call
             ends_eos = bool(pc.completion_ids) and pc.completion_ids[-1] == self.renderer.eos_id
-            cont = self.renderer.render_continuation(text, reply_start, ends_eos, messages, k, tools, full=full)
+            cont = self.renderer.render_continuation(text, reply_start, ends_eos, messages, k, tools, full=full,
+                                                     targets=self.targets)
             if cont is not None:
                 base = pc.prompt_ids + pc.completion_ids
                 return SplicePlan(
                     prompt_ids=base + cont.ids,
                     obs_spans=tuple((s + len(base), e + len(base)) for s, e in cont.obs_spans),
+                    obs_body_spans=tuple((s + len(base), e + len(base)) for s, e in cont.obs_body_spans),
                     new_from=len(base), parent_call_id=pc.call_id, break_reason=reason,
                     agent_id=agent_id or pc.agent_id, prompt_text=cont.full_text)
             reason = BreakReason.TEMPLATE_NOT_PREFIX
@@ -114,13 +120,14 @@ class SpliceIndex:
             self._served[self._by_prefix[digests[j]]].call if j else None)
         if reason is None:
             reason = self._divergence(messages, j) if j else BreakReason.START
-        fresh = self.renderer.render_prompt(messages, tools)
+        fresh = self.renderer.render_prompt(messages, tools, targets=self.targets)
         if agent_id is None:
             if lineage is not None:
                 agent_id = lineage.agent_id
             else:
                 agent_id = "main" if self._roots == 0 else f"agent-{self._roots}"
-        return SplicePlan(prompt_ids=fresh.ids, obs_spans=fresh.obs_spans, new_from=0,
+        return SplicePlan(prompt_ids=fresh.ids, obs_spans=fresh.obs_spans, obs_body_spans=fresh.obs_body_spans,
+                          new_from=0,
                           parent_call_id=lineage.call_id if lineage else None, break_reason=reason,
                           agent_id=agent_id, prompt_text=fresh.full_text)
 

@@ -44,7 +44,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     """Run one episode to the end and return its trajectories (main agent first)."""
     task = spec.task
     sid = f"{slug(task.id)}-s{spec.sample_index}-{uuid.uuid4().hex[:6]}"
-    proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index})
+    proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index},
+                       targets=harness.observation_targets)
     started = time.time()
     stop = StopReason.COMPLETED
     error: ErrorInfo | None = None

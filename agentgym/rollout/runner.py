@@ -37,6 +37,7 @@ from agentgym import export, registries
 from agentgym.engines.base import Engine
 from agentgym.errors import ConfigError
 from agentgym.jsonl import read_records
+from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.proxy.server import Proxy
 from agentgym.rollout.episode import EpisodeSpec, run_episode
 from agentgym.runtime import get_backend
@@ -63,6 +64,8 @@ class RolloutConfig:
     max_model_len: int = 4096
     progress: bool = True
     harness_kwargs: dict[str, Any] = field(default_factory=dict)
+    pinned_sampling: PinnedSampling | None = None
+    """Sample every call with these (training pins them); ``None`` honours the harness."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress)
         images = ImageCache(backend, on_status=progress.note)
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
-                      max_model_len=config.max_model_len)
+                      max_model_len=config.max_model_len, pinned_sampling=config.pinned_sampling)
         await proxy.start()
         sem = asyncio.Semaphore(max(1, config.concurrency))
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentgym.errors import ProxyError
-from agentgym.observation import is_observation
+from agentgym.observation import TargetsFn, is_observation
 from agentgym.tokens.messages import content_text, template_message
 
 
@@ -37,7 +37,9 @@ class RenderedPrompt:
 
     ids: tuple[int, ...]
     obs_spans: tuple[tuple[int, int], ...]
-    """Half-open ranges into ``ids``."""
+    """Half-open ranges into ``ids`` of environment output (the observation targets)."""
+    obs_body_spans: tuple[tuple[int, int], ...] = ()
+    """Half-open ranges of whole observation bodies (targets plus harness framing and warnings)."""
     full_text: str = ""
     """Template text of the *whole* prompt (with generation prompt), kept so the next turn
     need not render it again."""
@@ -77,25 +79,35 @@ class ChatRenderer:
         return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
     def _obs_char_spans(self, text: str, messages: Sequence[Mapping[str, Any]], first_new: int,
-                        start_at: int = 0) -> list[tuple[int, int]]:
-        """Character spans in ``text`` of the observation contents among ``messages[first_new:]``.
-        Contents are found in order, so a repeated string maps to the right occurrence."""
-        spans: list[tuple[int, int]] = []
+                        start_at: int = 0, targets: TargetsFn | None = None,
+                        ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Character spans in ``text`` of the observation contents among ``messages[first_new:]``:
+        (target spans, body spans). Contents are found in order, so a repeated string maps to the
+        right occurrence. ``targets`` narrows a body to its environment output (when the
+        template rendered the content verbatim; otherwise the whole body is the target)."""
+        target_spans: list[tuple[int, int]] = []
+        body_spans: list[tuple[int, int]] = []
         cursor = start_at
         for i in range(first_new, len(messages)):
             body = content_text(messages[i].get("content"))
             if not body:
                 continue
+            verbatim = True
             pos = text.find(body, cursor)
             if pos < 0:  # the template transformed the text (e.g. stripped it): try trimmed
-                body = body.strip()
+                body, verbatim = body.strip(), False
                 pos = text.find(body, cursor) if body else -1
                 if pos < 0:
                     continue
             if is_observation(messages, i):
-                spans.append((pos, pos + len(body)))
+                body_spans.append((pos, pos + len(body)))
+                inner = targets(messages[i]) if targets is not None and verbatim else None
+                if inner is None:
+                    target_spans.append((pos, pos + len(body)))
+                else:
+                    target_spans.extend((pos + max(0, s), pos + min(len(body), e)) for s, e in inner if e > s)
             cursor = pos + len(body)
-        return spans
+        return target_spans, body_spans
 
     @staticmethod
     def _token_spans(offsets: Sequence[tuple[int, int]], char_spans: Sequence[tuple[int, int]],
@@ -113,13 +125,14 @@ class ChatRenderer:
                     out.append((t + shift, t + shift + 1))
         return tuple(out)
 
-    def render_prompt(self, messages: Sequence[Mapping[str, Any]],
-                      tools: Sequence[Mapping[str, Any]] | None) -> RenderedPrompt:
+    def render_prompt(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] | None,
+                      targets: TargetsFn | None = None) -> RenderedPrompt:
         """A whole prompt from scratch (first call of a lineage, or after a break)."""
         text = self.render_text(messages, tools, add_generation_prompt=True)
         ids, offsets = self._encode(text)
-        spans = self._obs_char_spans(text, messages, 0)
-        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans), full_text=text)
+        spans, bodies = self._obs_char_spans(text, messages, 0, targets=targets)
+        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans),
+                              obs_body_spans=self._token_spans(offsets, bodies), full_text=text)
 
     _PROBE = ({"role": "system", "content": "S"}, {"role": "user", "content": "U"})
 
@@ -133,7 +146,7 @@ class ChatRenderer:
     def render_continuation(self, parent_text: str, parent_reply_start: int, parent_ended_with_eos: bool,
                             messages: Sequence[Mapping[str, Any]], n_parent_messages: int,
                             tools: Sequence[Mapping[str, Any]] | None, full: str | None = None,
-                            ) -> RenderedPrompt | None:
+                            targets: TargetsFn | None = None) -> RenderedPrompt | None:
         """Ids to append to the parent's ``prompt_ids + completion_ids``, or ``None`` when the
         template does not render the parent's turns as a prefix of these messages.
 
@@ -159,8 +172,9 @@ class ChatRenderer:
             bridge = reply_text[cut:]
         text = bridge + full[len(parent_text):]
         ids, offsets = self._encode(text)
-        spans = self._obs_char_spans(text, messages, n_parent_messages, start_at=len(bridge))
-        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans), full_text=full)
+        spans, bodies = self._obs_char_spans(text, messages, n_parent_messages, start_at=len(bridge), targets=targets)
+        return RenderedPrompt(ids=tuple(ids), obs_spans=self._token_spans(offsets, spans),
+                              obs_body_spans=self._token_spans(offsets, bodies), full_text=full)
 
     def decode(self, ids: Sequence[int]) -> str:
         """Completion text for the client: special end-of-turn tokens removed."""

@@ -16,7 +16,7 @@ PUBLIC = {
         "make"],
     "agentgym.env": ["Env", "Evaluation"],
     "agentgym.harness": ["Harness", "HarnessContext", "ImageLayer", "Launch"],
-    "agentgym.observation": ["OBSERVATION_ROLES", "VOLATILE_PATTERNS", "AnchorFn", "anchor", "is_observation",
+    "agentgym.observation": ["OBSERVATION_ROLES", "VOLATILE_PATTERNS", "AnchorFn", "TargetsFn", "anchor", "is_observation",
                              "new_observation", "normalize_observation", "observation_text"],
     "agentgym.registries": ["Registry", "Spec", "engines", "envs", "estimators", "harnesses", "load_entry_point",
                             "losses"],

@@ -24,7 +24,8 @@ def make_trajectory(rng: random.Random, i: int) -> Trajectory:
             logprobs=tuple(-rng.random() * 7 if a else 0.0 for a in action),
             turn_index=tuple(rng.randint(-1, 5) for _ in range(n)), policy_version=tuple([3] * n),
             break_reason=[BreakReason.START, BreakReason.HISTORY_EDITED, BreakReason.BRANCH][k],
-            call_ids=(f"c{k}",), agent_id="main"))
+            call_ids=(f"c{k}",), agent_id="main",
+            obs_body_mask=tuple(rng.randint(0, 1) for _ in range(n)) if k == 1 else ()))
     steps = tuple(Step(index=j, call_id=f"c{j}", segment_index=0, action_span=(j, j + 1), obs_span=(0, j),
                        observation="out ünïcødé \x00 ✓\n", action='bash({"command": "ls"})', anchor="out",
                        reward=0.25 * j, valid=j % 2 == 0) for j in range(rng.randint(0, 4)))
@@ -33,7 +34,8 @@ def make_trajectory(rng: random.Random, i: int) -> Trajectory:
         reward=rng.choice([0.0, 1.0, 0.5]), stop_reason=rng.choice(list(StopReason)), harness="agentgym/react-v0",
         env="terminal/basic-v0", sample_index=i, sampled_tokens=sum(sum(s.action_mask) for s in segments) + i,
         error=ErrorInfo(type="HarnessError", boundary="harness", message="exit 137") if i % 2 else None,
-        started_at=1.5, ended_at=2.25, metadata={"seed": i, "tags": ["a"]})
+        started_at=1.5, ended_at=2.25, metadata={"seed": i, "tags": ["a"]},
+        parent_trajectory_id=f"traj-{i - 1}" if i % 3 == 2 else None)
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
@@ -53,6 +55,21 @@ def test_unknown_schema_version_is_refused(tmp_path: Path) -> None:
     p.write_text(json.dumps(rec) + "\n")
     with pytest.raises(ConfigError, match="schema version 99"):
         export.read(p)
+
+
+def test_version_1_records_read_with_the_new_fields_empty(tmp_path: Path) -> None:
+    traj = make_trajectory(random.Random(2), 2)
+    rec = export.trajectory_to_record(traj)
+    assert rec["schema_version"] == 2 and rec["parent_trajectory_id"] == "traj-1"
+    rec["schema_version"] = 1
+    del rec["parent_trajectory_id"]
+    for seg in rec["segments"]:
+        del seg["obs_body_mask"]
+    p = tmp_path / "v1.jsonl"
+    p.write_text(json.dumps(rec) + "\n")
+    (back,) = export.read(p)
+    assert back.parent_trajectory_id is None and all(s.obs_body_mask == () for s in back.segments)
+    assert back.segments[0].input_ids == traj.segments[0].input_ids
 
 
 def test_unknown_format(tmp_path: Path) -> None:
