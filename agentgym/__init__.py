@@ -41,6 +41,19 @@ def make(env_id: str, **kwargs: Any) -> Any:
     return _make(env_id, **kwargs)
 
 
+def train(config: Any = None, overrides: Any = (), **kwargs: Any) -> Any:
+    """Run (or resume) a training run: ``config`` is a ``TrainConfig``, a path to a TOML file,
+    or ``None`` for the defaults; ``overrides`` are ``"key=value"`` strings. Returns a
+    ``TrainResult`` (see :mod:`agentgym.trainers.train`).
+
+    The loop lives in the trainers layer; the core reaches it by name, as the registries reach
+    their built-ins, so the core never imports ``trainers/``.
+    """
+    from agentgym.registries import load_entry_point
+
+    return load_entry_point("agentgym.trainers.train:train_from")(config, overrides, **kwargs)
+
+
 __all__ = [
     "AgentGymError",
     "BreakReason",
@@ -64,4 +77,5 @@ __all__ = [
     "TrajectoryGroup",
     "__version__",
     "make",
+    "train",
 ]

@@ -1,6 +1,7 @@
 """The ``agentgym`` command line.
 
     agentgym quickstart                         the whole loop on the tiny local model
+    agentgym train --config X.toml [--set k=v]  train: rollouts, step-level updates, weight sync
     agentgym rollout --env E --harness H --model M --samples N --out DIR
     agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
     agentgym envs list | agentgym harnesses list
@@ -93,6 +94,26 @@ def rollout(
                f"delivered_fraction {trained / sampled if sampled else 1.0:.3f}, "
                f"{sum(1 for t in main if t.error)} with errors")
     typer.echo(f"dataset: {result.parquet}  journal: {result.journal}")
+
+
+@app.command("train")
+def train_cmd(
+    config: Annotated[Path | None, typer.Option(help="A TOML training config (see examples/train/).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a config key: --set estimator=gigpo "
+                                                    "--set loss_config.eps_hi=0.28 (repeatable).")] = None,
+) -> None:
+    """Train a policy: rollouts -> step-level advantages -> updates -> new weights, per iteration.
+    Re-running the same command resumes from the last checkpoint."""
+    from agentgym.trainers.train import train_from
+
+    try:
+        result = train_from(config, set_ or [])
+    except AgentGymError as e:
+        _fail(e)
+    last = result.metrics[-1] if result.metrics else {}
+    typer.echo(f"done: {len(result.metrics)} iterations, policy version {result.policy_version}, "
+               f"last success rate {last.get('success_rate', 0):.2f}; metrics: {result.out / 'metrics.jsonl'}, "
+               f"TensorBoard: {result.out / 'tensorboard'}, checkpoints: {result.out / 'checkpoints'}")
 
 
 @app.command("export")

@@ -68,14 +68,17 @@ class TokenBatch(Protocol):
 
 
 def compute_token_logprobs(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None, temperature: float = 1.0
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None = None, temperature: float = 1.0,
+    entropy_out: list[Tensor] | None = None,
 ) -> Tensor:
     """``logprobs[s, t] = log softmax(logits[s, t-1] / T)[input_ids[s, t]]``, float32 ``[S, L]``.
 
     The sampler's distribution: logits divided by the sampling temperature ``T`` before the
     softmax, so the values are comparable with the engine's recorded logprobs. Position 0 (no
     context) and padding get 0. Position ids come from the attention mask, so left and right
-    padding both give each sequence the positions it had when it was sampled.
+    padding both give each sequence the positions it had when it was sampled. With
+    ``entropy_out``, the entropy of each position's sampling distribution (no gradient, same
+    layout, 0 at position 0 and on padding) is appended to it.
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0 (greedy samples have no logprob to train on), got {temperature}")
@@ -87,8 +90,14 @@ def compute_token_logprobs(
     logits = logits[:, :-1].float()
     if temperature != 1.0:
         logits = logits / temperature
-    lp = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    all_lp = torch.log_softmax(logits, dim=-1)
+    lp = all_lp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     lp = torch.cat([lp.new_zeros(lp.shape[0], 1), lp], dim=1)
+    if entropy_out is not None:
+        with torch.no_grad():
+            ent = -(all_lp.exp() * all_lp).sum(-1)
+            ent = torch.cat([ent.new_zeros(ent.shape[0], 1), ent], dim=1)
+            entropy_out.append(torch.where(attention_mask > 0, ent, torch.zeros_like(ent)))
     return torch.where(attention_mask > 0, lp, torch.zeros_like(lp))
 
 
@@ -132,7 +141,9 @@ def train_step(
         ``echo_loss``/``echo_lambda``/``echo_nll``/``echo_tokens`` (with ECHO), the loss's
         token metrics (``pg_clipfrac``, ``ppo_kl``, ``ratio_mean`` ...), ``grad_norm`` (before
         clipping), ``skipped``, ``lr``, ``action_tokens``, ``sequences``, ``micro_batches``,
-        ``forward_tokens`` (token positions the policy model ran on, padding included).
+        ``forward_tokens`` (token positions the policy model ran on, padding included),
+        ``entropy`` (mean entropy of the policy's distribution over the action tokens, before
+        the update).
     """
     loss_fn: PolicyLoss = registries.losses.get(loss) if isinstance(loss, str) else loss
     input_ids, attention = batch.input_ids, batch.attention_mask
@@ -169,6 +180,7 @@ def train_step(
     mins: dict[str, float] = {}
     n_micro = 0
     n_forward = 0
+    entropy_sum = 0.0
     length = int(input_ids.shape[1])
 
     optimizer.zero_grad(set_to_none=True)
@@ -184,7 +196,10 @@ def train_step(
         ids = input_ids[sl, :width].to(device)
         att = attention[sl, :width].to(device)
         n_forward += int(ids.numel())
-        logp = _pad_right(compute_token_logprobs(model, ids, att, temperature), length)
+        ents: list[Tensor] = []
+        logp = _pad_right(compute_token_logprobs(model, ids, att, temperature, entropy_out=ents), length)
+        mb_act = mb_action.to(device) > 0
+        entropy_sum += float(_pad_right(ents[0], length)[mb_act].sum())
         ref_lp = None
         if ref_lp_all is not None:
             ref_lp = ref_lp_all[sl].to(device)
@@ -232,6 +247,7 @@ def train_step(
         sequences=float(num_seqs),
         micro_batches=float(n_micro),
         forward_tokens=float(n_forward),
+        entropy=entropy_sum / n_action if n_action else 0.0,
     )
     return metrics
 

@@ -109,6 +109,18 @@ class _Row:
         self.stop_window = stop_window
 
 
+def _cache_of(out: Any) -> Any:
+    """The KV cache a forward pass returned (``cache`` in transformers 5.2x, ``past_key_values`` before)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _cache_keyword(model: Any) -> str:
+    """The forward argument that takes a KV cache: ``cache`` where the model accepts it (newer
+    transformers warn on ``past_key_values`` on every call), else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 class EmbeddedEngine(Engine):
     """A Hugging Face causal LM served in-process with batched sampling.
 
@@ -158,6 +170,7 @@ class EmbeddedEngine(Engine):
         self.eos_ids = self._eos_ids()
         self.pad_id = self._tokenizer.pad_token_id if self._tokenizer.pad_token_id is not None else min(self.eos_ids)
         self._logits_kw = self._pick_logits_kwarg()
+        self._cache_kw = _cache_keyword(self._model)
         self._stop_decoder = self._private_decoder()
         self._seed_rng = random.Random(seed)
         self.policy_version = 0
@@ -357,7 +370,7 @@ class EmbeddedEngine(Engine):
         active = list(range(len(rows)))
         with torch.inference_mode():
             out = self._model(input_ids=ids_BT, attention_mask=mask_BT, position_ids=pos_BT, use_cache=True, **extra)
-            cache = out.past_key_values
+            cache = _cache_of(out)
             next_pos_B = pos_BT[:, -1] + 1
             while True:
                 logits_BV = out.logits[:, -1, :].float().cpu()
@@ -375,8 +388,9 @@ class EmbeddedEngine(Engine):
                     step_tokens = [step_tokens[j] for j in keep]
                 mask_BT = torch.cat([mask_BT, mask_BT.new_ones((len(active), 1))], dim=1)
                 out = self._model(input_ids=torch.tensor(step_tokens, device=device)[:, None], attention_mask=mask_BT,
-                                  position_ids=next_pos_B[:, None], past_key_values=cache, use_cache=True, **extra)
-                cache = out.past_key_values
+                                  position_ids=next_pos_B[:, None], use_cache=True,
+                                  **{self._cache_kw: cache}, **extra)
+                cache = _cache_of(out)
                 next_pos_B = next_pos_B + 1
         return [Generation(completion_ids=tuple(row.ids), logprobs=tuple(row.logprobs),
                            finish_reason=row.finish_reason or "length", policy_version=version,

@@ -204,6 +204,17 @@ def _make_portable(out: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
+def quiet_transformers() -> None:
+    """No progress bars or info chatter from transformers while agentgym loads and saves models
+    (set ``AGENTGYM_VERBOSE=1`` to keep them)."""
+    if os.environ.get("AGENTGYM_VERBOSE") == "1":
+        return
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def load_model_and_tokenizer(
     name_or_path: str | os.PathLike[str],
     *,
@@ -226,6 +237,7 @@ def load_model_and_tokenizer(
         ConfigError: the directory does not exist, or the hub id cannot be resolved (this
             machine may have no access to the hub: build a local model instead).
     """
+    quiet_transformers()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -13,7 +13,7 @@ PUBLIC = {
         "AgentGymError", "BreakReason", "Call", "ConfigError", "EngineError", "EnvError", "ErrorInfo",
         "HarnessError", "ProxyError", "ReconstructionError", "RegistryError", "RuntimeError_", "SamplingParams",
         "Segment", "Step", "StopReason", "Task", "TaskLimits", "Trajectory", "TrajectoryGroup", "__version__",
-        "make"],
+        "make", "train"],
     "agentgym.env": ["Env", "Evaluation"],
     "agentgym.harness": ["Harness", "HarnessContext", "ImageLayer", "Launch"],
     "agentgym.observation": ["OBSERVATION_ROLES", "VOLATILE_PATTERNS", "AnchorFn", "TargetsFn", "anchor", "is_observation",
