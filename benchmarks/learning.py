@@ -1,0 +1,158 @@
+"""Does it learn? GRPO, GiGPO, HGPO and GiGPO + ECHO at the same episode budget, several seeds,
+on the procedurally generated workspace tasks, with the tiny model on CPU.
+
+    python3 benchmarks/learning.py                       # 4 arms x 3 seeds, 20 iterations each
+    python3 benchmarks/learning.py --seeds 0 1 --iterations 10 --parallel 2
+    python3 benchmarks/learning.py --report-only         # re-plot what is in the output directory
+
+Each (arm, seed) is one ``agentgym train`` run (resumable) with 4 tasks x 8 samples per
+iteration; the same seed draws the same tasks for every arm. It prints a table of success before
+training (the first iteration) and at the end (the mean of the last five iterations) with the
+spread across seeds, writes ``learning.png`` (success rate against episodes, mean and range over
+seeds) and ``learning.json`` into the output directory. GRPO is the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "examples" / "train" / "tiny-cpu.toml"
+ARMS: dict[str, list[str]] = {
+    "grpo": ["estimator=grpo"],
+    "gigpo": ["estimator=gigpo", "estimator_config.mode=mean_std_norm"],
+    "hgpo": ["estimator=hgpo"],
+    "gigpo+echo": ["estimator=gigpo", "estimator_config.mode=mean_std_norm", "echo.lam=0.05", "heldout_tasks=4"],
+}
+LAST = 5
+
+
+def run_arm(arm: str, seed: int, args: argparse.Namespace) -> tuple[str, int, float, int]:
+    out = Path(args.out) / f"{arm}-s{seed}"
+    cmd = [sys.executable, "-m", "agentgym.cli", "train", "--config", str(CONFIG),
+           "--set", f"out={out}", "--set", f"seed={seed}", "--set", f"iterations={args.iterations}",
+           "--set", f"runtime={args.runtime}", "--set", "progress=false",
+           "--set", f"concurrency={args.concurrency}"]
+    for item in ARMS[arm]:
+        cmd += ["--set", item]
+    t = time.time()
+    log = out.with_suffix(".log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+    return arm, seed, time.time() - t, code
+
+
+def load(out: Path, arm: str, seed: int) -> list[dict[str, Any]]:
+    path = out / f"{arm}-s{seed}" / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def report(args: argparse.Namespace) -> dict[str, Any]:
+    out = Path(args.out)
+    summary: dict[str, Any] = {}
+    curves: dict[str, list[tuple[list[int], list[float]]]] = {}
+    for arm in ARMS:
+        finals, firsts, curves[arm] = [], [], []
+        nll: list[tuple[float, float]] = []
+        for seed in args.seeds:
+            m = load(out, arm, seed)
+            if not m:
+                continue
+            episodes, success, total = [], [], 0
+            for it in m:
+                total += it["episodes"]
+                episodes.append(total)
+                success.append(it["success_rate"])
+            curves[arm].append((episodes, success))
+            firsts.append(success[0])
+            finals.append(statistics.fmean(success[-LAST:]))
+            if "heldout_obs_nll" in m[0]:
+                nll.append((m[0]["heldout_obs_nll"], m[-1]["heldout_obs_nll"]))
+        if finals:
+            summary[arm] = {"seeds": len(finals), "iterations": len(curves[arm][0][0]),
+                            "episodes": curves[arm][0][0][-1], "first": statistics.fmean(firsts),
+                            "final_mean": statistics.fmean(finals),
+                            "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
+                            "final_min": min(finals), "final_max": max(finals), "finals": finals}
+            if nll:
+                summary[arm]["heldout_obs_nll_first"] = statistics.fmean(a for a, _ in nll)
+                summary[arm]["heldout_obs_nll_last"] = statistics.fmean(b for _, b in nll)
+    base = summary.get("grpo", {}).get("final_mean")
+    print(f"\nSuccess rate on terminal/workspace-v0 (tiny model, CPU; final = mean of the last {LAST} iterations)")
+    print(f"{'arm':12} {'seeds':>5} {'episodes':>8} {'first':>7} {'final':>14} {'range':>13} {'vs grpo':>8}")
+    for arm, s in summary.items():
+        ratio = f"{s['final_mean'] / base:7.2f}x" if base else "      -"
+        print(f"{arm:12} {s['seeds']:5d} {s['episodes']:8d} {s['first']:7.2f} {s['final_mean']:7.2f} "
+              f"± {s['final_std']:.2f} {s['final_min']:6.2f}-{s['final_max']:.2f} {ratio:>8}")
+        if "heldout_obs_nll_first" in s:
+            print(f"{'':12} held-out observation NLL {s['heldout_obs_nll_first']:.3f} -> {s['heldout_obs_nll_last']:.3f} "
+                  "nats/token")
+    (out / "learning.json").write_text(json.dumps(summary, indent=1))
+    plot(curves, out / "learning.png")
+    return summary
+
+
+def plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for arm, runs in curves.items():
+        if not runs:
+            continue
+        n = min(len(e) for e, _ in runs)
+        x = runs[0][0][:n]
+        ys = [s[:n] for _, s in runs]
+        mean = [statistics.fmean(col) for col in zip(*ys, strict=True)]
+        lo = [min(col) for col in zip(*ys, strict=True)]
+        hi = [max(col) for col in zip(*ys, strict=True)]
+        (line,) = ax.plot(x, mean, label=f"{arm} ({len(runs)} seeds)")
+        ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
+    ax.set_xlabel("episodes")
+    ax.set_ylabel("success rate per iteration (32 episodes)")
+    ax.set_title("terminal/workspace-v0, tiny model on CPU: mean and range over seeds")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--parallel", type=int, default=2, help="runs at once (each uses one CPU thread)")
+    parser.add_argument("--concurrency", type=int, default=8, help="episodes in flight per run")
+    parser.add_argument("--runtime", default="docker")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "learning"))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if not args.report_only:
+        jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
+        t0 = time.time()
+        with concurrent.futures.ThreadPoolExecutor(args.parallel) as pool:
+            for arm, seed, secs, code in pool.map(lambda j: run_arm(j[0], j[1], args), jobs):
+                status = "ok" if code == 0 else f"FAILED (exit {code}, see {arm}-s{seed}.log)"
+                print(f"{arm:12} seed {seed}: {secs / 60:5.1f} min {status}", flush=True)
+        print(f"all runs: {(time.time() - t0) / 60:.1f} min")
+    report(args)
+
+
+if __name__ == "__main__":
+    main()
