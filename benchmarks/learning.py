@@ -27,10 +27,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "train" / "tiny-cpu.toml"
 ARMS: dict[str, list[str]] = {
-    "grpo": ["estimator=grpo"],
-    "gigpo": ["estimator=gigpo", "estimator_config.mode=mean_std_norm"],
-    "hgpo": ["estimator=hgpo"],
-    "gigpo+echo": ["estimator=gigpo", "estimator_config.mode=mean_std_norm", "echo.lam=0.05", "heldout_tasks=4"],
+    "grpo": ["estimator=grpo", "estimator_config={}"],
+    "gigpo": ["estimator=gigpo", "estimator_config={mode = 'mean_std_norm'}"],
+    "hgpo": ["estimator=hgpo", "estimator_config={}"],
+    "gigpo+echo": ["estimator=gigpo", "estimator_config={mode = 'mean_std_norm'}", "echo={lam = 0.05}",
+                   "heldout_tasks=4"],
 }
 LAST = 5
 
