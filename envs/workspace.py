@@ -55,6 +55,7 @@ from agentgym.errors import ConfigError, EnvError
 from agentgym.runtime.base import ExecResult, Runtime
 from agentgym.runtime.images import BASE_IMAGE
 from agentgym.types import Task, TaskLimits
+from agentgym.verify import run_verifier
 
 __all__ = ["BASIC_KINDS", "KINDS", "Instance", "WorkspaceEnv", "make_instance", "render_instruction"]
 
@@ -200,10 +201,13 @@ class WorkspaceEnv(Env):
             await runtime.write_file(f"{APP}/{name}", content)
 
     async def evaluate(self, task: Task, runtime: Runtime) -> Evaluation:
+        """Check the requirements where the agent cannot interfere (:func:`agentgym.verify.run_verifier`:
+        in Docker, a fresh container over the agent's files with the base image's own python)."""
         inst = self.instance(task)
-        argv = ["python3", "-c", _CHECK, APP, json.dumps(list(inst.kinds)), inst.word,
+        argv = ["python3", "-I", "-c", _CHECK, APP, json.dumps(list(inst.kinds)), inst.word,
                 json.dumps([n for n, _ in inst.noise])]
-        result = await runtime.exec(shlex.join(argv), timeout=60)
+        run = await run_verifier(runtime, shlex.join(argv), trusted_image=task.image, timeout=60)
+        result = run.result
         if result.exit_code != 0 or result.timed_out:
             raise EnvError(f"{task.id}: the workspace check failed to run (exit {result.exit_code}): "
                            f"{(result.stderr or result.stdout)[-1000:]}")
@@ -211,7 +215,8 @@ class WorkspaceEnv(Env):
             held: dict[str, bool] = json.loads(result.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError) as e:
             raise EnvError(f"{task.id}: the workspace check printed no verdict: {result.stdout[-500:]!r}") from e
-        return Evaluation(reward=float(all(held.values())), details={"held": held})
+        return Evaluation(reward=float(all(held.values())),
+                          details={"held": held, "isolation": run.isolation, "tampering": run.evidence})
 
     async def oracle(self, task: Task, runtime: Runtime) -> ExecResult:
         inst = self.instance(task)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 from agentgym.errors import RuntimeError_
@@ -47,6 +48,39 @@ class RuntimeSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     mounts: Mapping[str, str] = field(default_factory=dict)
     """Host path -> container path, read-only."""
+    writable_mounts: Mapping[str, str] = field(default_factory=dict)
+    """Host path -> container path, read-write."""
+    init: bool = True
+    """Run an init process as PID 1 (reaps zombies). Sealed verifier containers go without: the
+    engine's init is mounted under ``/sbin``, where the trusted system paths are read-only."""
+
+
+@dataclass(frozen=True)
+class VerifierSpec:
+    """What :meth:`Runtime.seal` prepares for a verifier."""
+
+    trusted_image: str | None = None
+    """The task's image before the agent ran: the verifier runs its system programs and
+    libraries (``/usr``, the dynamic loader's configuration...), not the agent's copies."""
+    mounts: Mapping[str, str] = field(default_factory=dict)
+    """Host path -> path, read-only, in the verifier's sandbox only (the tests)."""
+    reward_dir: str = "/logs/verifier"
+    """Where an empty host directory is mounted read-write: what the verifier writes there is
+    read on the host, so nothing the agent left in the sandbox can stand in for it."""
+
+
+@dataclass
+class Sealed:
+    """A fresh sandbox over the agent's final files, for the verifier (see :meth:`Runtime.seal`)."""
+
+    runtime: Runtime
+    reward_dir: Path
+    """The host directory mounted at :attr:`VerifierSpec.reward_dir`."""
+    evidence: list[str]
+    """Signs of tampering seen while sealing (processes left running, changed system files,
+    files planted where the verifier writes its reward)."""
+    isolation: str
+    """What the verifier is protected by, in words (recorded with the evaluation)."""
 
 
 class Runtime(abc.ABC):
@@ -76,9 +110,10 @@ class Runtime(abc.ABC):
 
     @abc.abstractmethod
     async def exec(self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
-                   workdir: str | None = None) -> ExecResult:
-        """Run ``cmd`` with ``bash -lc``. On timeout the process tree is killed and
-        ``timed_out`` is set (no exception: a timeout is an outcome)."""
+                   workdir: str | None = None, login: bool = True) -> ExecResult:
+        """Run ``cmd`` with ``bash -lc`` (``bash -c`` with ``login=False``: no profile files are
+        read, as a verifier needs). On timeout the process tree is killed and ``timed_out`` is
+        set (no exception: a timeout is an outcome)."""
 
     @abc.abstractmethod
     async def read_file(self, path: str) -> bytes: ...
@@ -97,6 +132,14 @@ class Runtime(abc.ABC):
     async def snapshot(self, tag: str) -> str:
         """Save the filesystem state; returns an image id/tag a later start can use."""
         raise NotImplementedError(f"{type(self).__name__} cannot snapshot")
+
+    async def seal(self, spec: VerifierSpec) -> Sealed:
+        """End the episode for verification: stop every process it started (the whole sandbox's,
+        not only the harness's) and return a fresh sandbox over its final files, in which
+        ``spec.trusted_image``'s programs run, ``spec.mounts`` appear and ``spec.reward_dir`` is
+        an empty host directory. This runtime cannot be used afterwards. Runtimes that cannot
+        seal raise ``NotImplementedError`` (the verifier then runs in place, unprotected)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot seal")
 
     async def __aenter__(self) -> Runtime:
         return self

@@ -30,6 +30,7 @@ import re
 import shlex
 import socket
 import tarfile
+import tempfile
 import threading
 import time
 import uuid
@@ -39,7 +40,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from agentgym.errors import ConfigError, RuntimeError_
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeFileNotFound, RuntimeSpec
+from agentgym.runtime.base import (
+    ExecResult,
+    Runtime,
+    RuntimeBackend,
+    RuntimeFileNotFound,
+    RuntimeSpec,
+    Sealed,
+    VerifierSpec,
+)
 from agentgym.runtime.images import (
     LABEL_CONTEXT_HASH,
     build_image,
@@ -47,6 +56,7 @@ from agentgym.runtime.images import (
     dockerfile_base_images,
 )
 from agentgym.runtime.local import pid_alive, proc_start_time
+from agentgym.runtime.trusted import tamper_evidence, trusted_mounts
 
 T = TypeVar("T")
 
@@ -140,6 +150,7 @@ class DockerRuntime(Runtime):
         self._explicit_path = explicit_path
         self._oom_kills = 0
         self._stopped = False
+        self._owned_image: str | None = None
 
     def __repr__(self) -> str:
         return f"DockerRuntime(name={self.name!r}, image={self.image!r})"
@@ -157,8 +168,9 @@ class DockerRuntime(Runtime):
 
     # -- exec ------------------------------------------------------------------------------------
     async def exec(self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
-                   workdir: str | None = None) -> ExecResult:
-        """Run ``cmd`` with ``bash -lc`` in the container.
+                   workdir: str | None = None, login: bool = True) -> ExecResult:
+        """Run ``cmd`` with ``bash -lc`` in the container (``/bin/bash -c`` without ``login``:
+        no profile file the agent could have edited is read).
 
         With ``timeout``, the command runs under ``timeout --signal=KILL`` inside the container
         (killing its process group), and the host also stops waiting ``HOST_GUARD_GRACE_S``
@@ -177,7 +189,7 @@ class DockerRuntime(Runtime):
         environment = {**(env or {}), EXEC_ID_ENV: exec_id}
         path = (env or {}).get("PATH") or self._explicit_path
         script = f"export PATH={shlex.quote(path)}:\"$PATH\"; {cmd}" if path else cmd
-        argv = ["bash", "-lc", script]
+        argv = ["bash", "-lc", script] if login else ["/bin/bash", "-c", script]
         if timeout is not None:
             argv = ["timeout", "--signal=KILL", f"{timeout:.3f}s", *argv]
         cancel = threading.Event()
@@ -377,13 +389,51 @@ class DockerRuntime(Runtime):
 
         return await self._backend._call(commit)
 
+    async def seal(self, spec: VerifierSpec) -> Sealed:
+        """Verify in a fresh container: record what the agent's container shows (processes still
+        running, changed system paths, a planted reward), commit its files, remove it (every
+        process it ran dies with it), and start a container from the commit with no network,
+        the task image's system paths mounted read-only over the agent's copies
+        (:mod:`agentgym.runtime.trusted`), ``spec.mounts``, and an empty host directory at
+        ``spec.reward_dir``. The new runtime removes the commit when it stops."""
+        self._check_live()
+        api = self._api
+        evidence = await self._backend._call(tamper_evidence, api, self.container_id, spec.reward_dir)
+        tag = f"agentgym-sealed/{self.name.lower()}:latest"
+        await self.snapshot(tag)
+        await self.stop()
+        mounts: dict[str, str] = {}
+        isolation = "fresh container from the agent's files, no agent process, no network"
+        if spec.trusted_image:
+            from agentgym.paths import cache_dir
+
+            mounts.update(await self._backend._call(trusted_mounts, api, spec.trusted_image, cache_dir() / "trusted"))
+            isolation += f", system paths from {spec.trusted_image}"
+        mounts.update(spec.mounts)
+        reward_dir = Path(tempfile.mkdtemp(prefix="agentgym-verifier-"))
+        reward_dir.chmod(0o777)
+        try:
+            runtime = await self._backend.start(RuntimeSpec(
+                image=tag, workdir=self.workdir, env=dict(self.spec.env), memory=self.spec.memory,
+                cpus=self.spec.cpus, network="none", labels=dict(self.spec.labels), mounts=mounts,
+                writable_mounts={str(reward_dir): spec.reward_dir}, init=False))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._backend._call(self._backend._remove_image, tag)
+            raise
+        runtime._owned_image = tag
+        return Sealed(runtime=runtime, reward_dir=reward_dir, evidence=evidence, isolation=isolation)
+
     async def stop(self) -> None:
-        """Remove the container (force). Idempotent."""
+        """Remove the container (force), and the snapshot it was sealed from. Idempotent."""
         if self._stopped:
             return
         self._stopped = True
         await self._backend._call(self._backend._remove, self.container_id)
         self._backend._live.pop(self.container_id, None)
+        if self._owned_image:
+            with contextlib.suppress(Exception):
+                await self._backend._call(self._backend._remove_image, self._owned_image)
 
 
 class DockerBackend(RuntimeBackend):
@@ -466,10 +516,11 @@ class DockerBackend(RuntimeBackend):
         image_path = next((e.split("=", 1)[1] for e in image_env if e.startswith("PATH=")), None)
         explicit_path = spec.env.get("PATH") or (image_path if image_path and image_path != DEFAULT_PATH else None)
         kwargs: dict[str, Any] = dict(
-            entrypoint=["sleep", "infinity"], command=[], detach=True, init=True, name=name,
+            entrypoint=["sleep", "infinity"], command=[], detach=True, init=spec.init, name=name,
             network_mode=spec.network, working_dir=spec.workdir, environment=dict(spec.env),
             labels={**spec.labels, **self.labels()},
-            volumes={host: {"bind": ctr, "mode": "ro"} for host, ctr in spec.mounts.items()},
+            volumes={**{host: {"bind": ctr, "mode": "ro"} for host, ctr in spec.mounts.items()},
+                     **{host: {"bind": ctr, "mode": "rw"} for host, ctr in spec.writable_mounts.items()}},
         )
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
@@ -486,6 +537,12 @@ class DockerBackend(RuntimeBackend):
             raise RuntimeError_(f"cannot start {spec.image!r}: {e.explanation or e}") from e
         self._live[container.id] = name
         return DockerRuntime(self, container.id, name, spec, explicit_path)
+
+    def _remove_image(self, tag: str) -> None:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            self.client.api.remove_image(tag, force=True, noprune=False)
 
     def _remove(self, container: str) -> None:
         import docker.errors

@@ -145,8 +145,9 @@ class LocalRuntime(Runtime):
         return environ
 
     async def exec(self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
-                   workdir: str | None = None) -> ExecResult:
-        """Run ``cmd`` with ``bash -lc`` in its own session, ``cwd`` the mapped workdir.
+                   workdir: str | None = None, login: bool = True) -> ExecResult:
+        """Run ``cmd`` with ``bash -lc`` (``-c`` without ``login``) in its own session, ``cwd``
+        the mapped workdir.
 
         The ``PATH`` passed in (the host's by default) is put in front of what the login
         profile sets. On timeout the process group is SIGKILLed and ``timed_out`` is set.
@@ -164,7 +165,7 @@ class LocalRuntime(Runtime):
         start = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                "bash", "-lc", script, cwd=str(cwd), env=environ, stdin=asyncio.subprocess.DEVNULL,
+                "bash", "-lc" if login else "-c", script, cwd=str(cwd), env=environ, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, start_new_session=True)
         except OSError as e:
             raise RuntimeError_(f"cannot run bash: {e}") from e

@@ -21,7 +21,6 @@ from typing import Any
 from agentgym.env import Env, Evaluation
 from agentgym.envs.harbor.task import (
     DEFAULT_VERIFIER_TIMEOUT_S,
-    LOGS_DIR,
     OUTPUT_TAIL,
     REWARD_JSON,
     REWARD_TXT,
@@ -34,12 +33,31 @@ from agentgym.envs.harbor.task import (
 from agentgym.errors import EnvError
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.types import Task
+from agentgym.verify import run_verifier
 
 __all__ = ["HarborEnv"]
 
 
 def tail(text: str) -> str:
     return text[-OUTPUT_TAIL:]
+
+
+def read_reward(txt: str | None, raw_json: str | None) -> tuple[float | None, str]:
+    """The reward from ``reward.txt`` (a float) or else ``reward.json`` (its ``reward`` key, or
+    its first value); ``(None, why)`` when neither holds one."""
+    if txt is not None:
+        try:
+            return parse_reward(txt), "ok"
+        except ValueError:
+            return None, f"{REWARD_TXT} does not hold a number: {txt[:200]!r}"
+    if raw_json is None:
+        return None, f"the verifier wrote neither {REWARD_TXT} nor {REWARD_JSON}"
+    try:
+        data = json.loads(raw_json)
+        value = data.get("reward", next(iter(data.values()))) if isinstance(data, Mapping) else data
+        return parse_reward(str(value)), "ok"
+    except (ValueError, StopIteration, TypeError):
+        return None, f"{REWARD_JSON} does not hold a reward: {raw_json[:200]!r}"
 
 
 class HarborEnv(Env):
@@ -124,59 +142,37 @@ class HarborEnv(Env):
 
     # -- evaluation ------------------------------------------------------------------------------
     async def evaluate(self, task: Task, runtime: Runtime) -> Evaluation:
-        """Copy ``tests/`` to ``/tests``, run ``bash /tests/test.sh`` under the verifier timeout
-        and read ``/logs/verifier/reward.txt`` (or ``reward.json``).
+        """Run ``bash /tests/test.sh`` as the verifier, where the agent cannot reach it
+        (:func:`agentgym.verify.run_verifier`: a fresh container over the agent's files with the
+        task image's own programs, ``tests/`` mounted at ``/tests``, an empty ``/logs/verifier``
+        read on the host), and read ``reward.txt`` (or ``reward.json``) from what it wrote.
 
-        A missing or unparsable reward file gives reward 0 with ``details["reason"]``. A
-        verifier that times out, or a task without tests, raises :class:`EnvError`; runtime
-        failures propagate as :class:`~agentgym.errors.RuntimeError_`.
+        A verifier that times out, writes no reward or an unparsable one has not scored the
+        episode: :class:`EnvError` (the episode is unscorable, never reward 0). Signs of tampering
+        go to ``details["tampering"]``.
         """
         if not task.tests_dir:
             raise EnvError(f"{task.id}: no tests/test.sh to evaluate with")
         timeout = float(task.metadata.get("verifier_timeout_s", DEFAULT_VERIFIER_TIMEOUT_S))
-        # Stale files (an agent may have written its own reward) must not count.
-        prep = await runtime.exec(f"rm -rf {TESTS_DIR} {LOGS_DIR}/verifier && mkdir -p {TESTS_DIR} {LOGS_DIR}/verifier",
-                                  timeout=60)
-        if not prep.ok:
-            raise EnvError(f"{task.id}: cannot prepare {TESTS_DIR}: {prep.stderr.strip() or prep.exit_code}")
-        await runtime.upload_dir(task.tests_dir, TESTS_DIR)
         env = {"TEST_DIR": TESTS_DIR, **dict(task.metadata.get("verifier_env") or {})}
-        result = await runtime.exec(f"bash {TESTS_DIR}/test.sh", timeout=timeout, env=env, workdir=task.workdir)
+        run = await run_verifier(runtime, f"bash {TESTS_DIR}/test.sh", trusted_image=task.image,
+                                 mounts={task.tests_dir: TESTS_DIR}, env=env, timeout=timeout, workdir=task.workdir)
+        result = run.result
         details: dict[str, Any] = {
             "exit_code": result.exit_code, "duration_s": round(result.duration_s, 3),
-            "stdout": tail(result.stdout), "stderr": tail(result.stderr),
+            "stdout": tail(result.stdout), "stderr": tail(result.stderr), "isolation": run.isolation,
+            "tampering": run.evidence,
         }
         if result.timed_out:
             raise EnvError(f"{task.id}: verifier timed out after {timeout:g}s; output tail:\n{tail(result.stdout)}")
         if result.oom_killed:
             details["oom_killed"] = True
-        reward, reason = await self._read_reward(runtime)
-        details["reward_file"] = reason if reward is None else "ok"
+        reward, reason = read_reward(run.text("reward.txt"), run.text("reward.json"))
         if reward is None:
-            details["reason"] = reason
-            return Evaluation(reward=0.0, details=details)
+            raise EnvError(f"{task.id}: the verifier did not score the episode: {reason} (exit {result.exit_code}; "
+                           f"output tail: {tail(result.stdout + result.stderr)[-800:]})")
+        details["reward_file"] = "ok"
         return Evaluation(reward=reward, details=details)
-
-    async def _read_reward(self, runtime: Runtime) -> tuple[float | None, str]:
-        try:
-            text = (await runtime.read_file(REWARD_TXT)).decode("utf-8", "replace")
-        except FileNotFoundError:
-            text = None
-        if text is not None:
-            try:
-                return parse_reward(text), "ok"
-            except ValueError:
-                return None, f"{REWARD_TXT} does not hold a number: {text[:200]!r}"
-        try:
-            raw = (await runtime.read_file(REWARD_JSON)).decode("utf-8", "replace")
-        except FileNotFoundError:
-            return None, f"the verifier wrote neither {REWARD_TXT} nor {REWARD_JSON}"
-        try:
-            data = json.loads(raw)
-            value = data.get("reward", next(iter(data.values()))) if isinstance(data, Mapping) else data
-            return parse_reward(str(value)), "ok"
-        except (ValueError, StopIteration, TypeError):
-            return None, f"{REWARD_JSON} does not hold a reward: {raw[:200]!r}"
 
     async def oracle(self, task: Task, runtime: Runtime) -> ExecResult:
         """Upload ``solution/`` to ``/solution`` and run ``bash /solution/solve.sh`` in the

@@ -154,24 +154,29 @@ def evaluate_locally(task_dir: Path) -> tuple[float, dict[str, object]]:
 PREFIX = 'L="${AGENTGYM_ROOT:-}/logs/verifier"; mkdir -p "$L"\n'
 
 
-@pytest.mark.parametrize(("script", "reward", "reason"), [
-    (PREFIX + "echo 0.5 > $L/reward.txt", 0.5, None),
-    (PREFIX + "echo '{\"reward\": 0.25}' > $L/reward.json", 0.25, None),
-    (PREFIX + "echo garbage > $L/reward.txt; exit 1", 0.0, "does not hold a number"),
-    (PREFIX + "echo nothing here", 0.0, "wrote neither"),
-    (PREFIX + "echo '[1, 2]' > $L/reward.json", 0.0, "does not hold a reward"),
+@pytest.mark.parametrize(("script", "reward"), [
+    (PREFIX + "echo 0.5 > $L/reward.txt", 0.5),
+    (PREFIX + "echo '{\"reward\": 0.25}' > $L/reward.json", 0.25),
 ])
-def test_reward_files(tmp_path: Path, script: str, reward: float, reason: str | None) -> None:
+def test_reward_files(tmp_path: Path, script: str, reward: float) -> None:
     got, details = evaluate_locally(make_task(tmp_path, test_sh=script))
-    assert got == reward
-    if reason is None:
-        assert "reason" not in details
-    else:
-        assert reason in str(details["reason"])
+    assert got == reward and details["reward_file"] == "ok"
+
+
+@pytest.mark.parametrize(("script", "reason"), [
+    (PREFIX + "echo garbage > $L/reward.txt; exit 1", "does not hold a number"),
+    (PREFIX + "echo nothing here", "wrote neither"),
+    (PREFIX + "echo '[1, 2]' > $L/reward.json", "does not hold a reward"),
+])
+def test_a_verifier_that_gives_no_reward_leaves_the_episode_unscored(tmp_path: Path, script: str,
+                                                                    reason: str) -> None:
+    """Unscorable is not reward 0: the episode becomes an eval_error, outside training."""
+    with pytest.raises(EnvError, match=reason):
+        evaluate_locally(make_task(tmp_path, test_sh=script))
 
 
 def test_stale_reward_written_by_the_agent_does_not_count(tmp_path: Path) -> None:
-    d = make_task(tmp_path, test_sh=PREFIX + "true")
+    d = make_task(tmp_path, test_sh=PREFIX + "echo 0 > $L/reward.txt")
 
     async def main() -> float:
         env = HarborEnv(d)
