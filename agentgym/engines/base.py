@@ -49,7 +49,14 @@ class Engine(abc.ABC):
         """Sample a completion for ``prompt_ids``. Safe to call concurrently: engines batch."""
 
     async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
-        """Load new policy weights; later generations report ``version``."""
+        """Load new policy weights; later generations report ``version``.
+
+        ``state_dict`` maps the checkpoint's parameter names to tensors (the trainer's
+        ``model.state_dict()``). When this returns, every later generation samples from the new
+        weights. On failure it raises :class:`~agentgym.errors.EngineError` and
+        ``policy_version`` keeps its old value. Engines that wait on something outside the
+        process bound every wait with a timeout of their own (see their ``update_timeout_s``).
+        """
         raise NotImplementedError(f"{type(self).__name__} does not support weight updates")
 
     async def aclose(self) -> None:

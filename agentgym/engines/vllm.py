@@ -32,20 +32,67 @@ The wire format, against a stand-in server (``httpx.MockTransport``)::
 >>> gen = asyncio.run(engine.generate([1, 2, 3], SamplingParams(temperature=1.0)))
 >>> gen.completion_ids, gen.logprobs, gen.finish_reason
 ((7, 8), (-0.1, -0.2), 'stop')
+
+Weight sync (:meth:`VLLMEngine.update_weights`) pushes the trainer's weights into the running
+server over HTTP. It needs the server's development routes, so start it with
+``VLLM_SERVER_DEV_MODE=1``, and a ``weights_dir`` the server can read. Each update writes a
+checkpoint to ``<weights_dir>/v<version>`` (built beside it under a hidden name, then renamed,
+so the server never sees half a checkpoint), waits for this engine's in-flight generations, and
+then, for ``reload_protocol="v0.16"`` (vLLM >= 0.16)::
+
+    POST /pause?mode=wait&clear_cache=true
+    POST /collective_rpc    {"method": "reload_weights", "kwargs": {"weights_path": DIR,
+                             "is_checkpoint_format": true}, "timeout": update_timeout_s}
+    POST /reset_prefix_cache?reset_running_requests=true
+    POST /resume            (always, even when a step before it failed)
+
+``reload_protocol="v0.12"`` (vLLM 0.12 to 0.15) pauses with
+``?wait_for_inflight_requests=true&clear_cache=true`` and reloads in two calls:
+``update_config`` (``{"overrides": {"model_config": {"model": DIR}}}``), then ``reload_weights``
+with no arguments. ``generate()`` calls made meanwhile wait for the update to finish. See
+``docs/vllm.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fnmatch
+import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+import re
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from agentgym.engines.base import Engine, Generation
 from agentgym.errors import EngineError
 from agentgym.types import SamplingParams
 
+log = logging.getLogger(__name__)
+
 TOKEN_ID_PREFIX = "token_id:"
+
+ReloadProtocol = Literal["v0.16", "v0.12"]
+RELOAD_PROTOCOLS: tuple[str, ...] = ("v0.16", "v0.12")
+
+WEIGHTS_FILE = "model.safetensors"
+"""What the default saver writes the state dict to, in each ``<weights_dir>/v<version>``."""
+
+CHECKPOINT_SIDE_FILES = ("config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",
+                         "added_tokens.json", "vocab.*", "merges.txt", "chat_template*", "*.tiktoken",
+                         "preprocessor_config.json", "processor_config.json")
+"""Files the default saver copies from the served checkpoint (patterns; never weights or their
+index: vLLM would load the index's file list instead of the new ``model.safetensors``)."""
+
+_VERSION_DIR = re.compile(r"v\d+")
+_SCRATCH_DIR = re.compile(r"\.v\d+\..+\.(partial|old)")
+
+DEV_MODE_HINT = ("start the server with VLLM_SERVER_DEV_MODE=1 (vLLM serves /pause, /collective_rpc, "
+                 "/reset_prefix_cache and /resume only in dev mode)")
 
 
 def parse_token_id(token: str) -> int:
@@ -59,38 +106,165 @@ def parse_token_id(token: str) -> int:
         raise EngineError(f"vLLM returned malformed token {token!r}") from None
 
 
+def save_safetensors_checkpoint(state_dict: Mapping[str, Any], directory: Path, *,
+                                source: str | os.PathLike[str]) -> None:
+    """Write ``state_dict`` as a Hugging Face checkpoint vLLM can load: ``model.safetensors``
+    plus the config, generation config and tokenizer files of the checkpoint at ``source``.
+
+    Tensors are moved to the CPU and made contiguous; tensors that share storage (tied
+    embeddings) are written as separate copies, which vLLM's loaders accept (a tied
+    ``lm_head.weight`` is skipped). Names must be the checkpoint's names: pass the state dict of
+    the Hugging Face model itself, not of a wrapper (DDP ``module.``, ``torch.compile``
+    ``_orig_mod.``).
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    src = Path(source)
+    if not (src / "config.json").is_file():
+        raise EngineError(f"cannot build a checkpoint for vLLM: {str(src)!r} is not a local checkpoint directory "
+                          "with a config.json. Pass tokenizer_path= the directory the server serves, or "
+                          "save_checkpoint= a function that writes the checkpoint itself")
+    tensors: dict[str, Any] = {}
+    storages: set[int] = set()
+    for name, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise EngineError(f"state_dict[{name!r}] is a {type(value).__name__}, not a tensor")
+        t = value.detach().to("cpu").contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        if ptr in storages and t.numel():
+            t = t.clone()
+        storages.add(ptr)
+        tensors[name] = t
+    save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+    for f in sorted(src.iterdir()):
+        if f.is_file() and any(fnmatch.fnmatch(f.name, pat) for pat in CHECKPOINT_SIDE_FILES):
+            shutil.copy2(f, directory / f.name)
+
+
+class _UpdateGate:
+    """Keeps ``/v1/completions`` requests and weight updates apart (one event loop, no locks).
+
+    Generations enter and leave; an update closes the gate (new generations wait), waits for
+    the ones inside to leave, and opens it when done.
+    """
+
+    def __init__(self) -> None:
+        self.inflight = 0
+        self.closed = False
+        self._open = asyncio.Event()
+        self._open.set()
+        self._drained = asyncio.Event()
+        self._drained.set()
+
+    async def enter(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.closed:
+            left = deadline - time.monotonic()
+            try:
+                await asyncio.wait_for(self._open.wait(), max(left, 0.0))
+            except asyncio.TimeoutError:
+                raise EngineError(f"generate() waited {timeout:g} s for a weight update to finish; "
+                                  "the update is stuck (see its error)") from None
+        self.inflight += 1
+        self._drained.clear()
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self._drained.set()
+
+    async def close(self, timeout: float) -> None:
+        self.closed = True
+        self._open.clear()
+        try:
+            await asyncio.wait_for(self._drained.wait(), timeout)
+        except BaseException as e:
+            self.open()
+            if isinstance(e, asyncio.TimeoutError):
+                raise EngineError(f"{self.inflight} generate() calls were still running after {timeout:g} s "
+                                  "(timeout_s); the update was not started") from None
+            raise
+
+    def open(self) -> None:
+        self.closed = False
+        self._open.set()
+
+
 class VLLMEngine(Engine):
-    """Serves generations from a vLLM server.
+    """Serves generations from a vLLM server, and pushes new weights into it.
 
     Args:
         base_url: server root, e.g. ``http://127.0.0.1:8000`` (a trailing ``/v1`` is accepted).
         model: the served model name (what ``vllm serve`` was given, or ``--served-model-name``).
         tokenizer_path: checkpoint directory or hub id of the tokenizer (default: ``model``);
-            it must be the server's tokenizer, since the proxy renders prompts with it.
-        api_key: sent as a bearer token when the server was started with ``--api-key``.
-        timeout_s: per-request timeout.
+            it must be the server's tokenizer, since the proxy renders prompts with it. The
+            default checkpoint saver copies config and tokenizer files from it.
+        api_key: sent as a bearer token when the server was started with ``--api-key`` (also on
+            the weight-sync routes, which vLLM does not guard with it).
+        timeout_s: per-request timeout of ``/v1/completions``; also how long an update waits
+            for this engine's in-flight generations before it gives up.
         max_model_len: prompt + completion limit; default: asked from ``/v1/models`` on first
             use. Longer prompts raise :class:`EngineError`, completions are cut to fit.
         client: an ``httpx.AsyncClient`` to use instead of a new one (tests, custom transports).
+        weights_dir: where :meth:`update_weights` writes checkpoints (``v<version>``
+            subdirectories); a path the server can read, one directory per engine. Without it
+            :meth:`update_weights` raises.
+        save_checkpoint: ``save_checkpoint(state_dict, directory)`` writes a checkpoint vLLM can
+            load into the empty ``directory`` (weights, ``config.json``, tokenizer files).
+            Default: :func:`save_safetensors_checkpoint` with ``source=tokenizer_path``.
+        reload_protocol: ``"v0.16"`` for vLLM >= 0.16 (default), ``"v0.12"`` for 0.12 to 0.15.
+        update_timeout_s: limit of the reload step (sent to the server as the RPC timeout too).
+        control_timeout_s: limit of each other step (pause, update_config, cache reset, resume).
+        keep_weights: how many pushed versions to keep in ``weights_dir``; older ``v<N>``
+            directories are deleted after each successful update.
     """
 
     name = "vllm"
 
     def __init__(self, base_url: str, model: str, tokenizer_path: str | os.PathLike[str] | None = None, *,
                  api_key: str | None = None, timeout_s: float = 600.0, max_model_len: int | None = None,
-                 client: Any = None) -> None:
+                 client: Any = None, weights_dir: str | os.PathLike[str] | None = None,
+                 save_checkpoint: Callable[[dict[str, Any], Path], None] | None = None,
+                 reload_protocol: ReloadProtocol = "v0.16", update_timeout_s: float = 900.0,
+                 control_timeout_s: float = 60.0, keep_weights: int = 2) -> None:
         import httpx
 
+        if reload_protocol not in RELOAD_PROTOCOLS:
+            raise EngineError(f"reload_protocol={reload_protocol!r}: use 'v0.16' (vLLM >= 0.16) or 'v0.12' "
+                              "(vLLM 0.12 to 0.15)")
+        if keep_weights < 1:
+            raise EngineError(f"keep_weights={keep_weights}: keep at least the version being served")
+        for label, value in (("timeout_s", timeout_s), ("update_timeout_s", update_timeout_s),
+                             ("control_timeout_s", control_timeout_s)):
+            if not value > 0:
+                raise EngineError(f"{label}={value}: must be a positive number of seconds")
         root = base_url.rstrip("/")
         self.base_url = root[: -len("/v1")] if root.endswith("/v1") else root
         self.model = model
         self.tokenizer_path = os.fspath(tokenizer_path) if tokenizer_path is not None else model
         self.max_model_len = max_model_len
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
+        self.timeout_s = timeout_s
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else None
+        self.save_checkpoint = save_checkpoint
+        self.reload_protocol: ReloadProtocol = reload_protocol
+        self.update_timeout_s = update_timeout_s
+        self.control_timeout_s = control_timeout_s
+        self.keep_weights = keep_weights
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = client or httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=self._headers)
         self._owns_client = client is None
         self._tokenizer: Any = None
         self._len_lock = asyncio.Lock()
+        self._gate = _UpdateGate()
+        self._updating: int | None = None
+        self._pushed: list[Path] = []
+
+    @property
+    def update_window_s(self) -> float:
+        """The longest an update can keep ``generate()`` waiting: the drain of in-flight
+        generations, the reload, and at most four other steps. ``generate()`` gives up after it."""
+        return self.timeout_s + self.update_timeout_s + 4 * self.control_timeout_s
 
     @property
     def tokenizer(self) -> Any:
@@ -146,8 +320,14 @@ class VLLMEngine(Engine):
                 raise EngineError(f"prompt has {len(prompt_ids)} tokens but the vLLM server's max_model_len is "
                                   f"{limit}: shorten the conversation or restart vLLM with a larger --max-model-len")
             max_tokens = min(max_tokens, limit - len(prompt_ids))
-        data = await self._post("/v1/completions", self.request_body(prompt_ids, sampling, max_tokens))
-        return self.parse_response(data)
+        body = self.request_body(prompt_ids, sampling, max_tokens)
+        # Never between an update's /pause and /resume; the version is read before leaving.
+        await self._gate.enter(self.update_window_s)
+        try:
+            data = await self._post("/v1/completions", body)
+            return self.parse_response(data)
+        finally:
+            self._gate.leave()
 
     def parse_response(self, data: Any) -> Generation:
         """Turn a ``/v1/completions`` response body into a :class:`Generation`."""
@@ -169,6 +349,160 @@ class VLLMEngine(Engine):
         return Generation(completion_ids=tuple(ids), logprobs=tuple(logprobs), finish_reason=finish,
                           policy_version=self.policy_version)
 
+    # -- weight sync ----------------------------------------------------------------------------
+    async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
+        """Push ``state_dict`` into the running server; later generations report ``version``.
+
+        Writes ``<weights_dir>/v<version>`` (atomically, while generation goes on), waits for
+        this engine's in-flight generations (at most ``timeout_s``; new ones wait for the update),
+        then pauses the server, reloads, resets the prefix cache and resumes it (see the module
+        docstring for the exact requests). ``/resume`` is sent even when a step failed or timed
+        out. On failure raises :class:`EngineError` naming the step, and ``policy_version`` keeps
+        its old value. On success, versions beyond the last ``keep_weights`` are deleted.
+        """
+        if self.weights_dir is None:
+            raise EngineError("update_weights needs VLLMEngine(weights_dir=...): a directory the vLLM server can "
+                              "read, where each version's checkpoint is written")
+        if self._updating is not None:
+            raise EngineError(f"update_weights(version={version}) while the update to version {self._updating} "
+                              "is still running: await one update before starting the next")
+        self._updating = version
+        try:
+            final = await asyncio.to_thread(self._write_checkpoint, state_dict, version)
+            await self._gate.close(self.timeout_s)
+            try:
+                await self._reload(final, version)
+                self.policy_version = version
+            finally:
+                self._gate.open()
+            self._prune(final)
+        finally:
+            self._updating = None
+
+    def _write_checkpoint(self, state_dict: dict[str, Any], version: int) -> Path:
+        """Build the checkpoint under a hidden scratch name, then rename it to ``v<version>``."""
+        assert self.weights_dir is not None
+        root = self.weights_dir
+        root.mkdir(parents=True, exist_ok=True)
+        final = root / f"v{int(version)}"
+        scratch = Path(tempfile.mkdtemp(prefix=f".v{int(version)}.", suffix=".partial", dir=root))
+        try:
+            if self.save_checkpoint is not None:
+                self.save_checkpoint(state_dict, scratch)
+            else:
+                save_safetensors_checkpoint(state_dict, scratch, source=self.tokenizer_path)
+            names = {p.name for p in scratch.iterdir()}
+            if "config.json" not in names or not any(n.endswith((".safetensors", ".bin", ".pt")) for n in names):
+                raise EngineError(f"the checkpoint written for version {version} has {sorted(names)}; vLLM needs "
+                                  "config.json and weight files (*.safetensors) in it")
+            os.chmod(scratch, 0o755)  # mkdtemp makes it 0700; the server may run as another user
+            if final.exists():  # the same version pushed again (a retry): swap it out
+                old = root / f".v{int(version)}.{uuid.uuid4().hex[:8]}.old"
+                os.rename(final, old)
+                os.rename(scratch, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(scratch, final)
+        except BaseException as e:
+            shutil.rmtree(scratch, ignore_errors=True)
+            if isinstance(e, EngineError):
+                raise
+            if isinstance(e, Exception):
+                raise EngineError(f"update_weights(version={version}): writing the checkpoint under {root} "
+                                  f"failed: {type(e).__name__}: {e}") from e
+            raise
+        return final
+
+    def _steps(self, weights: Path) -> list[tuple[str, str, dict[str, str] | None, dict[str, Any] | None, float]]:
+        """``(step, path, query, JSON body, timeout)`` of each request before ``/resume``."""
+        control, reload = self.control_timeout_s, self.update_timeout_s
+        reset = ("reset_prefix_cache", "/reset_prefix_cache", {"reset_running_requests": "true"}, None, control)
+        if self.reload_protocol == "v0.12":
+            return [
+                ("pause", "/pause", {"wait_for_inflight_requests": "true", "clear_cache": "true"}, None, control),
+                ("update_config", "/collective_rpc", None,
+                 {"method": "update_config", "kwargs": {"overrides": {"model_config": {"model": str(weights)}}},
+                  "timeout": control}, control),
+                ("reload_weights", "/collective_rpc", None, {"method": "reload_weights", "timeout": reload}, reload),
+                reset,
+            ]
+        return [
+            ("pause", "/pause", {"mode": "wait", "clear_cache": "true"}, None, control),
+            ("reload_weights", "/collective_rpc", None,
+             {"method": "reload_weights", "kwargs": {"weights_path": str(weights), "is_checkpoint_format": True},
+              "timeout": reload}, reload),
+            reset,
+        ]
+
+    async def _reload(self, weights: Path, version: int) -> None:
+        failure: BaseException | None = None
+        try:
+            for step, path, query, body, timeout in self._steps(weights):
+                await self._control(step, path, query, body, timeout, version, weights)
+        except BaseException as e:  # cancelled too: the server must not stay paused
+            failure = e
+        try:
+            await self._control("resume", "/resume", None, None, self.control_timeout_s, version, weights)
+        except EngineError as e:
+            if failure is None:
+                raise EngineError(f"{e} The new weights are loaded but the server may still be paused: "
+                                  f"POST {self.base_url}/resume, or restart it") from None
+            if isinstance(failure, EngineError):
+                raise EngineError(f"{failure} Then /resume failed too, so the server may be left paused "
+                                  f"(POST {self.base_url}/resume, or restart it): {e}") from failure
+        if isinstance(failure, EngineError):
+            raise EngineError(f"{failure} (/resume answered 200: the server is serving again.)") from failure
+        if failure is not None:
+            raise failure
+
+    async def _control(self, step: str, path: str, query: dict[str, str] | None, body: dict[str, Any] | None,
+                       timeout: float, version: int, weights: Path) -> None:
+        """One weight-sync request: 200 or an :class:`EngineError` that names the step."""
+        import httpx
+
+        where = f"vLLM weight update to version {version} failed at step '{step}' (POST {self.base_url}{path})"
+        try:
+            resp = await asyncio.wait_for(
+                self._client.post(path, params=query, json=body, headers=self._headers, timeout=timeout), timeout)
+        except (asyncio.TimeoutError, httpx.TimeoutException):
+            raise EngineError(f"{where}: no answer within {timeout:g} s "
+                              f"({'update_timeout_s' if step == 'reload_weights' else 'control_timeout_s'})."
+                              + self._after(step, weights)) from None
+        except httpx.HTTPError as e:
+            raise EngineError(f"{where}: server not reachable ({type(e).__name__}: {e})."
+                              + self._after(step, weights)) from e
+        if resp.status_code == 200:
+            return
+        hint = ""
+        if resp.status_code in (404, 405):
+            hint = f" The route is missing: {DEV_MODE_HINT}."
+        elif resp.status_code in (400, 422) and step == "pause":
+            hint = (f" Does reload_protocol={self.reload_protocol!r} match the server's vLLM version "
+                    "('v0.16' for >= 0.16, 'v0.12' for 0.12 to 0.15)?")
+        raise EngineError(f"{where}: HTTP {resp.status_code}: {resp.text[:500]}.{hint}" + self._after(step, weights))
+
+    @staticmethod
+    def _after(step: str, weights: Path) -> str:
+        if step in ("update_config", "reload_weights"):
+            return (f" The server's weights are now in an unknown state: check its log, then push again or "
+                    f"restart it. The checkpoint is at {weights}.")
+        return ""
+
+    def _prune(self, current: Path) -> None:
+        """Keep the last ``keep_weights`` pushed versions; delete other ``v<N>`` and scratch dirs."""
+        self._pushed = [p for p in self._pushed if p != current] + [current]
+        keep = set(self._pushed[-self.keep_weights:])
+        self._pushed = self._pushed[-self.keep_weights:]
+        assert self.weights_dir is not None
+        for p in self.weights_dir.iterdir():
+            if p in keep or not p.is_dir() or not (_VERSION_DIR.fullmatch(p.name) or _SCRATCH_DIR.fullmatch(p.name)):
+                continue
+            try:
+                shutil.rmtree(p)
+            except OSError as e:
+                log.warning("could not delete old weights %s: %s", p, e)
+
+    # -- plain requests ---------------------------------------------------------------------------
     async def _max_model_len(self) -> int | None:
         if self.max_model_len is not None:
             return self.max_model_len
@@ -197,7 +531,7 @@ class VLLMEngine(Engine):
         import httpx
 
         try:
-            resp = await self._client.request(method, path, json=body)
+            resp = await self._client.request(method, path, json=body, headers=self._headers)
         except httpx.HTTPError as e:
             raise EngineError(f"vLLM server at {self.base_url} not reachable ({type(e).__name__}: {e}); "
                               "is `vllm serve` running there?") from e
