@@ -38,7 +38,14 @@ class StopReason(str, enum.Enum):
     ENGINE_ERROR = "engine_error"
     """The policy engine failed to serve a call."""
     EVAL_ERROR = "eval_error"
-    """The environment's evaluation failed (the reward is then 0 and the error is recorded)."""
+    """The environment's verifier could not score the episode (it crashed, timed out or wrote
+    no reward): the episode is unscorable, not reward 0."""
+
+    @property
+    def outside_the_agent(self) -> bool:
+        """The episode ended for a reason outside the agent (the sandbox, the engine or the
+        verifier failed): unscorable, left out of training and retried when a run resumes."""
+        return self in (StopReason.RUNTIME_ERROR, StopReason.ENGINE_ERROR, StopReason.EVAL_ERROR)
 
 
 class BreakReason(str, enum.Enum):

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.errors import ConfigError
+from agentgym.types import StopReason
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,7 +44,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
 
 __all__ = ["INFRA_STOP_REASONS", "TrainConfig", "apply_overrides", "load_config"]
 
-INFRA_STOP_REASONS = ("runtime_error", "engine_error", "eval_error")
+INFRA_STOP_REASONS = tuple(r.value for r in StopReason if r.outside_the_agent)
 """Episodes that ended for reasons outside the agent: the sandbox failed to start, the engine
 failed, or the verifier could not score. They are unscorable, so by default they are left out
 of groups and of the baseline, never trained as reward 0."""

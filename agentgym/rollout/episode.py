@@ -54,6 +54,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     runtime: Runtime | None = None
     result: ExecResult | None = None
     timeout = timeout_s or task.limits.timeout_s
+    harness_stop: StopReason | None = None
+    phase = "prepare"  # prepare (image, sandbox, setup) -> agent -> verify: a failure is typed by its phase
     try:
         reason = env.unsupported(task, backend)  # before any image is built
         if reason:
@@ -68,26 +70,27 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         shown = dataclasses.replace(task, instruction=runtime.rewrite(task.instruction))
         ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
                              max_steps=max_steps or task.limits.max_steps)
+        phase = "agent"
         result = await harness.run(ctx, runtime, timeout=timeout)
-        stop = harness.stop_reason(result)
+        stop = harness_stop = harness.stop_reason(result)
         if stop not in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
             tail = (result.stderr or result.stdout)[-2000:]
             error = ErrorInfo(type="HarnessError" if stop != StopReason.TIMEOUT else "ExecTimeout",
                               boundary="harness",
                               message=f"{harness.id} ended with {stop.value} (exit {result.exit_code} after "
                                       f"{result.duration_s:.1f}s of {timeout:.0f}s): {tail}")
-        try:
-            evaluation = await env.evaluate(task, runtime)
-            reward = float(evaluation.reward)
-            details = dict(evaluation.details)
-        except Exception as e:  # the verifier failed: reward 0, typed error, keep the episode
-            error = error or error_info(e, "env")
-            if stop == StopReason.COMPLETED:
-                stop = StopReason.EVAL_ERROR
+        phase = "verify"
+        evaluation = await env.evaluate(task, runtime)
+        reward = float(evaluation.reward)
+        details = dict(evaluation.details)
     except Exception as e:
-        error = error_info(e)
-        stop = StopReason.RUNTIME_ERROR if error.boundary in ("runtime", "agentgym") else StopReason.HARNESS_ERROR
-        log.warning("episode %s failed: %s", sid, e)
+        if phase == "verify":  # the verifier could not score it: unscorable, never reward 0
+            error, stop, reward = error_info(e, "env"), StopReason.EVAL_ERROR, 0.0
+        elif phase == "prepare" or getattr(e, "boundary", None) == "runtime":
+            error, stop = error_info(e), StopReason.RUNTIME_ERROR  # the sandbox, not the agent
+        else:
+            error, stop = error_info(e), StopReason.HARNESS_ERROR
+        log.warning("episode %s failed while it was in the %s phase: %s", sid, phase, e)
     finally:
         if runtime is not None:
             try:
@@ -95,14 +98,17 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             except Exception as e:  # a runtime that will not stop is logged, not fatal
                 log.warning("could not stop runtime of %s: %s", sid, e)
     engine_errors = proxy.session_errors(sid)
-    if engine_errors and error is None:
+    if engine_errors and (error is None or stop == StopReason.HARNESS_ERROR):
+        # the harness gave up because the engine failed it: the engine's failure, not the agent's
         error = ErrorInfo(type="EngineError", boundary="engine", message="; ".join(engine_errors)[:4000])
         if stop == StopReason.HARNESS_ERROR:
             stop = StopReason.ENGINE_ERROR
     calls = proxy.close_session(sid)
     meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details,
             "harness_exit_code": None if result is None else result.exit_code,
-            "backend": backend.name}
+            "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}
+    if details.get("tampering"):
+        meta["tampering"] = list(details["tampering"])
     try:
         return reconstruct(calls, task_id=task.id, trajectory_id=sid, reward=reward, stop_reason=stop,
                            harness=harness.id, env=task.env, sample_index=spec.sample_index, error=error,

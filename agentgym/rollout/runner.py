@@ -79,6 +79,8 @@ class RolloutResult:
     skipped: int
     """Episodes found already done in the journal (resume)."""
     seconds: float
+    retried: int = 0
+    """Episodes in the journal that had failed outside the agent, run again (resume)."""
 
     @property
     def main(self) -> list[Trajectory]:
@@ -111,8 +113,10 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         "model": engine.model_name,
         "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
-    done_before = read_records(journal, export.trajectory_from_record)
-    done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"}
+    done_before = latest_attempts(read_records(journal, export.trajectory_from_record))
+    done = {(t.task_id, t.sample_index) for t in done_before if t.agent_id == "main"
+            and not t.stop_reason.outside_the_agent}
+    retried = sum(1 for t in done_before if t.agent_id == "main" and t.stop_reason.outside_the_agent)
     run_id = uuid.uuid4().hex[:8]
     todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id)
             for t in tasks for i in range(config.samples) if (t.id, i) not in done]
@@ -140,10 +144,21 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
                 await asyncio.gather(*(one(s) for s in todo))
         finally:
             await proxy.stop()
-    everything = read_records(journal, export.trajectory_from_record)
+    everything = latest_attempts(read_records(journal, export.trajectory_from_record))
     parquet = export.write_parquet(everything, out / "trajectories.parquet")
     return RolloutResult(trajectories=everything, out_dir=out, journal=journal, parquet=parquet,
-                         backend=backend.name, skipped=skipped, seconds=time.time() - t0)
+                         backend=backend.name, skipped=skipped, seconds=time.time() - t0, retried=retried)
+
+
+def latest_attempts(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+    """The journal's trajectories with only the last attempt of each (task, sample): an episode
+    that failed outside the agent is run again on resume, and its new attempt replaces the old
+    one (with the old attempt's sub-agent trajectories)."""
+    last: dict[tuple[str, int], str] = {}
+    for t in trajectories:
+        if t.agent_id == "main":
+            last[(t.task_id, t.sample_index)] = t.session_id
+    return [t for t in trajectories if last.get((t.task_id, t.sample_index), t.session_id) == t.session_id]
 
 
 class _Progress:

@@ -126,3 +126,44 @@ def test_killed_harness_is_recorded_and_the_other_episodes_finish(tokenizer: Any
     assert killed.reward == 0.0
     assert killed.num_steps >= 2  # it was mid-episode: several calls were served and recorded
     assert killed.trained_tokens > 0 and killed.delivered_fraction > 0.5
+
+
+class FlakyVerifierEnv:
+    """Wraps hello-file: the verifier crashes on the first ``crashes`` evaluations."""
+
+    crashes = 0
+
+    def __new__(cls, crashes: int = 1) -> Any:
+        from agentgym import registries
+        from agentgym.errors import EnvError
+
+        inner = registries.envs.make("terminal/hello-file-v0")
+        original = inner.evaluate
+
+        async def evaluate(task: Any, runtime: Any) -> Any:
+            if FlakyVerifierEnv.crashes < crashes:
+                FlakyVerifierEnv.crashes += 1
+                raise EnvError("the verifier crashed (test)")
+            return await original(task, runtime)
+
+        inner.evaluate = evaluate
+        return inner
+
+
+def test_a_verifier_crash_is_unscored_and_retried_on_resume(tokenizer: Any, tmp_path: Path) -> None:
+    from agentgym import registries
+
+    engine = ScriptedEngine(tokenizer, solver(tokenizer))
+    FlakyVerifierEnv.crashes = 0
+    with registries.envs.override("test/flaky-hello-v0", FlakyVerifierEnv, crashes=1):
+        cfg = RolloutConfig(env="test/flaky-hello-v0", harness="agentgym/react-v0", samples=1,
+                            out_dir=str(tmp_path / "run"), runtime="local", progress=False, max_steps=4)
+        first = run(cfg, engine)
+        (t,) = first.main
+        assert t.stop_reason == StopReason.EVAL_ERROR and t.stop_reason.outside_the_agent
+        assert t.error is not None and "verifier crashed" in t.error.message
+        assert t.metadata["harness_stop"] == "completed"  # the agent itself finished
+        again = run(cfg, engine)
+    assert (again.skipped, again.retried) == (0, 1)
+    (t2,) = again.main  # the new attempt replaces the unscored one
+    assert (t2.stop_reason, t2.reward) == (StopReason.COMPLETED, 1.0)
