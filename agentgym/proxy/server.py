@@ -154,7 +154,7 @@ class Proxy:
         if self.unix_socket is None:
             raise ProxyError("the proxy has no Unix socket: start() it (with unix_socket enabled) first",
                              status=500, code="no_unix_socket")
-        return ProxyEndpoint(socket=str(self.unix_socket), port=self.port)
+        return ProxyEndpoint(socket=str(self.unix_socket), port=self.port, hide=(str(self.journal.root.absolute()),))
 
     async def __aenter__(self) -> Proxy:
         await self.start()

@@ -57,6 +57,9 @@ class ProxyEndpoint:
     """Host path of the proxy's Unix socket."""
     port: int
     """TCP port the sandbox sees the proxy on."""
+    hide: tuple[str, ...] = ()
+    """Host directories a sandbox that shares the host's filesystem must not see (the proxy's
+    journal: the calls of other episodes)."""
 
     @property
     def sandbox_socket(self) -> str:
