@@ -29,9 +29,10 @@ that meets one mid-change fails), and what the caller names (the runtime's own t
 proxy's journal: other episodes' files).
 
 Host paths that the sandbox needs but that live in a hidden directory (the agentgym cache with
-the harness virtualenvs, the Python running agentgym, when they are under ``/root``) are
-mounted read-only under ``/run/agentgym-host/`` and reached through a symlink at their own
-path, so absolute paths (virtualenv shebangs) keep working.
+the harness virtualenvs, the Python running agentgym, the directories on ``PATH`` and pyenv's
+root, when they are under ``/root``) are mounted read-only under ``/run/agentgym-host/`` and
+reached through a symlink at their own path, so absolute paths (virtualenv shebangs) keep
+working; under a hidden home they are mounted at their own path.
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def _hidden_home() -> str | None:
 def _needed_host_paths() -> list[str]:
     """What the sandbox must see of the host even when it lies in a hidden directory: the Python
     running agentgym (its venv and base install), the agentgym cache (harness virtualenvs) and
-    the base installs those virtualenvs run on."""
+    the base installs those virtualenvs run on, the directories on ``PATH`` (the host's
+    programs are the sandbox's), and pyenv's root when its shims are on ``PATH``."""
     from agentgym.paths import cache_dir
 
     paths = [sys.prefix, sys.base_prefix, str(cache_dir())]
@@ -118,6 +120,11 @@ def _needed_host_paths() -> list[str]:
             key, _, value = line.partition("=")
             if key.strip() == "home" and value.strip():
                 paths.append(str(Path(value.strip()).parent))
+    entries = [p for p in os.environ.get("PATH", "").split(os.pathsep) if os.path.isabs(p)]
+    paths += entries
+    pyenv = os.environ.get("PYENV_ROOT") or os.path.expanduser("~/.pyenv")
+    if any(_under(p, pyenv) for p in entries):
+        paths.append(pyenv)
     return [os.path.abspath(p) for p in paths]
 
 
