@@ -134,9 +134,10 @@ class HarborEnv(Env):
         if not task.tests_dir:
             raise EnvError(f"{task.id}: no tests/test.sh to evaluate with")
         timeout = float(task.metadata.get("verifier_timeout_s", DEFAULT_VERIFIER_TIMEOUT_S))
-        # Stale files (an agent may have written its own reward) must not count.
-        prep = await runtime.exec(f"rm -rf {TESTS_DIR} {LOGS_DIR}/verifier && mkdir -p {TESTS_DIR} {LOGS_DIR}/verifier",
-                                  timeout=60)
+        # Stale files (an agent may have written its own reward) must not count. Emptied, not
+        # removed: in the local runtime's sandbox /tests is a mount point.
+        prep = await runtime.exec(f"rm -rf {LOGS_DIR}/verifier && mkdir -p {TESTS_DIR} {LOGS_DIR}/verifier "
+                                  f"&& find {TESTS_DIR} -mindepth 1 -delete", timeout=60)
         if not prep.ok:
             raise EnvError(f"{task.id}: cannot prepare {TESTS_DIR}: {prep.stderr.strip() or prep.exit_code}")
         await runtime.upload_dir(task.tests_dir, TESTS_DIR)
