@@ -115,7 +115,8 @@ class Runtime(abc.ABC):
 
     def process_path(self, path: str) -> str:
         """``path`` (as the task sees it, e.g. ``/app/x``) as the runtime's processes see it.
-        The identity in a container; the local runtime maps it into its fake root."""
+        The identity in a container and in the local sandbox; the local runtime without
+        isolation maps it into its fake root."""
         return path
 
     def rewrite(self, text: str) -> str:
