@@ -188,6 +188,7 @@ class LocalRuntime(Runtime):
         task_dir = str(PurePosixPath(self.workdir) / (workdir or "."))
         status_r = status_w = -1
         if self.sandbox is not None:
+            self.sandbox.prepare(self.fs)
             self._make_mount_point(task_dir)
             environ["PWD"] = task_dir
             status_r, status_w = os.pipe()

@@ -167,9 +167,19 @@ class Bubblewrap:
                 mounts.append(path)
         return links, mounts
 
+    def inside(self, path: str) -> str:
+        """Where host ``path`` is in the sandbox: under its mount in /run/agentgym-host when it
+        lies in a linked directory (a fresh mount each command: nothing the sandbox did to the
+        symlinks in its home matters), else at its own path."""
+        for host, target in self.links.items():
+            if _under(path, host):
+                return target + path[len(host):]
+        return path
+
     def prepare(self, fs: RootFS) -> None:
         """Create the private directories and the symlinks to needed host paths in the fake root
-        (never following a symlink the sandbox left there)."""
+        (never following a symlink the sandbox left there; a command that removed one gets it
+        back with the next command)."""
         for path in sorted(self.private, key=len):
             fs.make_dirs(path, mode=0o1777 if path == "/tmp" else 0o755)
         for path, target in self.links.items():
@@ -199,7 +209,7 @@ class Bubblewrap:
         ``proxy`` (if any), then runs ``script`` with ``bash -lc``."""
         forwarder = [FORWARDER_MOUNT, *proxy.forwarder_args()] if proxy is not None else []
         return ["bash", "-c", _WRAPPER, "agentgym-sandbox", workdir, script,
-                self.python if proxy is not None else "", str(status_fd), *forwarder]
+                self.inside(self.python) if proxy is not None else "", str(status_fd), *forwarder]
 
     def _merge(self, fs: RootFS, path: PurePosixPath, args: list[str], read_only: list[str]) -> None:
         """Mounts for the children of ``path``, a fresh tmpfs in the sandbox: the host's

@@ -226,3 +226,26 @@ def test_concurrent_commands_of_one_runtime_share_its_files(tmp_path: Path) -> N
 
     sandboxed(tmp_path, body)
 
+
+
+def test_host_tools_kept_visible_in_the_home_survive_the_agent_clearing_it(tmp_path: Path) -> None:
+    from agentgym.models.tiny import train_tokenizer
+
+    async def main() -> None:
+        proxy = Proxy(ScriptedEngine(train_tokenizer(), ["x"]), tmp_path / "journal")
+        await proxy.start()
+        try:
+            backend = LocalBackend(tmp_root=str(tmp_path))
+            async with await backend.start(RuntimeSpec(network="proxy", proxy=proxy.endpoint())) as rt:
+                # The agent wipes its home, symlinks to the host's tools included...
+                assert (await rt.exec("rm -rf ~/.[!.]* ~/*; ls -A ~ | wc -l", timeout=30)).stdout == "0\n"
+                # ...the forwarder does not depend on them, and the next command has them back.
+                r = await rt.exec(f"curl -sf {proxy.base_url(proxy.open_session())}/models >/dev/null && echo ok; "
+                                  "ls -A ~", timeout=30)
+                assert r.stdout.splitlines()[0] == "ok", r
+                linked = {Path(p).relative_to("/root").parts[0] for p in rt.sandbox.links if p.startswith("/root/")}
+                assert set(r.stdout.splitlines()[1:]) == linked
+        finally:
+            await proxy.stop()
+
+    asyncio.run(main())
