@@ -53,7 +53,7 @@ from pathlib import Path, PurePosixPath
 from agentgym.errors import ConfigError, RuntimeError_
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeFileNotFound, RuntimeSpec
 from agentgym.runtime.rootfs import RootFS
-from agentgym.runtime.sandbox import SETUP_FAILED, Bubblewrap, bubblewrap_problem
+from agentgym.runtime.sandbox import FORWARDER_FAILED, SETUP_FAILED, Bubblewrap, bubblewrap_problem
 
 PREFIX = "agentgym-local-"
 SNAPSHOT_SCHEME = "dir:"
@@ -208,6 +208,8 @@ class LocalRuntime(Runtime):
                 stderr=asyncio.subprocess.PIPE, start_new_session=True,
                 pass_fds=(status_w,) if status_w >= 0 else ())
         except OSError as e:
+            if status_r >= 0:
+                os.close(status_r)
             raise RuntimeError_(f"cannot run {argv[0]}: {e}") from e
         finally:
             if status_w >= 0:
@@ -223,8 +225,9 @@ class LocalRuntime(Runtime):
         finally:
             if status_r >= 0:
                 os.close(status_r)
-        if code == SETUP_FAILED and err.startswith("agentgym: "):
-            raise RuntimeError_(f"{self!r}: {err.strip()}")
+        if code == SETUP_FAILED and err.startswith(FORWARDER_FAILED):
+            raise RuntimeError_(f"{self!r}: {err.strip()} (is the proxy's socket {self.spec.proxy and self.spec.proxy.socket} "
+                                "still there?)")
         return ExecResult(exit_code=code, stdout=out, stderr=err, timed_out=timed_out,
                           duration_s=time.monotonic() - start)
 

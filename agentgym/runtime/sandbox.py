@@ -62,6 +62,7 @@ HOST_LINKS = "/run/agentgym-host"
 """Where hidden host paths that must stay visible are mounted (reached through symlinks)."""
 SETUP_FAILED = 125
 """Exit status of a command whose sandbox could not be set up (workdir, forwarder)."""
+FORWARDER_FAILED = "agentgym: the proxy forwarder did not start in the sandbox"
 
 _WRAPPER = r'''
 printf started >&"$4"; eval "exec $4>&-"
@@ -71,12 +72,12 @@ if [ -n "$3" ]; then
   IFS= read -r -t 10 agentgym_forwarder <&3
   exec 3<&-
   if [ "$agentgym_forwarder" != ready ]; then
-    echo "agentgym: the proxy forwarder did not start in the sandbox" >&2
+    echo "@FORWARDER_FAILED@" >&2
     exit 125
   fi
 fi
 exec bash -lc "$2"
-'''
+'''.replace("@FORWARDER_FAILED@", FORWARDER_FAILED)
 """Runs inside the sandbox: reports that it started (on fd $4), enters the workdir (creating it),
 starts the forwarder when there is one ($3: its python; ${@:5}: its script and arguments) and
 waits until it listens, then runs the command ($2) in a login shell."""

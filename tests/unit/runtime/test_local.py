@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -280,3 +281,27 @@ def test_unsafe_timeout_kills_the_process_group(tmp_path: Path) -> None:
         assert host_processes_with(f"sleep {marker}") == []
 
     run_local(tmp_path, body, isolation="none")
+
+
+def test_a_sandbox_that_cannot_be_set_up_is_a_runtime_error_not_an_exit_code(tmp_path: Path) -> None:
+    from agentgym.runtime.base import ProxyEndpoint
+
+    (tmp_path / "sock").mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock" / "proxy.sock"))
+
+    async def body(rt: LocalRuntime) -> None:
+        assert rt.sandbox is not None
+        rt.sandbox.python = "/nonexistent/python3"  # the forwarder cannot start
+        with pytest.raises(RuntimeError_, match="the proxy forwarder did not start"):
+            await rt.exec("true", timeout=30)
+        real_argv = rt.sandbox.argv
+        rt.sandbox.argv = lambda *a, **k: [*real_argv(*a, **k)[:1], "--bind", "/nonexistent", "/x",  # type: ignore[method-assign]
+                                           *real_argv(*a, **k)[1:]]
+        with pytest.raises(RuntimeError_, match=r"bubblewrap could not set up the sandbox.*nonexistent"):
+            await rt.exec("true", timeout=30)
+
+    try:
+        run_local(tmp_path, body, RuntimeSpec(network="proxy", proxy=ProxyEndpoint(sock.getsockname(), 8000)))
+    finally:
+        sock.close()
