@@ -23,6 +23,7 @@ import typer
 
 from agentgym.errors import AgentGymError
 
+RUNTIME_HELP = "docker, local (a bubblewrap sandbox), local-unsafe (no isolation) or auto."
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A gym for agentic reinforcement learning.")
 envs_app = typer.Typer(no_args_is_help=True, help="Environment suites.")
 harnesses_app = typer.Typer(no_args_is_help=True, help="Harness adapters.")
@@ -40,7 +41,7 @@ def _fail(e: Exception) -> None:
 @app.command()
 def quickstart(
     out: Annotated[str, typer.Option(help="Output directory (journal, dataset, call log).")] = "runs/quickstart",
-    runtime: Annotated[str, typer.Option(help="docker, local or auto.")] = "auto",
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "auto",
     samples: Annotated[int, typer.Option(help="Episodes per task (the GRPO group size).")] = 8,
     max_steps: Annotated[int, typer.Option(help="Agent steps per episode.")] = 6,
     as_json: Annotated[bool, typer.Option("--json", help="Also print the summary as JSON.")] = False,
@@ -64,7 +65,7 @@ def rollout(
     samples: Annotated[int, typer.Option(help="Episodes per task.")] = 4,
     tasks: Annotated[str, typer.Option(help="Comma-separated task ids (default: all).")] = "",
     out: Annotated[str, typer.Option(help="Output directory; re-running resumes from its journal.")] = "runs/latest",
-    runtime: Annotated[str, typer.Option(help="docker, local or auto.")] = "auto",
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "auto",
     concurrency: Annotated[int, typer.Option(help="Episodes in flight.")] = 4,
     max_steps: Annotated[int | None, typer.Option(help="Override the tasks' step limit.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,

@@ -83,7 +83,8 @@ class Env(abc.ABC):
     def runtime_spec(self, task: Task, **overrides: Any) -> RuntimeSpec:
         """The sandbox of ``task``: its image, workdir, limits, environment and network."""
         fields: dict[str, Any] = dict(image=task.image, workdir=task.workdir, memory=task.limits.memory,
-                                      cpus=task.limits.cpus, network=task.network, env=dict(task.env_vars))
+                                      cpus=task.limits.cpus, network=task.network, env=dict(task.env_vars),
+                                      hidden=tuple(p for p in (task.tests_dir, task.solution_dir) if p))
         fields.update(overrides)
         return RuntimeSpec(**fields)
 

@@ -32,21 +32,27 @@ class QuickstartOptions:
 
 
 def pick_runtime(requested: str, say: Any) -> str:
+    """The runtime to use, saying which isolation it gives."""
+    from agentgym.runtime import get_backend
+
     if requested != "auto":
+        say(f"Runtime: {get_backend(requested).describe_isolation()}.")
         return requested
     from agentgym.provision import ensure_base_image
     from agentgym.runtime.docker import docker_available
 
     if not docker_available():
-        say("[yellow]Docker engine not reachable: using the LOCAL runtime (subprocesses, no isolation).[/] "
+        say("[yellow]Docker engine not reachable: using the local runtime.[/] "
             "Run `agentgym setup` (Debian, root) to install and start Docker.")
+        say(f"Runtime: {get_backend('local').describe_isolation()}.")
         return "local"
     try:
         ensure_base_image()
     except Exception as e:  # no debootstrap, no apt: still usable locally
-        say(f"[yellow]Docker is up but the base image could not be built ({e}): using the LOCAL runtime.[/]")
+        say(f"[yellow]Docker is up but the base image could not be built ({e}): using the local runtime.[/]")
+        say(f"Runtime: {get_backend('local').describe_isolation()}.")
         return "local"
-    say("Runtime: [bold]Docker[/] (each episode in its own container, --network host).")
+    say(f"Runtime: [bold]{get_backend('docker').describe_isolation()}[/].")
     return "docker"
 
 

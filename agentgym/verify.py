@@ -58,7 +58,7 @@ async def run_verifier(runtime: Runtime, command: str, *, trusted_image: str | N
                                                  reward_dir=REWARD_DIR))
     except NotImplementedError:
         return await _in_place(runtime, command, dict(env or {}), timeout, workdir, in_place_files or mounts or {})
-    environment = {"PATH": SYSTEM_PATH, **(env or {})}
+    environment = {"PATH": sealed.path or SYSTEM_PATH, **(env or {})}
     try:
         result = await sealed.runtime.exec(command, timeout=timeout, env=environment, workdir=workdir, login=False)
         files = read_tree(sealed.reward_dir)
@@ -71,11 +71,12 @@ async def run_verifier(runtime: Runtime, command: str, *, trusted_image: str | N
 
 async def _in_place(runtime: Runtime, command: str, env: Mapping[str, str], timeout: float, workdir: str | None,
                     uploads: Mapping[str, str]) -> VerifierRun:
-    prep = await runtime.exec(f"rm -rf {REWARD_DIR} && mkdir -p {REWARD_DIR}", timeout=60)
-    if not prep.ok:
-        raise EnvError(f"cannot prepare {REWARD_DIR}: {prep.stderr.strip() or prep.exit_code}")
+    # Emptied, not removed: in the local runtime's sandbox these directories are mount points.
+    for path in (REWARD_DIR, *uploads.values()):
+        prep = await runtime.exec(f"mkdir -p {path} && find {path} -mindepth 1 -delete", timeout=60)
+        if not prep.ok:
+            raise EnvError(f"cannot prepare {path} for the verifier: {prep.stderr.strip() or prep.exit_code}")
     for host, path in uploads.items():
-        await runtime.exec(f"rm -rf {path} && mkdir -p {path}", timeout=60)
         await runtime.upload_dir(host, path)
     result = await runtime.exec(command, timeout=timeout, env=dict(env), workdir=workdir, login=False)
     files: dict[str, bytes] = {}

@@ -105,12 +105,13 @@ def build_nocache(backend: DockerBackend, ctx: str) -> float:
 
 
 async def bench_local(n: int) -> None:
+    for isolation in ("bubblewrap", "none"):
+        rt = await LocalBackend(isolation=isolation).start(RuntimeSpec(network="none"))
+        try:
+            print(f"local exec 'true' ({isolation:10}) {fmt(await timed(functools.partial(rt.exec, 'true'), n))}")
+        finally:
+            await rt.stop()
     backend = LocalBackend()
-    rt = await backend.start(RuntimeSpec())
-    try:
-        print(f"local exec 'true'             {fmt(await timed(lambda: rt.exec('true'), n))}")
-    finally:
-        await rt.stop()
     env: HarborEnv = registries.envs.make("terminal/basic-v0")
     for task in env.tasks():
         if env.unsupported(task, backend):

@@ -9,10 +9,11 @@ in the runtime.
 - Docker: :meth:`ReactHarness.image_layer` copies the script to ``/opt/agentgym/react_agent.py``;
   :meth:`ReactHarness.install` also writes it into a running container that lacks it.
 - Runtimes without images (the local runtime): :meth:`ReactHarness.install` writes the script
-  into the runtime, and the launch runs it with the interpreter running agentgym.
+  into the runtime, and the launch runs it with the interpreter running agentgym (which the
+  local sandbox keeps visible).
 
 Every path the command needs travels in an environment variable, never in the command string
-(the local runtime rewrites absolute paths in command strings). Exit status 3 means the step
+(the local runtime without isolation rewrites absolute paths in command strings). Exit status 3 means the step
 limit was hit (:attr:`ReactHarness.step_limit_exit_codes`).
 
 >>> from agentgym.types import Task

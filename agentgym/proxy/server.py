@@ -7,6 +7,11 @@ Routes (``<sid>`` is a session opened with :meth:`Proxy.open_session`)::
     POST /s/<sid>/a/<agent>/v1/chat/completions  a named (sub-)agent of the same session
     GET  /s/<sid>/v1/models    GET /v1/models    GET /health
 
+It listens on TCP (``host:port``) and, by default, on a Unix socket in a directory of its own
+(``<journal_dir>/sock/proxy.sock``, or a short temporary directory when that path is too long
+for a socket): the same app on both. Sandboxes without a network reach it through that socket
+(:meth:`Proxy.endpoint`, ``RuntimeSpec(network="proxy", proxy=...)``).
+
 Example (a harness only needs the base URL)::
 
     proxy = Proxy(engine, journal_dir="runs/demo")
@@ -19,7 +24,11 @@ Example (a harness only needs the base URL)::
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,8 +43,12 @@ from agentgym.proxy import openai as oa
 from agentgym.proxy.calllog import CallLog
 from agentgym.proxy.pipeline import PinnedSampling, Pipeline, Request, Served, Session
 from agentgym.proxy.splice import SpliceIndex
+from agentgym.runtime.base import ProxyEndpoint
 from agentgym.tokens.render import ChatRenderer
 from agentgym.types import Call
+
+UNIX_PATH_MAX = 107
+"""Longest Unix socket path (``sun_path`` holds 108 bytes with the terminating NUL)."""
 
 
 class Proxy:
@@ -51,16 +64,24 @@ class Proxy:
             ``context_length_exceeded``.
         allow_new_sessions: serve unknown session ids by opening them on first use (handy for
             pointing a harness at the proxy by hand); off by default so typos are 404s.
+        unix_socket: also listen on this Unix socket path (``True``: ``<journal_dir>/sock/proxy.sock``;
+            ``False``: TCP only). Sandboxes mount the socket's directory, so it should hold
+            nothing else.
     """
 
     def __init__(self, engine: Engine, journal_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  default_max_tokens: int = 512, max_model_len: int = 32768,
-                 allow_new_sessions: bool = False, pinned_sampling: PinnedSampling | None = None) -> None:
+                 allow_new_sessions: bool = False, pinned_sampling: PinnedSampling | None = None,
+                 unix_socket: bool | str | Path = True) -> None:
         self.engine = engine
         self.renderer = ChatRenderer(engine.tokenizer)
         self.journal = CallLog(journal_dir)
         self.host = host
         self.port = port
+        self._unix_request = unix_socket
+        self.unix_socket: Path | None = None
+        """The Unix socket it listens on once started (``None`` before, or when off)."""
+        self._tmp_socket_dir: Path | None = None
         self.default_max_tokens = default_max_tokens
         self.allow_new_sessions = allow_new_sessions
         self.pipeline = Pipeline(engine, self.renderer, self.journal, max_model_len, pinned_sampling)
@@ -95,11 +116,45 @@ class Proxy:
         sockets = getattr(site._server, "sockets", None)
         if self.port == 0 and sockets:
             self.port = sockets[0].getsockname()[1]
+        if self._unix_request is not False:
+            path = self._socket_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # a stale socket of an earlier run in the same directory
+            await web.UnixSite(self._runner, str(path)).start()
+            # Sandboxes may run their commands as another user than ours.
+            path.chmod(0o666)
+            self.unix_socket = path
+
+    def _socket_path(self) -> Path:
+        if self._unix_request is not True:
+            return Path(str(self._unix_request))
+        path = (self.journal.root / "sock" / "proxy.sock").absolute()
+        if len(os.fsencode(path)) <= UNIX_PATH_MAX:
+            return path
+        self._tmp_socket_dir = Path(tempfile.mkdtemp(prefix="agentgym-proxy-"))
+        self._tmp_socket_dir.chmod(0o755)
+        return self._tmp_socket_dir / "proxy.sock"
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.unix_socket is not None:
+            with contextlib.suppress(OSError):
+                self.unix_socket.unlink()
+            self.unix_socket = None
+        if self._tmp_socket_dir is not None:
+            shutil.rmtree(self._tmp_socket_dir, ignore_errors=True)
+            self._tmp_socket_dir = None
+
+    def endpoint(self) -> ProxyEndpoint:
+        """Where a ``network="proxy"`` sandbox reaches this proxy (after :meth:`start`): its Unix
+        socket, seen inside on 127.0.0.1 at this proxy's port, so :meth:`base_url` works there."""
+        if self.unix_socket is None:
+            raise ProxyError("the proxy has no Unix socket: start() it (with unix_socket enabled) first",
+                             status=500, code="no_unix_socket")
+        return ProxyEndpoint(socket=str(self.unix_socket), port=self.port, hide=(str(self.journal.root.absolute()),))
 
     async def __aenter__(self) -> Proxy:
         await self.start()

@@ -40,8 +40,9 @@ class EpisodeSpec:
 
 async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: Proxy, backend: RuntimeBackend,
                       images: ImageCache, max_steps: int | None = None, timeout_s: float | None = None,
-                      metadata: Mapping[str, Any] | None = None) -> list[Trajectory]:
-    """Run one episode to the end and return its trajectories (main agent first)."""
+                      metadata: Mapping[str, Any] | None = None, network: str = "proxy") -> list[Trajectory]:
+    """Run one episode to the end and return its trajectories (main agent first). ``network`` is
+    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``."""
     task = spec.task
     sid = f"{slug(task.id)}-s{spec.sample_index}-{uuid.uuid4().hex[:6]}"
     proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index},
@@ -63,9 +64,10 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         image = await images.image_for(task, harness)
         runtime = await env.start(
             task, backend, image=image,
-            # Host networking so the harness reaches the proxy on 127.0.0.1. Tasks that ask for no
-            # network still get it: the Unix-socket forwarder for --network none is not built yet.
-            network="host", labels={"agentgym.task": slug(task.id), "agentgym.session": sid})
+            # The harness reaches the proxy at 127.0.0.1:<port> either way: with "proxy" through a
+            # forwarder to its Unix socket, and nothing else (whatever the task's own network).
+            network=network, proxy=proxy.endpoint() if network == "proxy" else None,
+            labels={"agentgym.task": slug(task.id), "agentgym.session": sid})
         # The agent's commands see paths as the runtime's processes do (the local runtime's fake root).
         shown = dataclasses.replace(task, instruction=runtime.rewrite(task.instruction))
         ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,

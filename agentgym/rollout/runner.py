@@ -56,7 +56,11 @@ class RolloutConfig:
     """Run only these tasks (default: the whole suite)."""
     out_dir: str = "runs/latest"
     runtime: str = "auto"
-    """``docker``, ``local`` or ``auto`` (Docker when the engine answers)."""
+    """``docker``, ``local`` (bubblewrap sandboxes), ``local-unsafe`` (no isolation) or ``auto``
+    (Docker when the engine answers, else local)."""
+    network: str = "proxy"
+    """What the agent's runtime reaches: ``proxy`` (the proxy only, through its Unix socket) or
+    ``host`` (the host's network, for harnesses that need more than the policy)."""
     concurrency: int = 4
     max_steps: int | None = None
     timeout_s: float | None = None
@@ -101,6 +105,8 @@ def select_tasks(env: Any, task_ids: Sequence[str] | None) -> list[Task]:
 async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = None) -> RolloutResult:
     """Run ``config.samples`` episodes of every selected task; returns all journaled trajectories."""
     t0 = time.time()
+    if config.network not in ("proxy", "host"):
+        raise ConfigError(f"RolloutConfig.network must be 'proxy' or 'host', got {config.network!r}")
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = registries.envs.make(config.env)
@@ -126,6 +132,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         await backend.cleanup()
         progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress)
         images = ImageCache(backend, on_status=progress.note)
+        # Also on a Unix socket (<out>/sock/proxy.sock): what runtimes with network="proxy" reach.
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
                       max_model_len=config.max_model_len, pinned_sampling=config.pinned_sampling)
         await proxy.start()
@@ -134,7 +141,8 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         async def one(spec: EpisodeSpec) -> None:
             async with sem:
                 trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=backend,
-                                          images=images, max_steps=config.max_steps, timeout_s=config.timeout_s)
+                                          images=images, max_steps=config.max_steps, timeout_s=config.timeout_s,
+                                          network=config.network)
             export.write_jsonl(trajs, journal, append=True)
             new.extend(trajs)
             progress.advance(trajs[0])

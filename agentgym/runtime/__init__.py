@@ -1,8 +1,12 @@
 """Runtimes: sandboxes to start, run commands in, read and write, snapshot and stop.
 
 - :class:`DockerBackend` / :class:`DockerRuntime` — real containers through the docker SDK.
-- :class:`LocalBackend` / :class:`LocalRuntime` — subprocesses in a temp directory, for machines
-  without Docker. **No isolation.**
+- :class:`LocalBackend` / :class:`LocalRuntime` — commands on this machine, each in a bubblewrap
+  sandbox over a temp directory, for machines without Docker (``local``); ``local-unsafe`` runs
+  them with **no isolation**, for machines that cannot run bubblewrap.
+
+A sandbox's network (``RuntimeSpec.network``) is ``host``, ``none``, or ``proxy``: nothing but
+the proxy, reached through its Unix socket (:class:`ProxyEndpoint`).
 
 The backends are imported lazily (the docker SDK is not imported until a Docker backend is used).
 
@@ -16,7 +20,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from agentgym.errors import ConfigError
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeFileNotFound, RuntimeSpec
+from agentgym.runtime.base import (
+    ExecResult,
+    ProxyEndpoint,
+    Runtime,
+    RuntimeBackend,
+    RuntimeFileNotFound,
+    RuntimeSpec,
+)
 
 if TYPE_CHECKING:
     from agentgym.runtime.docker import DockerBackend, DockerRuntime
@@ -42,8 +53,9 @@ def __getattr__(name: str) -> Any:
 
 
 def get_backend(name: str = "auto", **kwargs: Any) -> RuntimeBackend:
-    """A backend by name: ``docker``, ``local``, or ``auto`` (Docker when its engine answers,
-    else local). ``kwargs`` go to the backend's constructor."""
+    """A backend by name: ``docker``, ``local`` (bubblewrap sandboxes), ``local-unsafe`` (the local
+    runtime without isolation), or ``auto`` (Docker when its engine answers, else local).
+    ``kwargs`` go to the backend's constructor."""
     if name == "auto":
         from agentgym.runtime.docker import docker_available
 
@@ -52,11 +64,11 @@ def get_backend(name: str = "auto", **kwargs: Any) -> RuntimeBackend:
         from agentgym.runtime.docker import DockerBackend
 
         return DockerBackend(**kwargs)
-    if name == "local":
+    if name in ("local", "local-unsafe"):
         from agentgym.runtime.local import LocalBackend
 
-        return LocalBackend(**kwargs)
-    raise ConfigError(f"unknown runtime backend {name!r}; expected 'docker', 'local' or 'auto'")
+        return LocalBackend(**{"isolation": "none" if name == "local-unsafe" else "bubblewrap", **kwargs})
+    raise ConfigError(f"unknown runtime backend {name!r}; expected 'docker', 'local', 'local-unsafe' or 'auto'")
 
 
 __all__ = [
@@ -66,6 +78,7 @@ __all__ = [
     "ImageBuildError",
     "LocalBackend",
     "LocalRuntime",
+    "ProxyEndpoint",
     "Runtime",
     "RuntimeBackend",
     "RuntimeFileNotFound",

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from agentgym.errors import RuntimeError_
+from agentgym.errors import ConfigError, RuntimeError_
+
+NETWORKS = ("host", "none", "proxy")
+"""What ``RuntimeSpec.network`` may say."""
+PROXY_MOUNT = "/run/agentgym"
+"""Where a ``network="proxy"`` sandbox sees the directory of the proxy's Unix socket (read-only)."""
+FORWARDER_MOUNT = "/run/agentgym-forward.py"
+"""Where a ``network="proxy"`` sandbox sees the forwarder script (read-only)."""
+FORWARDER_SCRIPT = Path(__file__).with_name("forward.py")
+"""The forwarder on the host (package data, standard library only)."""
 
 
 class RuntimeFileNotFound(RuntimeError_, FileNotFoundError):
@@ -35,6 +44,34 @@ class ExecResult:
 
 
 @dataclass(frozen=True)
+class ProxyEndpoint:
+    """How a sandbox with ``network="proxy"`` reaches the proxy: the proxy's Unix socket on the
+    host, and the TCP port the sandbox's forwarder listens on (``127.0.0.1:<port>``, the port of
+    the proxy's own base URL, so a harness's base URL works unchanged inside).
+
+    The socket's *directory* is mounted read-only into the sandbox at ``/run/agentgym``: it
+    should hold nothing but the socket (:meth:`agentgym.proxy.Proxy.endpoint` gives one).
+    """
+
+    socket: str
+    """Host path of the proxy's Unix socket."""
+    port: int
+    """TCP port the sandbox sees the proxy on."""
+    hide: tuple[str, ...] = ()
+    """Host directories a sandbox that shares the host's filesystem must not see (the proxy's
+    journal: the calls of other episodes)."""
+
+    @property
+    def sandbox_socket(self) -> str:
+        """The socket's path inside the sandbox."""
+        return f"{PROXY_MOUNT}/{Path(self.socket).name}"
+
+    def forwarder_args(self) -> list[str]:
+        """Arguments of ``forward.py`` that serve this endpoint inside the sandbox."""
+        return ["--listen", f"127.0.0.1:{self.port}", "--connect", self.sandbox_socket]
+
+
+@dataclass(frozen=True)
 class RuntimeSpec:
     """What to start: an image (Docker) or nothing (local), plus limits and mounts."""
 
@@ -44,15 +81,30 @@ class RuntimeSpec:
     memory: str | None = "2g"
     cpus: float | None = None
     network: str = "host"
-    """``host`` (reach the proxy on 127.0.0.1) or ``none``."""
+    """``host`` (the host's network: the proxy on 127.0.0.1), ``none`` (loopback only) or
+    ``proxy`` (loopback only, plus the proxy at ``127.0.0.1:<proxy.port>`` through a forwarder
+    to its Unix socket: needs :attr:`proxy`)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     mounts: Mapping[str, str] = field(default_factory=dict)
     """Host path -> container path, read-only."""
     writable_mounts: Mapping[str, str] = field(default_factory=dict)
     """Host path -> container path, read-write."""
+    hidden: tuple[str, ...] = ()
+    """Host paths a sandbox that shows the host (the local runtime) must not show: the task's own
+    tests and reference solution."""
     init: bool = True
     """Run an init process as PID 1 (reaps zombies). Sealed verifier containers go without: the
     engine's init is mounted under ``/sbin``, where the trusted system paths are read-only."""
+
+    proxy: ProxyEndpoint | None = None
+    """The proxy a ``network="proxy"`` sandbox reaches (ignored by the other modes)."""
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ConfigError(f"network must be one of {', '.join(NETWORKS)}, got {self.network!r} "
+                              "(bridge networks are not used)")
+        if self.network == "proxy" and self.proxy is None:
+            raise ConfigError('network="proxy" needs RuntimeSpec.proxy (the endpoint from Proxy.endpoint())')
 
 
 @dataclass(frozen=True)
@@ -81,6 +133,8 @@ class Sealed:
     files planted where the verifier writes its reward)."""
     isolation: str
     """What the verifier is protected by, in words (recorded with the evaluation)."""
+    path: str | None = None
+    """The verifier's ``PATH`` (``None``: the system directories)."""
 
 
 class Runtime(abc.ABC):
@@ -100,7 +154,8 @@ class Runtime(abc.ABC):
 
     def process_path(self, path: str) -> str:
         """``path`` (as the task sees it, e.g. ``/app/x``) as the runtime's processes see it.
-        The identity in a container; the local runtime maps it into its fake root."""
+        The identity in a container and in the local sandbox; the local runtime without
+        isolation maps it into its fake root."""
         return path
 
     def rewrite(self, text: str) -> str:
@@ -149,11 +204,19 @@ class Runtime(abc.ABC):
 
 
 class RuntimeBackend(abc.ABC):
-    """Starts runtimes. ``name`` (``docker``, ``local``) is for records and messages only."""
+    """Starts runtimes. ``name`` (``docker``, ``local``, ``local-unsafe``) is for records and
+    messages only."""
 
     name: str = "backend"
     uses_images: ClassVar[bool] = True
     """Whether its runtimes run container images (see :attr:`Runtime.uses_images`)."""
+    isolation: str = "container"
+    """What keeps its sandboxes apart from the host: ``container`` (Docker), ``bubblewrap`` or
+    ``none`` (the local runtime)."""
+
+    def describe_isolation(self) -> str:
+        """One line for messages: what this backend's sandboxes isolate."""
+        return f"{self.name} runtime ({self.isolation} isolation)"
 
     @abc.abstractmethod
     async def start(self, spec: RuntimeSpec) -> Runtime: ...

@@ -2,6 +2,12 @@
 
 Every container runs ``sleep infinity`` under ``docker-init`` and commands are ``docker exec``-ed
 into it, so an episode keeps its filesystem between commands and costs one container start.
+
+Networks: ``host`` (``--network host``), ``none`` (``--network none``: loopback only) and
+``proxy``: ``--network none``, the proxy's Unix socket directory mounted read-only at
+``/run/agentgym`` and the forwarder (:mod:`agentgym.runtime.forward`, run by the image's
+``python3`` next to ``sleep infinity``) listening on ``127.0.0.1:<port>``; :meth:`DockerBackend.start`
+returns once an HTTP request through the forwarder is answered.
 Containers carry labels (``agentgym=1``, ``agentgym.run``, ``agentgym.pid``, ...) so that
 :meth:`DockerBackend.cleanup` can remove what a crashed earlier process left behind.
 
@@ -41,6 +47,8 @@ from typing import Any, TypeVar
 
 from agentgym.errors import ConfigError, RuntimeError_
 from agentgym.runtime.base import (
+    FORWARDER_SCRIPT,
+    PROXY_MOUNT,
     ExecResult,
     Runtime,
     RuntimeBackend,
@@ -73,6 +81,26 @@ HOST_GUARD_GRACE_S = 5.0
 EXEC_ID_ENV = "AGENTGYM_EXEC_ID"
 """Set in every exec'd command so its whole process tree can be found and killed by id."""
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+FORWARDER_DIR = "/run/agentgym-forwarder"
+DOCKER_FORWARDER = f"{FORWARDER_DIR}/{FORWARDER_SCRIPT.name}"
+
+
+def _forwarder_dir() -> Path:
+    """A cache directory holding only the forwarder script (mounted into proxy-only containers)."""
+    import hashlib
+
+    from agentgym.paths import cache_dir
+
+    data = FORWARDER_SCRIPT.read_bytes()
+    d = cache_dir() / "forwarder" / hashlib.sha256(data).hexdigest()[:16]
+    if not (d / FORWARDER_SCRIPT.name).is_file():
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{FORWARDER_SCRIPT.name}.{os.getpid()}"
+        tmp.write_bytes(data)
+        tmp.replace(d / FORWARDER_SCRIPT.name)
+    return d
+FORWARDER_WAIT_S = 5.0
+"""How long :meth:`DockerBackend.start` waits for the proxy to answer through the forwarder."""
 
 
 def _parse_oom_kills(text: str) -> int:
@@ -448,6 +476,9 @@ class DockerBackend(RuntimeBackend):
 
     name = "docker"
 
+    def describe_isolation(self) -> str:
+        return "Docker: each episode in its own container, reaching only the proxy (--network none + a Unix socket)"
+
     def __init__(self, client: Any = None, *, run_id: str | None = None, pids_limit: int | None = 4096,
                  max_workers: int = 64) -> None:
         self._client = client
@@ -497,12 +528,16 @@ class DockerBackend(RuntimeBackend):
         """Start a container from ``spec.image`` (which must exist: see :meth:`ensure_image`)."""
         if not spec.image:
             raise ConfigError("RuntimeSpec.image is required for the docker backend")
-        if spec.network not in ("host", "none"):
-            raise ConfigError(f"network must be 'host' or 'none', got {spec.network!r} (bridge networks are not used)")
         with self._lock:
             self._seq += 1
             name = f"agentgym-{self.run_id}-{self._seq}"
         runtime = await self._call(self._start_blocking, spec, name)
+        if spec.network == "proxy":
+            try:
+                await self._call(self._wait_for_forwarder, runtime)
+            except BaseException:
+                await runtime.stop()
+                raise
         return runtime
 
     def _start_blocking(self, spec: RuntimeSpec, name: str) -> DockerRuntime:
@@ -515,12 +550,22 @@ class DockerBackend(RuntimeBackend):
                                 "or `agentgym setup` for the base image") from e
         image_path = next((e.split("=", 1)[1] for e in image_env if e.startswith("PATH=")), None)
         explicit_path = spec.env.get("PATH") or (image_path if image_path and image_path != DEFAULT_PATH else None)
+        volumes = {**{host: {"bind": ctr, "mode": "ro"} for host, ctr in spec.mounts.items()},
+                   **{host: {"bind": ctr, "mode": "rw"} for host, ctr in spec.writable_mounts.items()}}
+        entrypoint = ["sleep", "infinity"]
+        if spec.network == "proxy":
+            assert spec.proxy is not None  # RuntimeSpec checks it
+            volumes[str(Path(spec.proxy.socket).parent)] = {"bind": PROXY_MOUNT, "mode": "ro"}
+            # A directory, not the file: Docker 20.10 records bind targets as image volumes on
+            # commit, and a file there would break starting a container from the commit (seal()).
+            volumes[str(_forwarder_dir())] = {"bind": FORWARDER_DIR, "mode": "ro"}
+            # The forwarder's errors go to the container's log (read when it does not answer).
+            forwarder = shlex.join(["python3", DOCKER_FORWARDER, *spec.proxy.forwarder_args()])
+            entrypoint = ["/bin/sh", "-c", f"{forwarder} </dev/null & exec sleep infinity"]
         kwargs: dict[str, Any] = dict(
-            entrypoint=["sleep", "infinity"], command=[], detach=True, init=spec.init, name=name,
-            network_mode=spec.network, working_dir=spec.workdir, environment=dict(spec.env),
-            labels={**spec.labels, **self.labels()},
-            volumes={**{host: {"bind": ctr, "mode": "ro"} for host, ctr in spec.mounts.items()},
-                     **{host: {"bind": ctr, "mode": "rw"} for host, ctr in spec.writable_mounts.items()}},
+            entrypoint=entrypoint, command=[], detach=True, init=spec.init, name=name,
+            network_mode="host" if spec.network == "host" else "none", working_dir=spec.workdir,
+            environment=dict(spec.env), labels={**spec.labels, **self.labels()}, volumes=volumes,
         )
         if spec.memory:
             kwargs["mem_limit"] = spec.memory
@@ -543,6 +588,25 @@ class DockerBackend(RuntimeBackend):
 
         with contextlib.suppress(docker.errors.ImageNotFound):
             self.client.api.remove_image(tag, force=True, noprune=False)
+
+    def _wait_for_forwarder(self, runtime: DockerRuntime) -> None:
+        """Raise :class:`RuntimeError_` unless the proxy answers through the container's
+        forwarder within :data:`FORWARDER_WAIT_S` seconds."""
+        assert runtime.spec.proxy is not None
+        probe = ["python3", DOCKER_FORWARDER, "--probe", f"127.0.0.1:{runtime.spec.proxy.port}",
+                 "--timeout", str(FORWARDER_WAIT_S)]
+        code, out, err, _ = runtime._exec_blocking(probe, {}, "/", FORWARDER_WAIT_S + 10, threading.Event())
+        if code == 0:
+            return
+        try:
+            logs = self.client.api.logs(runtime.container_id).decode("utf-8", "replace")
+        except Exception:
+            logs = ""
+        detail = (logs or err or out).strip()[-2000:] or f"probe exit {code}"
+        raise RuntimeError_(
+            f"{runtime.name}: the proxy does not answer through the forwarder at 127.0.0.1:{runtime.spec.proxy.port} "
+            f"within {FORWARDER_WAIT_S:g}s (does the image have python3? is the proxy's socket "
+            f"{runtime.spec.proxy.socket} there?): {detail}")
 
     def _remove(self, container: str) -> None:
         import docker.errors

@@ -17,9 +17,9 @@ allow_internet, network_mode, env; the deprecated ``memory = "4G"`` is read too)
 ``[solution]`` (env). Unknown keys are ignored, as Harbor ignores them.
 
 agentgym reads one extension, ``[metadata.agentgym]``: ``local = true`` declares that the task
-also runs on the :class:`~agentgym.runtime.local.LocalRuntime` (its scripts prefix absolute
-paths with ``${AGENTGYM_ROOT:-}``, and its Dockerfile's RUN steps are satisfied by the host),
-and ``local_reason`` says why not when it is false.
+also runs on the :class:`~agentgym.runtime.local.LocalRuntime` (its Dockerfile's RUN steps are
+satisfied by the host, and its scripts prefix absolute paths with ``${AGENTGYM_ROOT:-}``, which
+only the runtime without isolation sets), and ``local_reason`` says why not when it is false.
 
 >>> from agentgym.envs import TERMINAL_TASKS
 >>> task = load_harbor_task(TERMINAL_TASKS / "hello-file", env_id="terminal/basic-v0")

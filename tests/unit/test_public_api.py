@@ -29,7 +29,7 @@ PUBLIC = {
     "agentgym.proxy": ["CallLog", "Proxy"],
     "agentgym.rollout": ["EpisodeSpec", "RolloutConfig", "RolloutResult", "run_episode", "run_rollouts"],
     "agentgym.runtime": ["DockerBackend", "DockerRuntime", "ExecResult", "ImageBuildError", "LocalBackend",
-                         "LocalRuntime", "Runtime", "RuntimeBackend", "RuntimeFileNotFound", "RuntimeSpec",
+                         "LocalRuntime", "ProxyEndpoint", "Runtime", "RuntimeBackend", "RuntimeFileNotFound", "RuntimeSpec",
                          "get_backend"],
     "agentgym.tokens": ["ChatRenderer", "ParsedCompletion", "RenderedPrompt", "parse_hermes"],
     "agentgym.envs": ["TERMINAL_TASKS"],

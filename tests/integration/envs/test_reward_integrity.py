@@ -100,3 +100,29 @@ def test_verifier_sandbox_has_no_network_and_no_agent_process(docker_backend: Do
     procs, net = asyncio.run(main())
     assert "sleep infinity" in procs.stdout and "sleep 300" not in procs.stdout  # no agent process
     assert int(net.stdout.strip()) == 2   # the two header lines: no interface but loopback
+
+
+def test_local_sandbox_hides_the_tasks_tests_and_solution_and_verifies_after_attacks(tmp_path: Any) -> None:
+    """On the sandboxed local runtime the agent cannot read the task's verifier or oracle from
+    the host, and a planted or symlinked reward does not count."""
+    from agentgym.runtime.local import LocalBackend
+
+    env: HarborEnv = registries.envs.make("terminal/hello-file-v0")
+    task = env.tasks()[0]
+    assert task.tests_dir and task.solution_dir
+
+    async def main() -> tuple[Any, Any, Evaluation]:
+        rt = await env.start(task, LocalBackend(tmp_root=str(tmp_path)))
+        try:
+            peek = await rt.exec(f"cat {task.tests_dir}/test.sh; ls {task.solution_dir}", timeout=30)
+            attack = await rt.exec("mkdir -p /tmp/fake && echo 1 > /tmp/fake/reward.txt && rm -rf /logs/verifier; "
+                                   "mkdir -p /logs && ln -sfn /tmp/fake /logs/verifier", timeout=30)
+            return peek, attack, await env.evaluate(task, rt)
+        finally:
+            await rt.stop()
+
+    peek, attack, ev = asyncio.run(main())
+    assert attack.exit_code == 0, attack.stderr
+    assert peek.exit_code != 0 and "AGENTGYM_ROOT" not in peek.stdout
+    assert ev.reward == 0.0 and any(e.startswith("reward-file:") for e in ev.details["tampering"])
+    assert "bubblewrap" in ev.details["isolation"]

@@ -78,7 +78,7 @@ async def _run(srv: FakeOpenAI, tmp_path: Path) -> tuple[Any, dict[str, Any], st
         result = await harness.run(ctx, rt, timeout=240)
         assert harness.stop_reason(result) == StopReason.COMPLETED, result.stdout[-3000:] + result.stderr[-3000:]
         traj = json.loads(await rt.read_file(f"/tmp/agentgym-harness/{TRAJ_NAME}"))
-        return result, traj, str(rt.host_path("/app"))  # type: ignore[attr-defined]
+        return result, traj, rt.process_path("/app")  # "/app" in the sandbox
 
 
 def test_mini_wire_format_matches_fixtures(tmp_path: Path, mini_venv_python: str) -> None:

@@ -211,8 +211,7 @@ def test_harness_on_local_runtime(tmp_path: Path) -> None:
     from agentgym.runtime.local import LocalBackend
 
     harness = ReactHarness(temperature=0.0, max_tokens=64)
-    # The local runtime maps paths in the launch command only: the agent's own commands see the
-    # host's filesystem, with the fake root's workdir as their working directory.
+    # In the local runtime's sandbox the agent's commands see the task's paths: /app is /app.
     script = [tool_call("echo local > made.txt && pwd", call_id="c1"), text("done")]
 
     async def main() -> tuple[Any, bytes, bytes]:
@@ -229,7 +228,7 @@ def test_harness_on_local_runtime(tmp_path: Path) -> None:
     assert json.loads(log)["exit_reason"] == "final_answer"
     body = srv.bodies[0]
     assert (body["temperature"], body["max_tokens"]) == (0.0, 64)
-    assert srv.bodies[1]["messages"][3]["content"].rstrip().endswith("/fs/app")
+    assert srv.bodies[1]["messages"][3]["content"].rstrip().endswith("\n/app")
     assert body["messages"][1]["content"] == "write made.txt"
 
 

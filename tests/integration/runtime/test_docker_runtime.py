@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shlex
 import socket
 import subprocess
 import threading
@@ -192,11 +193,15 @@ def host_server() -> Iterator[int]:
     srv.close()
 
 
+def probe_host(port: int) -> str:
+    return (f"python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {port}), 3); "
+            f"print(s.recv(4).decode())\"")
+
+
 @pytest.mark.parametrize("network", ["host", "none"])
 def test_network_host_reaches_the_host_and_none_does_not(docker_backend: DockerBackend, host_server: int,
                                                          network: str) -> None:
-    probe = (f"python3 -c \"import socket; s = socket.create_connection(('127.0.0.1', {host_server}), 3); "
-             f"print(s.recv(4).decode())\"")
+    probe = probe_host(host_server)
 
     async def body(rt: DockerRuntime) -> None:
         r = await rt.exec(probe, timeout=20)
@@ -207,6 +212,54 @@ def test_network_host_reaches_the_host_and_none_does_not(docker_backend: DockerB
             assert (await rt.exec("ls /sys/class/net")).stdout.split() == ["lo"]
 
     in_container(docker_backend, body, network=network)
+
+
+def test_network_proxy_reaches_the_proxy_through_the_forwarder_and_nothing_else(
+        docker_backend: DockerBackend, host_server: int, tmp_path: Path) -> None:
+    from agentgym.engines.scripted import ScriptedEngine
+    from agentgym.models.tiny import train_tokenizer
+    from agentgym.proxy.server import Proxy
+
+    chat = ("import json, sys, urllib.request as u; r = u.Request(sys.argv[1] + '/chat/completions', "
+            "json.dumps({'messages': [{'role': 'user', 'content': 'hi'}]}).encode(), "
+            "{'Content-Type': 'application/json'}); print(json.load(u.urlopen(r))['choices'][0]['message']['content'])")
+    outside = ("python3 -c \"import socket; socket.create_connection(('192.0.2.1', 80), 3)\"")  # TEST-NET-1
+
+    async def main() -> None:
+        proxy = Proxy(ScriptedEngine(train_tokenizer(), ["from the container"]), tmp_path / "journal")
+        await proxy.start()
+        try:
+            sid = proxy.open_session()
+            spec = RuntimeSpec(image=BASE, memory="256m", network="proxy", proxy=proxy.endpoint())
+            async with await docker_backend.start(spec) as rt:
+                base = proxy.base_url(sid)  # unchanged: http://127.0.0.1:<port>/s/<sid>/v1
+                r = await rt.exec(f"python3 -c {shlex.quote(chat)} {base}", timeout=30)
+                assert r.stdout == "from the container\n", r
+                assert len(proxy.calls(sid)) == 1
+                host = await rt.exec(probe_host(host_server), timeout=30)
+                assert host.exit_code != 0 and "refused" in host.stderr, host
+                out = await rt.exec(outside, timeout=30)
+                assert out.exit_code != 0 and "unreachable" in out.stderr, out
+                assert (await rt.exec("ls /sys/class/net")).stdout.split() == ["lo"]
+                assert (await rt.exec("ls /run/agentgym")).stdout == "proxy.sock\n"  # not the journal
+        finally:
+            await proxy.stop()
+
+    asyncio.run(main())
+
+
+def test_a_proxy_that_does_not_answer_fails_the_start_and_leaves_no_container(
+        docker_backend: DockerBackend, tmp_path: Path) -> None:
+    from agentgym.runtime.base import ProxyEndpoint
+
+    (tmp_path / "sock").mkdir()
+    spec = RuntimeSpec(image=BASE, network="proxy", proxy=ProxyEndpoint(str(tmp_path / "sock" / "proxy.sock"), 8999))
+    before = set(docker_backend.live_containers())
+    start = time.monotonic()
+    with pytest.raises(RuntimeError_, match="does not answer through the forwarder"):
+        asyncio.run(docker_backend.start(spec))
+    assert time.monotonic() - start < 30
+    assert set(docker_backend.live_containers()) == before
 
 
 def test_snapshot_starts_a_new_container_with_the_files(docker_backend: DockerBackend) -> None:

@@ -130,17 +130,19 @@ def test_exit_status_mapping(stub_run: StubRun, status: str | None, mini_exit: s
         assert MiniSweAgentHarness().stop_reason(ExecResult(exit_code=3, stdout="")) == StopReason.STEP_LIMIT
 
 
-def test_launch_on_local_runtime_uses_host_mini(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["bubblewrap", "none"])
+def test_launch_on_local_runtime_uses_host_mini(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, isolation: str) -> None:
     monkeypatch.setattr(msa, "_host_mini", lambda lock: ("/venv/bin/mini", "/site/minisweagent/config/mini.yaml",
                                                          "/venv/bin/python"))
 
     async def main() -> None:
-        async with await LocalBackend(tmp_root=str(tmp_path)).start(RuntimeSpec()) as rt:
+        async with await LocalBackend(tmp_root=str(tmp_path), isolation=isolation).start(RuntimeSpec()) as rt:
             launch = MiniSweAgentHarness().launch(ctx(output_dir="/tmp/h"), rt)
             assert launch.env["AGENTGYM_MINI"] == "/venv/bin/mini"
             assert launch.env["AGENTGYM_MINI_CONFIG"] == "/site/minisweagent/config/mini.yaml"
             assert launch.env["AGENTGYM_PYTHON"] == "/venv/bin/python"
-            assert launch.env["AGENTGYM_MINI_TRAJ"] == str(rt.root / "tmp/h/mini.traj.json")
+            root = "" if isolation == "bubblewrap" else str(rt.root)
+            assert launch.env["AGENTGYM_MINI_TRAJ"] == f"{root}/tmp/h/mini.traj.json"
 
     asyncio.run(main())
 

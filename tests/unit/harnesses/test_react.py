@@ -70,12 +70,15 @@ def test_launch_leaves_out_unset_sampling_args() -> None:
     assert ReactHarness(system_prompt="Be brief.").launch(ctx(), None).env["AGENTGYM_SYSTEM_PROMPT"] == "Be brief."
 
 
-def test_launch_on_a_runtime_without_images_maps_paths(tmp_path: Path) -> None:
+@pytest.mark.parametrize("isolation", ["bubblewrap", "none"])
+def test_launch_on_a_runtime_without_images_uses_its_paths_and_the_host_python(tmp_path: Path, isolation: str) -> None:
     async def main() -> None:
-        async with await LocalBackend(tmp_root=str(tmp_path)).start(RuntimeSpec()) as rt:
+        async with await LocalBackend(tmp_root=str(tmp_path), isolation=isolation).start(RuntimeSpec()) as rt:
             launch = ReactHarness().launch(ctx(output_dir="/tmp/h"), rt)
-            assert launch.env["AGENTGYM_OUTPUT_DIR"] == rt.process_path("/tmp/h") == str(rt.root / "tmp/h")
-            assert launch.env["AGENTGYM_REACT_SCRIPT"] == str(rt.root / CONTAINER_SCRIPT.lstrip("/"))
+            # In the sandbox the task's paths are the paths; without isolation, the fake root's.
+            root = "" if isolation == "bubblewrap" else str(rt.root)
+            assert launch.env["AGENTGYM_OUTPUT_DIR"] == rt.process_path("/tmp/h") == f"{root}/tmp/h"
+            assert launch.env["AGENTGYM_REACT_SCRIPT"] == f"{root}{CONTAINER_SCRIPT}"
             assert launch.env["AGENTGYM_PYTHON"] == sys.executable
 
     asyncio.run(main())

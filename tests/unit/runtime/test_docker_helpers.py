@@ -80,7 +80,7 @@ def test_labels_identify_run_and_process() -> None:
 def test_start_rejects_bridge_networks_and_missing_images() -> None:
     backend = DockerBackend(client=object())
     try:
-        with pytest.raises(ConfigError, match="host' or 'none"):
+        with pytest.raises(ConfigError, match="network must be one of"):
             asyncio.run(backend.start(RuntimeSpec(image="x", network="bridge")))
         with pytest.raises(ConfigError, match="image is required"):
             asyncio.run(backend.start(RuntimeSpec(image=None)))

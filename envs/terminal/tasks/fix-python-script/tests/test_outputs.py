@@ -1,4 +1,4 @@
-"""Checks for fix-python-script. AGENTGYM_ROOT is unset in a container (agentgym's LocalRuntime
+"""Checks for fix-python-script. AGENTGYM_ROOT is unset in a container (agentgym's local-unsafe runtime
 sets it to its fake root)."""
 
 import os

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Verifier for hello-file: reward 1 when /app/hello.txt is exactly "Hello, agentgym!\n".
-# ${AGENTGYM_ROOT:-} is empty in a container; agentgym's LocalRuntime sets it to its fake root.
+# ${AGENTGYM_ROOT:-} is empty in a container and in agentgym's local sandbox; local-unsafe sets it to its fake root.
 ROOT="${AGENTGYM_ROOT:-}"
 mkdir -p "$ROOT/logs/verifier"
 if printf 'Hello, agentgym!\n' | cmp -s - "$ROOT/app/hello.txt"; then

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Verifier for leave-a-note: reward 1 when /app holds at least one non-empty regular file.
-# ${AGENTGYM_ROOT:-} is empty in a container; agentgym's LocalRuntime sets it to its fake root.
+# ${AGENTGYM_ROOT:-} is empty in a container and in agentgym's local sandbox; local-unsafe sets it to its fake root.
 ROOT="${AGENTGYM_ROOT:-}"
 mkdir -p "$ROOT/logs/verifier"
 found=$(find "$ROOT/app" -type f -size +0c -print -quit 2>/dev/null)

@@ -1,5 +1,5 @@
 """Checks /app/report.csv against counts computed from /app/access.log.
-AGENTGYM_ROOT is unset in a container (agentgym's LocalRuntime sets it to its fake root)."""
+AGENTGYM_ROOT is unset in a container and in agentgym's local sandbox (local-unsafe sets it to its fake root)."""
 
 import collections
 import hashlib
