@@ -1,0 +1,10 @@
+#!/bin/bash
+# Verifier for git-merge-conflict: reward 1 when main's HEAD is the right merge commit and its
+# tree holds both sides' changes.
+HERE="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p /logs/verifier
+if python3 "$HERE/check_merge.py"; then
+    echo 1 > /logs/verifier/reward.txt
+else
+    echo 0 > /logs/verifier/reward.txt
+fi

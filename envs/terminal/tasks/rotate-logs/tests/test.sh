@@ -1,0 +1,10 @@
+#!/bin/bash
+# Verifier for rotate-logs: pytest over test_rotate.py (scenarios the agent has not seen).
+ROOT="${AGENTGYM_ROOT:-}"
+HERE="$(cd "$(dirname "$0")" && pwd)"
+mkdir -p "$ROOT/logs/verifier"
+if PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python3 -m pytest -q -p no:cacheprovider "$HERE/test_rotate.py"; then
+    echo 1 > "$ROOT/logs/verifier/reward.txt"
+else
+    echo 0 > "$ROOT/logs/verifier/reward.txt"
+fi
