@@ -1,28 +1,35 @@
 #!/bin/bash
-# Verifier for c-build-fix: rebuild from clean with the image's compiler, then run inputs the
-# agent has not seen. Every check must pass.
-mkdir -p /logs/verifier
+# Verifier for c-build-fix: rebuild a copy from clean with the image's compiler, then run inputs
+# the agent has not seen. Every check must pass. The Makefile and the program are the agent's
+# code: they run as nobody, and the reward directory is root's alone.
+mkdir -p /logs/verifier && chmod 755 /logs/verifier
 fail=0
 say() { echo "$1: $2"; [ "$1" = PASS ] || fail=1; }
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"; }
 expect() {  # expect <input> <stdout>
     local got
-    got=$(printf '%b' "$1" | timeout 10 ./stats 2>/dev/null)
+    got=$(printf '%b' "$1" | as_nobody timeout 5 ./stats 2>/dev/null)
     [ "$got" = "$2" ] && say PASS "stats on '$1'" || say FAIL "stats on '$1' printed '$got', want '$2'"
 }
-reject() {  # reject <input>: exit 1 with a message on stderr, nothing on stdout
+reject() {  # reject <input>: exit 1 with a message on stderr
     local out err code
-    out=$(printf '%b' "$1" | timeout 10 ./stats 2>/tmp/stats.err); code=$?
-    err=$(cat /tmp/stats.err)
+    out=$(printf '%b' "$1" | as_nobody timeout 5 ./stats 2>"$WORK/stats.err"); code=$?
+    err=$(cat "$WORK/stats.err")
     [ "$code" = 1 ] && [ -n "$err" ] && say PASS "stats rejects '$1'" \
         || say FAIL "stats on '$1' exited $code, stdout '$out', stderr '$err' (want exit 1 and an error)"
 }
-cd /app/project 2>/dev/null || { echo "FAIL: /app/project is missing"; echo 0 > /logs/verifier/reward.txt; exit 0; }
-make clean >/dev/null 2>&1
+if [ ! -d /app/project ]; then
+    echo "FAIL: /app/project is missing"; echo 0 > /logs/verifier/reward.txt; exit 0
+fi
+WORK=$(mktemp -d)
+cp -a /app/project "$WORK/project" && chown -R nobody:nogroup "$WORK" && chmod 755 "$WORK"
+cd "$WORK/project"
+as_nobody make clean >/dev/null 2>&1
 rm -f stats src/*.o
-if timeout 60 make >/tmp/make.log 2>&1 && [ -x stats ]; then
+if as_nobody timeout 60 make >"$WORK/make.log" 2>&1 && [ -x stats ]; then
     say PASS "make builds stats from clean"
 else
-    say FAIL "make builds stats from clean"; tail -20 /tmp/make.log
+    say FAIL "make builds stats from clean"; tail -20 "$WORK/make.log"
     echo 0 > /logs/verifier/reward.txt
     exit 0
 fi

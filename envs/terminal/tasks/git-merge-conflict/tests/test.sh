@@ -1,8 +1,9 @@
 #!/bin/bash
 # Verifier for git-merge-conflict: reward 1 when main's HEAD is the right merge commit and its
-# tree holds both sides' changes.
+# tree holds both sides' changes. The reward directory is root's alone: git (whose repository
+# config and attributes are the agent's) and the merged code run as nobody.
 HERE="$(cd "$(dirname "$0")" && pwd)"
-mkdir -p /logs/verifier
+mkdir -p /logs/verifier && chmod 755 /logs/verifier
 if python3 "$HERE/check_merge.py"; then
     echo 1 > /logs/verifier/reward.txt
 else

@@ -1,18 +1,48 @@
 """Checks for rotate-logs, each in a fresh directory. AGENTGYM_ROOT is unset in a container
-(agentgym's LocalRuntime sets it to its fake root)."""
+(agentgym's LocalRuntime sets it to its fake root).
+
+As root (the sealed verifier container) the agent's script runs as ``nobody`` on a copy, in
+directories ``nobody`` owns: it cannot touch the verifier or its reward."""
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 SCRIPT = Path(os.environ.get("AGENTGYM_ROOT", "") + "/app/rotate.sh")
+NOBODY = 65534 if os.geteuid() == 0 else None
+
+
+@pytest.fixture
+def tmp_path():
+    """A fresh directory the script's user can reach (pytest's own is root's alone)."""
+    base = Path(tempfile.mkdtemp(prefix="rotate-"))
+    yield base / "work"
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def rotate(*args: str) -> subprocess.CompletedProcess:
     assert os.access(SCRIPT, os.X_OK), "/app/rotate.sh is missing or not executable"
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=30)
+    work = Path(args[0]).parent
+    while work.name != "work":
+        work = work.parent
+    script = work.parent / "bin" / "rotate.sh"
+    script.parent.mkdir(exist_ok=True)
+    shutil.copyfile(SCRIPT, script)
+    script.chmod(0o755)
+    user = {}
+    if NOBODY is not None:
+        for path in [work.parent, *work.parent.rglob("*")]:
+            os.chown(path, NOBODY, NOBODY)
+        user = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+    try:
+        return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=10,
+                              stdin=subprocess.DEVNULL, cwd=str(work.parent), **user)
+    except subprocess.TimeoutExpired:
+        pytest.fail("rotate.sh did not finish within 10 s")
 
 
 def make(d: Path, files: dict) -> None:

@@ -4,14 +4,14 @@ set -euo pipefail
 printf 'ok\n' > /srv/site/healthz
 cat > /app/sitectl <<'SH'
 #!/bin/bash
-PIDFILE=/run/site.pid
+PIDFILE=/run/site/site.pid
 PORT=8088
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 case "${1:-}" in
     start)
         if running; then echo "already running (pid $(cat "$PIDFILE"))"; exit 0; fi
         nohup python3 -m http.server "$PORT" --bind 127.0.0.1 --directory /srv/site \
-            >>/var/log/site.log 2>&1 </dev/null &
+            >>/run/site/site.log 2>&1 </dev/null &
         echo $! > "$PIDFILE"
         for _ in $(seq 50); do
             curl -fs -o /dev/null "http://127.0.0.1:$PORT/healthz" && { echo "started"; exit 0; }
@@ -35,6 +35,6 @@ case "${1:-}" in
         exit 2 ;;
 esac
 SH
-chmod +x /app/sitectl
-/app/sitectl start
+chmod 755 /app/sitectl
+runuser -u www-data -- /app/sitectl start
 curl -fsS http://127.0.0.1:8088/healthz
