@@ -42,10 +42,15 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def regular(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
 def backup_members(path: Path) -> dict[str, str] | None:
     """Regular-file members (normalised name -> sha256), or None when not a .tar.gz."""
-    if path.read_bytes()[:2] != b"\x1f\x8b":
-        return None
+    with path.open("rb") as f:
+        if f.read(2) != b"\x1f\x8b":
+            return None
     try:
         with tarfile.open(path, "r:gz") as tar:
             out = {}
@@ -61,10 +66,10 @@ def backup_members(path: Path) -> dict[str, str] | None:
 
 
 def main() -> int:
-    present = {rel: sha((APP / rel).read_bytes()) for rel in DATA if (APP / rel).is_file()}
+    present = {rel: sha((APP / rel).read_bytes()) for rel in DATA if regular(APP / rel)}
     check(present == DATA, "the files of /app/data are all there, unchanged")
     backup = APP / "backup.tar.gz"
-    members = backup_members(backup) if backup.is_file() else None
+    members = backup_members(backup) if regular(backup) else None
     check(members is not None, "/app/backup.tar.gz is a gzip-compressed tar archive")
     if members is not None:
         check(set(members) == set(BACKUP), "the backup holds exactly the .txt and .md files of data/ "
@@ -72,10 +77,10 @@ def main() -> int:
         wrong = sorted(k for k in set(members) & set(BACKUP) if members[k] != BACKUP[k])
         check(not wrong, f"every backed-up file has its original bytes (wrong: {wrong})")
     zipped = APP / "incoming.zip"
-    check(zipped.is_file() and sha(zipped.read_bytes()) == ZIP_SHA256, "/app/incoming.zip is kept as it was")
+    check(regular(zipped) and sha(zipped.read_bytes()) == ZIP_SHA256, "/app/incoming.zip is kept as it was")
     incoming = APP / "incoming"
-    got = ({p.relative_to(incoming).as_posix(): sha(p.read_bytes()) for p in incoming.rglob("*") if p.is_file()}
-           if incoming.is_dir() else {})
+    got = ({p.relative_to(incoming).as_posix(): sha(p.read_bytes()) if regular(p) else "not a regular file"
+            for p in incoming.rglob("*") if not p.is_dir() or p.is_symlink()} if incoming.is_dir() else {})
     check(got == RELEASE, f"/app/incoming holds the zip's files at their paths (found: {sorted(got)})")
     return 1 if failures else 0
 

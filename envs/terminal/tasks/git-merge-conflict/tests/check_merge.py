@@ -29,7 +29,7 @@ def unprivileged() -> dict:
 def run(argv: list, cwd: str = "/") -> subprocess.CompletedProcess:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/nonexistent", "GIT_CONFIG_NOSYSTEM": "1"}
     try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=cwd, env=env,
+        return subprocess.run(argv, capture_output=True, text=True, timeout=15, cwd=cwd, env=env,
                               stdin=subprocess.DEVNULL, **unprivileged())
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(argv, 124, "", "timed out")

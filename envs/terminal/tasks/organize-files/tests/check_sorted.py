@@ -28,13 +28,20 @@ EXPECTED = {
 }
 
 
+def digest(path: Path) -> str:
+    """sha256 of a regular file; anything else (a symlink, a FIFO) matches no expected content."""
+    if path.is_symlink() or not path.is_file():
+        return "not a regular file"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main() -> int:
     sorted_dir = APP / "sorted"
     if not sorted_dir.is_dir():
         print("FAIL: /app/sorted does not exist")
         return 1
-    got = {p.relative_to(sorted_dir).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-           for p in sorted_dir.rglob("*") if p.is_file()}
+    got = {p.relative_to(sorted_dir).as_posix(): digest(p)
+           for p in sorted_dir.rglob("*") if p.is_symlink() or not p.is_dir()}
     ok = True
     for path in sorted(set(EXPECTED) - set(got)):
         print(f"FAIL: missing /app/sorted/{path}")
@@ -46,7 +53,7 @@ def main() -> int:
         if got[path] != EXPECTED[path]:
             print(f"FAIL: /app/sorted/{path} has the wrong content")
             ok = False
-    left = [p for p in (APP / "inbox").rglob("*") if p.is_file()] if (APP / "inbox").is_dir() else []
+    left = [p for p in (APP / "inbox").rglob("*") if not p.is_dir()] if (APP / "inbox").is_dir() else []
     if left:
         print(f"FAIL: {len(left)} file(s) left under /app/inbox, e.g. {left[0].name}")
         ok = False

@@ -39,10 +39,10 @@ def rotate(*args: str) -> subprocess.CompletedProcess:
             os.chown(path, NOBODY, NOBODY)
         user = {"user": NOBODY, "group": NOBODY, "extra_groups": []}
     try:
-        return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=10,
+        return subprocess.run([str(script), *args], capture_output=True, text=True, timeout=5,
                               stdin=subprocess.DEVNULL, cwd=str(work.parent), **user)
     except subprocess.TimeoutExpired:
-        pytest.fail("rotate.sh did not finish within 10 s")
+        pytest.fail("rotate.sh did not finish within 5 s")
 
 
 def make(d: Path, files: dict) -> None:
@@ -52,7 +52,8 @@ def make(d: Path, files: dict) -> None:
 
 
 def state(d: Path) -> dict:
-    return {p.name: p.read_text() for p in sorted(d.iterdir())}
+    return {p.name: p.read_text() if p.is_file() and not p.is_symlink() else "<not a regular file>"
+            for p in sorted(d.iterdir())}
 
 
 def test_default_keeps_three(tmp_path):

@@ -24,8 +24,8 @@ def main() -> int:
     expected = json.loads(Path(sys.argv[1]).read_text())
     want_customers = {int(k): tuple(v) for k, v in expected["customers"].items()}
     want_orders = {int(k): tuple(v) for k, v in expected["orders"].items()}
-    if not DB.is_file():
-        print("FAIL: /app/shop.db is missing")
+    if not DB.is_file() or DB.is_symlink():
+        print("FAIL: /app/shop.db is missing or not a regular file")
         return 1
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "shop.db"
@@ -56,7 +56,7 @@ def main() -> int:
             check(accepted, "a customer with a new email is accepted")
         finally:
             db.close()
-    got = REPORT.read_text().strip().splitlines() if REPORT.is_file() else []
+    got = REPORT.read_text().strip().splitlines() if REPORT.is_file() and not REPORT.is_symlink() else []
     got = [line.strip() for line in got]
     check(got == expected["report"], "report.csv is as expected" + ("" if got == expected["report"] else
           "\nexpected:\n" + "\n".join(expected["report"]) + "\ngot:\n" + "\n".join(got)))
