@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from agentgym.env import Env, Evaluation
-from agentgym.errors import AgentGymError
+from agentgym.errors import AgentGymError, EnvError
 from agentgym.runtime.base import RuntimeBackend
 from agentgym.types import Task
 
@@ -97,8 +97,16 @@ class EnvCheck:
 
 def select_tasks(env: Env, task_ids: Sequence[str] | None = None) -> list[Task]:
     """The tasks of ``env`` named in ``task_ids`` (in that order), or all of them; an unknown id
-    raises :class:`~agentgym.errors.EnvError` listing the env's tasks."""
-    return [env.task(t) for t in task_ids] if task_ids else env.tasks()
+    raises :class:`~agentgym.errors.EnvError` naming some of the env's tasks."""
+    tasks = env.tasks()
+    if not task_ids:
+        return tasks
+    by_id = {t.id: t for t in tasks}
+    missing = [t for t in task_ids if t not in by_id]
+    if missing:
+        shown = ", ".join(list(by_id)[:12]) + (f", ... ({len(by_id)} in all)" if len(by_id) > 12 else "")
+        raise EnvError(f"{env.id}: no task {', '.join(map(repr, missing))}; tasks: {shown}")
+    return [by_id[t] for t in task_ids]
 
 
 def _tail(text: str) -> str:
