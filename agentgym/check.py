@@ -124,11 +124,13 @@ def _describe(e: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(e), e)).strip()
 
 
+@dataclass
 class _Outcome:
-    def __init__(self) -> None:
-        self.reward: float | None = None
-        self.problem: str | None = None
-        self.output = ""
+    """One scoring run: its reward, what went wrong, the output behind it."""
+
+    reward: float | None = None
+    problem: str | None = None
+    output: str = ""
 
 
 async def _score(env: Env, task: Task, backend: RuntimeBackend, image: str | None, *, solve: bool) -> _Outcome:
@@ -146,8 +148,8 @@ async def _score(env: Env, task: Task, backend: RuntimeBackend, image: str | Non
             ev = await env.evaluate(task, runtime)
         except AgentGymError as e:  # no reward file, a crash, a timeout: loud, with the tail
             first, _, rest = str(e).partition("\n")
-            out.problem = out.problem or f"the verifier did not score the episode: {first}"
-            out.output = out.output or _tail(rest)
+            out.problem = out.problem or f"evaluate failed: {first}"
+            out.output = out.output or _tail(rest or first)
             return out
         out.reward = ev.reward
         want = 1.0 if solve else 0.0
@@ -189,8 +191,7 @@ async def check_task(env: Env, task: Task, backend: RuntimeBackend,
             outcome = await _score(env, task, backend, image, solve=solve)
         except Exception as e:  # start, setup or the oracle itself failed
             first, _, rest = _describe(e).partition("\n")
-            outcome = _Outcome()
-            outcome.problem, outcome.output = first, _tail(rest)
+            outcome = _Outcome(problem=first, output=_tail(rest))
         rewards[name] = outcome.reward
         if outcome.problem:
             problems.append(f"{name}: {outcome.problem}")

@@ -155,6 +155,8 @@ def load_env_target(target: str) -> Env:
         if not env.tasks():
             raise EnvError(f"{path} holds no Harbor task (a directory with instruction.md and task.toml)")
         return env
+    if target.startswith(("/", ".", "~")) or path.exists():
+        raise EnvError(f"{target} is not a directory of Harbor tasks (nor a registered env id)")
     from agentgym import registries
 
     made: Env = registries.envs.make(target)
