@@ -5,6 +5,8 @@
     agentgym rollout --env E --harness H --model M --samples N --out DIR
     agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
     agentgym envs list | agentgym harnesses list
+    agentgym check env ID|PATH [--tasks a,b] [--runtime R]   oracle scores 1, doing nothing 0
+    agentgym prebuild ID|PATH [--harness H]     build task images (and a harness layer) ahead of a run
     agentgym model build-tiny --out DIR
     agentgym setup                              install/start Docker and build the base image
     agentgym serve --model M                    the proxy alone, for pointing a harness at by hand
@@ -17,18 +19,26 @@ import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentgym.errors import AgentGymError
+from agentgym.errors import AgentGymError, EnvError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from agentgym.env import Env
 
 RUNTIME_HELP = "docker, local (a bubblewrap sandbox), local-unsafe (no isolation) or auto."
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="A gym for agentic reinforcement learning.")
 envs_app = typer.Typer(no_args_is_help=True, help="Environment suites.")
 harnesses_app = typer.Typer(no_args_is_help=True, help="Harness adapters.")
 model_app = typer.Typer(no_args_is_help=True, help="Local models.")
+check_app = typer.Typer(no_args_is_help=True, help="Check that an environment's tasks can be scored.")
 app.add_typer(envs_app, name="envs")
+app.add_typer(check_app, name="check")
 app.add_typer(harnesses_app, name="harnesses")
 app.add_typer(model_app, name="model")
 
@@ -132,6 +142,158 @@ def export_cmd(
     except (AgentGymError, FileNotFoundError) as e:
         _fail(e)
     typer.echo(f"wrote {len(trajs)} trajectories to {dst} (schema version {export.SCHEMA_VERSION})")
+
+
+def load_env_target(target: str) -> Env:
+    """An environment from a command's ENV argument: a registered id, or a path to a Harbor task
+    directory or a directory of them (read by a :class:`~agentgym.envs.harbor.HarborEnv`).
+    The one place the commands resolve that argument; general task sources can replace it."""
+    path = Path(target).expanduser().absolute()
+    if path.is_dir():
+        from agentgym.envs.harbor import HarborEnv
+
+        env = HarborEnv(path, env_id=target)
+        if not env.tasks():
+            raise EnvError(f"{path} holds no Harbor task (a directory with instruction.md and task.toml)")
+        return env
+    if target.startswith(("/", ".", "~")) or path.exists():
+        raise EnvError(f"{target} is not a directory of Harbor tasks (nor a registered env id)")
+    from agentgym import registries
+
+    made: Env = registries.envs.make(target)
+    return made
+
+
+def _task_ids(tasks: str) -> list[str] | None:
+    return [t.strip() for t in tasks.split(",") if t.strip()] or None
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _progress(console: Console, total: int) -> Progress:
+    """A transient bar (like the rollout's): what is running now, steps done, elapsed time."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=True,
+                        disable=not console.is_terminal)
+    progress.add_task("starting", total=total)
+    return progress
+
+
+@check_app.command("env")
+def check_env_cmd(
+    target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A registered env id (see `agentgym envs "
+                                          "list`), or a Harbor task directory or a directory of them.")],
+    tasks: Annotated[str, typer.Option(help="Comma-separated task ids (default: all).")] = "",
+    runtime: Annotated[str, typer.Option(help="docker, local or auto.")] = "auto",
+) -> None:
+    """For each task: build its image, then check that doing nothing scores 0 and the reference
+    solution (oracle) scores 1, each in a fresh runtime. Exits 1 when any task fails."""
+    from agentgym.check import check_env, format_failure, format_line, format_summary, select_tasks
+    from agentgym.runtime import get_backend
+
+    console = _console()
+    try:
+        env = load_env_target(target)
+        selected = select_tasks(env, _task_ids(tasks))
+        backend = get_backend(runtime)
+    except AgentGymError as e:
+        _fail(e)
+    width = max(len(t.id) for t in selected)
+    console.print(f"checking {env.id}: {len(selected)} task(s) on the {backend.name} runtime")
+    console.print(f"{'task':<{width}}  {'build':>6}  checks")
+    try:
+        with _progress(console, len(selected)) as progress:
+            bar = progress.task_ids[0]
+
+            def on_result(result: Any) -> None:
+                style = "red" if result.failed else ("yellow" if result.skipped else "")
+                line = format_line(result, width)
+                console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style))
+                progress.advance(bar)
+
+            report = asyncio.run(check_env(env, backend, task_ids=[t.id for t in selected],
+                                           on_status=lambda m: progress.update(bar, description=m),
+                                           on_result=on_result))
+    except AgentGymError as e:
+        _fail(e)
+    finally:
+        backend.close()
+    for failed in report.failed:
+        console.print(format_failure(failed), style="red", markup=False)
+    console.print(format_summary(report), style="bold red" if not report.ok else "bold", markup=False)
+    if not report.ok:
+        raise typer.Exit(code=1)
+
+
+@app.command("prebuild")
+def prebuild_cmd(
+    target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A registered env id, or a Harbor task "
+                                          "directory or a directory of them.")],
+    harness: Annotated[str | None, typer.Option(help="Also build this harness's layer on each task image.")] = None,
+    tasks: Annotated[str, typer.Option(help="Comma-separated task ids (default: all).")] = "",
+) -> None:
+    """Build every task image (and with --harness the harness layer on top) ahead of a run.
+    Unchanged build contexts are not rebuilt. Exits 1 when a build fails."""
+    import time
+
+    from agentgym import registries
+    from agentgym.check import select_tasks
+    from agentgym.prebuild import prebuild
+    from agentgym.runtime import get_backend
+    from agentgym.runtime.docker import docker_available
+
+    console = _console()
+    try:
+        env = load_env_target(target)
+        selected = select_tasks(env, _task_ids(tasks))
+        layer = registries.harnesses.make(harness) if harness else None
+        if not docker_available():
+            raise AgentGymError("no Docker engine answers: run `agentgym setup` (images are Docker's)")
+    except AgentGymError as e:
+        _fail(e)
+    backend = get_backend("docker")
+    width = max(len(t.id) for t in selected)
+    console.print(f"building the images of {env.id}: {len(selected)} task(s)"
+                  + (f" + the {harness} layer" if harness else ""))
+    t0 = time.perf_counter()
+    try:
+        with _progress(console, len(selected) * (2 if layer else 1)) as progress:
+            bar = progress.task_ids[0]
+
+            def on_built(item: Any) -> None:
+                what = "" if item.layer == "task" else f"+ {item.layer} "
+                line = f"{item.task_id:<{width}}  {item.seconds:6.1f}s  {what}{item.image or 'FAILED'}"
+                if item.error:
+                    console.print(f"{line}\n{item.error}", style="red", markup=False)
+                else:
+                    console.print(line, markup=False)
+                progress.advance(bar)
+
+            built = asyncio.run(prebuild(env, backend, harness=layer, task_ids=[t.id for t in selected],
+                                         on_start=lambda m: progress.update(bar, description=f"building {m}"),
+                                         on_built=on_built))
+    except AgentGymError as e:
+        _fail(e)
+    finally:
+        backend.close()
+    failed = [b for b in built if not b.ok]
+    console.print(f"{len(built)} image(s) ready in {time.perf_counter() - t0:.1f}s"
+                  + (f", {len(failed)} FAILED" if failed else ""), style="bold red" if failed else "bold")
+    if failed:
+        raise typer.Exit(code=1)
 
 
 def _list(registry: Any) -> None:

@@ -3,11 +3,14 @@
 Built-in suites register here through the same call users use. Registering is lazy: it only
 lists directories, and nothing heavy is imported until an env is made.
 
-Terminal tasks (Harbor layout, :mod:`agentgym.envs.harbor`):
+Terminal tasks (Harbor layout, :mod:`agentgym.envs.harbor`), all in ``envs/terminal/tasks/``:
 
-- ``terminal/basic-v0`` — the whole suite in ``envs/terminal/tasks/``;
-- ``terminal/<task>-v0`` — one task of it (for example ``terminal/hello-file-v0``), an env
-  whose ``tasks()`` holds just that task. ``registries.envs.make("terminal/basic-v0",
+- ``terminal/all-v0`` — every built-in terminal task (files, scripting, git, permissions,
+  sqlite, services, C builds, archives...);
+- ``terminal/basic-v0`` — five of them (:data:`BASIC_TASKS`), four of which run on the local
+  runtime: the quickstart's suite, kept fixed so that its runs stay comparable;
+- ``terminal/<task>-v0`` — one task (for example ``terminal/hello-file-v0``), an env whose
+  ``tasks()`` holds just that task. ``registries.envs.make("terminal/all-v0",
   task_ids=["hello-file"])`` selects tasks the same way.
 """
 
@@ -18,20 +21,27 @@ from pathlib import Path
 from agentgym import registries
 
 TERMINAL_TASKS = Path(__file__).parent / "terminal" / "tasks"
-"""The built-in terminal suite (Harbor layout)."""
+"""The built-in terminal tasks (Harbor layout)."""
+BASIC_TASKS = ("fix-python-script", "hello-file", "leave-a-note", "log-report", "system-user")
+"""The tasks of ``terminal/basic-v0``."""
 
-__all__ = ["TERMINAL_TASKS"]
+__all__ = ["BASIC_TASKS", "TERMINAL_TASKS"]
 
 
 registries.envs.register(
-    "terminal/basic-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), env_id="terminal/basic-v0",
-    description="Small terminal tasks in the Harbor layout (files, debugging, text processing, sysadmin).")
+    "terminal/all-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), env_id="terminal/all-v0",
+    description="Every built-in terminal task in the Harbor layout (files, scripting, git, permissions, "
+                "sqlite, services, C builds, archives).")
+registries.envs.register(
+    "terminal/basic-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), task_ids=list(BASIC_TASKS),
+    env_id="terminal/basic-v0",
+    description="Five small terminal tasks in the Harbor layout (files, debugging, text processing, sysadmin).")
 for _task_dir in sorted(TERMINAL_TASKS.iterdir()) if TERMINAL_TASKS.is_dir() else []:
     if (_task_dir / "task.toml").is_file():
         registries.envs.register(
             f"terminal/{_task_dir.name}-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS),
             task_ids=[_task_dir.name], env_id=f"terminal/{_task_dir.name}-v0",
-            description=f"The {_task_dir.name} task of terminal/basic-v0.")
+            description=f"The {_task_dir.name} task of terminal/all-v0.")
 
 registries.envs.register(
     "terminal/workspace-v0", "agentgym.envs.workspace:WorkspaceEnv", env_id="terminal/workspace-v0",

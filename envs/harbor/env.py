@@ -76,7 +76,7 @@ class HarborEnv(Env):
 
     def __init__(self, path: str | os.PathLike[str], task_ids: Sequence[str] | None = None,
                  env_id: str = "harbor", image_prefix: str = "agentgym/harbor-") -> None:
-        self.path = Path(path)
+        self.path = Path(path).absolute()  # task dirs are mounted into containers: no relative paths
         self.task_ids = list(task_ids) if task_ids is not None else None
         self.id = env_id
         self.image_prefix = image_prefix

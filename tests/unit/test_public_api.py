@@ -15,6 +15,9 @@ PUBLIC = {
         "Segment", "Step", "StopReason", "Task", "TaskLimits", "Trajectory", "TrajectoryGroup", "__version__",
         "make", "train"],
     "agentgym.env": ["Env", "Evaluation"],
+    "agentgym.check": ["EnvCheck", "TaskCheck", "check_env", "check_task", "format_failure", "format_line",
+                       "format_summary", "select_tasks"],
+    "agentgym.prebuild": ["BuiltImage", "prebuild"],
     "agentgym.harness": ["Harness", "HarnessContext", "ImageLayer", "Launch"],
     "agentgym.observation": ["OBSERVATION_ROLES", "VOLATILE_PATTERNS", "AnchorFn", "TargetsFn", "anchor", "is_observation",
                              "new_observation", "normalize_observation", "observation_text"],
@@ -32,7 +35,7 @@ PUBLIC = {
                          "LocalRuntime", "ProxyEndpoint", "Runtime", "RuntimeBackend", "RuntimeFileNotFound", "RuntimeSpec",
                          "get_backend"],
     "agentgym.tokens": ["ChatRenderer", "ParsedCompletion", "RenderedPrompt", "parse_hermes"],
-    "agentgym.envs": ["TERMINAL_TASKS"],
+    "agentgym.envs": ["BASIC_TASKS", "TERMINAL_TASKS"],
     "agentgym.envs.harbor": ["HarborEnv", "load_harbor_task", "parse_reward"],
     "agentgym.harnesses": [],
 }

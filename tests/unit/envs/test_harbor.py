@@ -127,9 +127,11 @@ def test_suite_selection_and_registry_ids() -> None:
     with pytest.raises(EnvError, match="no task 'nope'"):
         HarborEnv(TERMINAL_TASKS, task_ids=["nope"]).tasks()
     ids = registries.envs.ids()
-    assert "terminal/basic-v0" in ids
-    suite = registries.envs.make("terminal/basic-v0")
-    assert len(suite.tasks()) >= 3
+    assert {"terminal/basic-v0", "terminal/all-v0"} <= set(ids)
+    suite = registries.envs.make("terminal/all-v0")
+    assert len(suite.tasks()) >= 12
+    basic = [t.id for t in registries.envs.make("terminal/basic-v0").tasks()]
+    assert basic == sorted(basic) and set(basic) < {t.id for t in suite.tasks()}
     for task in suite.tasks():
         single = registries.envs.make(f"terminal/{task.id}-v0")
         assert [t.id for t in single.tasks()] == [task.id] and single.id == f"terminal/{task.id}-v0"
