@@ -61,6 +61,9 @@ async def run_verifier(runtime: Runtime, command: str, *, trusted_image: str | N
     environment = {"PATH": sealed.path or SYSTEM_PATH, **(env or {})}
     try:
         result = await sealed.runtime.exec(command, timeout=timeout, env=environment, workdir=workdir, login=False)
+        # Whatever the verifier started (the agent's code it ran, say) is killed before the
+        # reward is read, so nothing can write it afterwards.
+        await sealed.runtime.end_processes()
         files = read_tree(sealed.reward_dir)
     finally:
         with contextlib.suppress(Exception):

@@ -188,6 +188,13 @@ class Runtime(abc.ABC):
         """Save the filesystem state; returns an image id/tag a later start can use."""
         raise NotImplementedError(f"{type(self).__name__} cannot snapshot")
 
+    async def end_processes(self) -> None:
+        """Kill every process still running in the sandbox (files stay until :meth:`stop`). A
+        verifier's reward is read only after this: nothing it started, or that code it ran
+        started, can write it later. The default does nothing (runtimes whose commands take
+        their processes with them)."""
+        return None
+
     async def seal(self, spec: VerifierSpec) -> Sealed:
         """End the episode for verification: stop every process it started (the whole sandbox's,
         not only the harness's) and return a fresh sandbox over its final files, in which

@@ -417,6 +417,16 @@ class DockerRuntime(Runtime):
 
         return await self._backend._call(commit)
 
+    async def end_processes(self) -> None:
+        """Kill the container (every process in it); its files stay until :meth:`stop`."""
+        import docker.errors
+
+        def kill() -> None:
+            with contextlib.suppress(docker.errors.APIError):
+                self._api.kill(self.container_id)
+
+        await self._backend._call(kill)
+
     async def seal(self, spec: VerifierSpec) -> Sealed:
         """Verify in a fresh container: record what the agent's container shows (processes still
         running, changed system paths, a planted reward), commit its files, remove it (every

@@ -165,6 +165,11 @@ class HarborEnv(Env):
         }
         if result.timed_out:
             raise EnvError(f"{task.id}: verifier timed out after {timeout:g}s; output tail:\n{tail(result.stdout)}")
+        if result.exit_code >= 128 and not result.oom_killed:
+            # Killed by a signal: something (the agent's code it ran, as root) may have written a
+            # reward and stopped it before it wrote its own. Not a score.
+            raise EnvError(f"{task.id}: the verifier was killed by signal {result.exit_code - 128} before it "
+                           f"finished; the episode is unscored. Output tail:\n{tail(result.stdout + result.stderr)}")
         if result.oom_killed:
             details["oom_killed"] = True
         reward, reason = read_reward(run.text("reward.txt"), run.text("reward.json"))

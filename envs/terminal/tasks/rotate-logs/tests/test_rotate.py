@@ -13,7 +13,22 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(os.environ.get("AGENTGYM_ROOT", "") + "/app/rotate.sh")
-NOBODY = 65534 if os.geteuid() == 0 else None
+def _can_drop_to_nobody() -> bool:
+    """Root that may chown (a container); not a sandbox's capability-less root (agentgym's local
+    runtime, where the verifier's own protections apply instead)."""
+    if os.geteuid() != 0:
+        return False
+    probe = tempfile.NamedTemporaryFile(delete=False)
+    try:
+        os.chown(probe.name, 65534, 65534)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.unlink(probe.name)
+
+
+NOBODY = 65534 if _can_drop_to_nobody() else None
 
 
 @pytest.fixture
