@@ -25,7 +25,8 @@ def test_other_delimiter():
         split_row("a", delimiter='"')
 
 
-@pytest.mark.parametrize("line", ['"open', 'a, "b', '"a" b', '"a"b,c'])
+@pytest.mark.parametrize("line", ['"open', 'a, "b', '"a" b', '"a"b,c'], ids=[
+    "unterminated", "unterminated-later", "text-after-quote", "text-before-delimiter"])
 def test_malformed_quotes(line):
     with pytest.raises(ValueError):
         split_row(line)

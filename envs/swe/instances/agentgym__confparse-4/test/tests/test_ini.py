@@ -73,7 +73,7 @@ def test_first_separator_wins_in_default_section():
     ("[a]\nx = 1\nX = 2\n", 3),
     ("[]\n", 1),
     ("[a]\n= value\n", 2),
-])
+], ids=["unclosed-header", "no-separator", "duplicate-key", "empty-section", "empty-key"])
 def test_parse_errors_name_the_line(text, lineno):
     with pytest.raises(ParseError, match=f"line {lineno}:"):
         parse(text)

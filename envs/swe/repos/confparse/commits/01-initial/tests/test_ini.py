@@ -67,7 +67,7 @@ def test_value_may_contain_the_other_separator():
     ("[a]\nx = 1\nX = 2\n", 3),
     ("[]\n", 1),
     ("[a]\n= value\n", 2),
-])
+], ids=["unclosed-header", "no-separator", "duplicate-key", "empty-section", "empty-key"])
 def test_parse_errors_name_the_line(text, lineno):
     with pytest.raises(ParseError, match=f"line {lineno}:"):
         parse(text)

@@ -4,7 +4,8 @@ from confparse.values import to_bool, to_int, to_list
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("yes", True), ("No", False), ("TRUE", True), ("off", False), (" 1 ", True), ("0", False)])
+    ("yes", True), ("No", False), ("TRUE", True), ("off", False), (" 1 ", True), ("0", False),
+], ids=["yes", "No", "TRUE", "off", "padded-1", "0"])
 def test_to_bool(text, expected):
     assert to_bool(text) is expected
 

@@ -21,7 +21,7 @@ def test_continuation_in_default_section():
 @pytest.mark.parametrize("text, lineno", [
     ("  orphan\n", 1),
     ("[a]\n    orphan = 1\n", 2),
-])
+], ids=["first-line", "after-section"])
 def test_indented_line_without_a_key(text, lineno):
     with pytest.raises(ParseError, match=f"line {lineno}: an indented line"):
         parse(text)

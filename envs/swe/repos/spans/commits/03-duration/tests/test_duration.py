@@ -11,12 +11,13 @@ from spans import format_duration, parse_duration
     ("2d", 172800),
     ("1w 2d 3h 4m 5s", 788645),
     ("90m", 5400),
-])
+], ids=["1h30m", "45s", "2d", "all-units-spaced", "90m"])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5", "h", "1x", "30m1h", "1h1h", "-1h"])
+@pytest.mark.parametrize("text", ["", "5", "h", "1x", "30m1h", "1h1h", "-1h"], ids=[
+    "empty", "no-unit", "no-number", "bad-unit", "wrong-order", "repeated-unit", "negative"])
 def test_parse_duration_rejects(text):
     with pytest.raises(ValueError):
         parse_duration(text)

@@ -9,7 +9,7 @@ from textkit import camel_case, pascal_case, snake_case
     ("foo-bar baz", "foo_bar_baz"),
     ("already_snake", "already_snake"),
     ("version2Update", "version2_update"),
-])
+], ids=["camel", "pascal", "spaces-and-dashes", "already-snake", "digit"])
 def test_snake_case(name, expected):
     assert snake_case(name) == expected
 
