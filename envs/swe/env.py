@@ -127,8 +127,10 @@ class SWEEnv(Env):
     def tasks(self) -> list[Task]:
         if self._tasks is None:
             tasks = []
-            for inst in sorted(self.instances().values(), key=lambda i: i.instance_id) \
-                    if self.instance_ids is None else self.instances().values():
+            instances = list(self.instances().values())
+            if self.instance_ids is None:  # a selection keeps its order; a whole suite is sorted by id
+                instances.sort(key=lambda i: i.instance_id)
+            for inst in instances:
                 image = self.repo_image(inst.repo) if inst.base_commit else None
                 reason = inst.unsupported or (None if image else (
                     f"no source for repository {inst.repo!r}: built-in ones are {', '.join(sorted(builtin_repos()))}; "

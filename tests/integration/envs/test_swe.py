@@ -229,8 +229,9 @@ def test_gymnasium_adapter_text_in_text_out(docker_backend: DockerBackend, image
 def test_gymnasium_check_env_passes(docker_backend: DockerBackend, images: None) -> None:
     """gymnasium's own checker: spaces, reset determinism per seed, random text actions run as
     shell commands in the container, the step limit ending (and grading) an episode."""
-    import agentgym
     from gymnasium.utils.env_checker import check_env
+
+    import agentgym
 
     env = agentgym.make("swe/agentgym__textkit-7-v0", backend=docker_backend, max_steps=5)
     try:
