@@ -173,7 +173,8 @@ class SWEEnv(Env):
 
         Reward 1 when swebench says resolved, else 0. ``details``: ``patch`` (the agent's diff
         against ``base_commit``), ``resolution``, ``tests`` (test id -> status), ``FAIL_TO_PASS``
-        and ``PASS_TO_PASS`` (``success``/``failure`` lists), ``patch_applied``, the log's tail.
+        and ``PASS_TO_PASS`` (``success``/``failure`` lists), ``patch_applied``, ``log_gradable``
+        (swebench found a test run it trusts in the log), the log's tail.
         A verifier that cannot run (timeout, broken image) raises :class:`EnvError`.
         """
         inst = self.instance(task)
@@ -197,7 +198,7 @@ class SWEEnv(Env):
         details: dict[str, Any] = {
             "instance_id": inst.instance_id, "resolved": graded.resolved, "resolution": graded.resolution,
             "patch": patch, "patch_bytes": size, "patch_truncated": size > PATCH_CAP,
-            "patch_applied": bool(graded.report.get("patch_successfully_applied")),
+            "patch_applied": graded.patch_applied, "log_gradable": graded.log_found,
             "tests": dict(graded.tests),
             "FAIL_TO_PASS": dict(graded.tests_status.get("FAIL_TO_PASS", {})),
             "PASS_TO_PASS": dict(graded.tests_status.get("PASS_TO_PASS", {})),

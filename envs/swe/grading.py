@@ -175,7 +175,9 @@ class Grade:
     ``success``/``failure`` test ids."""
     log_found: bool
     """Whether the log held a gradable test run (``False``: the patch did not apply, the tests
-    timed out, or the log was cut)."""
+    timed out, the test patch did not apply, or the log contradicts the tests' exit code)."""
+    patch_applied: bool = True
+    """Whether the agent's patch applied to a fresh checkout (no ``APPLY_PATCH_FAIL`` in the log)."""
     report: Mapping[str, Any] = field(default_factory=dict)
     """``get_eval_report``'s entry for the instance."""
 
@@ -202,4 +204,5 @@ def grade(test_spec: Any, log: str, model_patch: str | None) -> Grade:
         status_map, gold, eval_type=constants.EvalType(test_spec.eval_type))
     resolution = grading.get_resolution_status(tests_status) if found else constants.ResolvedStatus.NO.value
     return Grade(resolved=bool(report["resolved"]), resolution=resolution, tests=dict(status_map),
-                 tests_status=tests_status, log_found=found, report=report)
+                 tests_status=tests_status, log_found=found, patch_applied=constants.APPLY_PATCH_FAIL not in log,
+                 report=report)

@@ -144,6 +144,7 @@ def test_printed_passed_lines_do_not_resolve(docker_backend: DockerBackend, imag
     ev = run(SUITE, task, docker_backend, shell(f"printf \"{conftest}\" > conftest.py"))
     assert "PASSED tests/test_ops.py::test_merge_an_interval_contained_in_another" in ev.details["test_output"]
     assert ev.reward == 0.0 and ev.details["resolution"] == "RESOLVED_NO"
+    assert ev.details["patch_applied"] and not ev.details["log_gradable"]
 
 
 def test_tests_that_hang_score_0(docker_backend: DockerBackend, images: None) -> None:

@@ -270,13 +270,14 @@ def test_partial_fixes_patch_failures_and_forged_logs_are_not_resolved() -> None
                     .replace("Test Exit Code: 0", "Test Exit Code: 1"), "x")
     assert (partial.resolved, partial.resolution) == (False, "RESOLVED_PARTIAL")
     failed_apply = grade(spec, ">>>>> Patch Apply Failed\n", "x")
-    assert (failed_apply.resolved, failed_apply.log_found) == (False, False)
+    assert (failed_apply.resolved, failed_apply.log_found, failed_apply.patch_applied) == (False, False, False)
     assert failed_apply.tests_status["FAIL_TO_PASS"]["failure"] == list(inst.fail_to_pass)
     # PASSED lines the patch printed itself, while pytest exited 1: swebench's exit-code check
     nothing_log = (FIXTURES / "agentgym__spans-9.nothing.log").read_text()
     forged = nothing_log.replace("+ SWEBENCH_TEST_EXIT_CODE=1",
                                  "".join(f"PASSED {t}\n" for t in inst.fail_to_pass) + "+ SWEBENCH_TEST_EXIT_CODE=1")
-    assert grade(spec, forged, "x").resolved is False
+    forged_grade = grade(spec, forged, "x")
+    assert (forged_grade.resolved, forged_grade.log_found, forged_grade.patch_applied) == (False, False, True)
     timed_out = grade(spec, nothing_log + "\n>>>>> Tests Timed Out\n", "x")
     assert (timed_out.resolved, timed_out.log_found) == (False, False)
 
