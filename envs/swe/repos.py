@@ -126,7 +126,8 @@ def local_context(repo: str, path: str | os.PathLike[str]) -> RepoImage:
         raise EnvError(f"repository {repo!r}: {source} does not exist")
     refs = _git("-C", str(source), "for-each-ref", "--format=%(objectname) %(refname)")
     head = _git("-C", str(source), "rev-parse", "HEAD").strip()
-    key = hashlib.sha256(f"{source}\n{head}\n{refs}\n{LOCAL_DOCKERFILE}".encode()).hexdigest()
+    # what the image will hold, not where it came from: the same history gives the same context
+    key = hashlib.sha256(f"{head}\n{refs}\n{LOCAL_DOCKERFILE}".encode()).hexdigest()
     for existing in _contexts().glob(f"{slug(repo.replace('/', '-'))}-*"):
         marker = existing / "source.key"
         if marker.is_file() and marker.read_text() == key:

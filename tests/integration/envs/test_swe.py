@@ -168,8 +168,11 @@ def test_an_instance_file_given_by_path_runs(docker_backend: DockerBackend, imag
 
 
 def git(repo: Path, *args: str) -> str:
+    # fixed identity and dates: the same commit every run, so its image is built once
     env = {"GIT_AUTHOR_NAME": "u", "GIT_AUTHOR_EMAIL": "u@x.invalid", "GIT_COMMITTER_NAME": "u",
-           "GIT_COMMITTER_EMAIL": "u@x.invalid", "PATH": "/usr/bin:/bin", "HOME": str(repo)}
+           "GIT_COMMITTER_EMAIL": "u@x.invalid", "GIT_AUTHOR_DATE": "1700000000 +0000",
+           "GIT_COMMITTER_DATE": "1700000000 +0000", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+           "PATH": "/usr/bin:/bin", "HOME": str(repo)}
     return subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True).stdout
 
 
