@@ -26,6 +26,7 @@ configuration is read, so the hashes are the same on every machine.
 ...     "commits": [{"tree": "01", "date": "2024-01-01T00:00:00Z", "message": "Add hello"}]}))
 >>> build(root, root / "out")
 ['00da802ef2bcefb646d1ff6c5cedfeb9835538c5']
+>>> shutil.rmtree(root)
 """
 
 from __future__ import annotations
