@@ -12,10 +12,17 @@ Terminal tasks (Harbor layout, :mod:`agentgym.envs.harbor`), all in ``envs/termi
 - ``terminal/<task>-v0`` — one task (for example ``terminal/hello-file-v0``), an env whose
   ``tasks()`` holds just that task. ``registries.envs.make("terminal/all-v0",
   task_ids=["hello-file"])`` selects tasks the same way.
+
+SWE-bench instances (:mod:`agentgym.envs.swe`):
+
+- ``swe/basic-v0`` — the built-in instances in ``envs/swe/data/instances.jsonl``;
+- ``swe/<instance_id>-v0`` — one of them (for example ``swe/agentgym__textkit-7-v0``).
+  A user's own SWE-bench-style file needs no id: ``SWEEnv(path="my.jsonl")``.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from agentgym import registries
@@ -24,8 +31,10 @@ TERMINAL_TASKS = Path(__file__).parent / "terminal" / "tasks"
 """The built-in terminal tasks (Harbor layout)."""
 BASIC_TASKS = ("fix-python-script", "hello-file", "leave-a-note", "log-report", "system-user")
 """The tasks of ``terminal/basic-v0``."""
+SWE_INSTANCES = Path(__file__).parent / "swe" / "data" / "instances.jsonl"
+"""The built-in SWE suite (SWE-bench schema, one instance per line)."""
 
-__all__ = ["BASIC_TASKS", "TERMINAL_TASKS"]
+__all__ = ["BASIC_TASKS", "SWE_INSTANCES", "TERMINAL_TASKS"]
 
 
 registries.envs.register(
@@ -53,3 +62,13 @@ registries.envs.register(
     "terminal/workspace-hard-v0", "agentgym.envs.workspace:WorkspaceEnv",
     kinds=("dir", "file", "empty", "python", "word", "nested"), env_id="terminal/workspace-hard-v0",
     description="Workspace tasks with two requirements from all six kinds (words, nested files).")
+
+registries.envs.register(
+    "swe/basic-v0", "agentgym.envs.swe:SWEEnv", env_id="swe/basic-v0",
+    description="SWE-bench instances over small Python repositories, graded by swebench's parser.")
+for _line in SWE_INSTANCES.read_text().splitlines() if SWE_INSTANCES.is_file() else []:
+    _instance_id = json.loads(_line)["instance_id"] if _line.strip() else None
+    if _instance_id:
+        registries.envs.register(
+            f"swe/{_instance_id}-v0", "agentgym.envs.swe:SWEEnv", instance_ids=[_instance_id],
+            env_id=f"swe/{_instance_id}-v0", description=f"The {_instance_id} instance of swe/basic-v0.")

@@ -35,8 +35,9 @@ PUBLIC = {
                          "LocalRuntime", "ProxyEndpoint", "Runtime", "RuntimeBackend", "RuntimeFileNotFound", "RuntimeSpec",
                          "get_backend"],
     "agentgym.tokens": ["ChatRenderer", "ParsedCompletion", "RenderedPrompt", "parse_hermes"],
-    "agentgym.envs": ["BASIC_TASKS", "TERMINAL_TASKS"],
+    "agentgym.envs": ["BASIC_TASKS", "SWE_INSTANCES", "TERMINAL_TASKS"],
     "agentgym.envs.harbor": ["HarborEnv", "load_harbor_task", "parse_reward"],
+    "agentgym.envs.swe": ["BUILTIN_INSTANCES", "SWEEnv", "SWEInstance", "load_instances"],
     "agentgym.harnesses": [],
 }
 

@@ -18,14 +18,12 @@ def _can_drop_to_nobody() -> bool:
     runtime, where the verifier's own protections apply instead)."""
     if os.geteuid() != 0:
         return False
-    probe = tempfile.NamedTemporaryFile(delete=False)
-    try:
-        os.chown(probe.name, 65534, 65534)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.unlink(probe.name)
+    with tempfile.NamedTemporaryFile() as probe:
+        try:
+            os.chown(probe.name, 65534, 65534)
+        except OSError:
+            return False
+    return True
 
 
 NOBODY = 65534 if _can_drop_to_nobody() else None

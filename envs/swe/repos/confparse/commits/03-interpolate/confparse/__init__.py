@@ -1,0 +1,8 @@
+"""confparse: a small INI dialect with typed getters."""
+
+from confparse.errors import ConfigError, ParseError
+from confparse.ini import DEFAULT, Config, parse
+from confparse.interpolate import InterpolationError, interpolate
+
+__all__ = ["DEFAULT", "Config", "ConfigError", "InterpolationError", "ParseError", "interpolate", "parse"]
+__version__ = "0.1.0"
