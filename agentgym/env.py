@@ -33,6 +33,7 @@ Implementations live in ``envs/`` (``agentgym.envs``) and register with
 from __future__ import annotations
 
 import abc
+import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +74,11 @@ class Env(abc.ABC):
         for t in self.tasks():
             if t.id == task_id:
                 return t
-        raise EnvError(f"{self.id}: no task {task_id!r}; tasks: {', '.join(t.id for t in self.tasks())}")
+        ids = [t.id for t in self.tasks()]
+        close = difflib.get_close_matches(task_id, ids, n=3)
+        listing = f"did you mean {', '.join(close)}?" if close else \
+            f"tasks: {', '.join(ids[:12])}{f' ... ({len(ids)} in all)' if len(ids) > 12 else ''}"
+        raise EnvError(f"{self.id}: no task {task_id!r}; {listing}")
 
     # -- sandboxes -------------------------------------------------------------------------------
     def unsupported(self, task: Task, backend: RuntimeBackend) -> str | None:

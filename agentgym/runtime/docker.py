@@ -304,6 +304,8 @@ class DockerRuntime(Runtime):
                 raw.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 sock.close()
+            with contextlib.suppress(OSError):
+                raw.close()  # the SocketIO wrapper does not close the socket it wraps
         code = -1
         if not guard:
             for _ in range(50):  # the exit code can lag the end of the stream by a moment
