@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 import threading
@@ -28,8 +29,8 @@ from typing import Any
 
 from agentgym.errors import RuntimeError_
 
-__all__ = ["SYSTEM_PATH", "TRUSTED_ETC", "TRUSTED_ROOTS", "classify_change", "read_tree", "tamper_evidence",
-           "trusted_mounts"]
+__all__ = ["SYSTEM_PATH", "TRUSTED_ETC", "TRUSTED_ROOTS", "classify_change", "deduplicate", "read_tree",
+           "tamper_evidence", "trusted_mounts"]
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 """The verifier's ``PATH``: system directories only (all of them under the trusted ``/usr``)."""
@@ -116,6 +117,7 @@ def trusted_mounts(api: Any, image: str, cache_root: Path) -> dict[str, str]:
         if not done.is_file():
             shutil.rmtree(root, ignore_errors=True)
             _export(api, image, root)
+            deduplicate(root / "fs", Path(cache_root) / "objects")
             done.write_text(image)
     mounts: dict[str, str] = {str(root / "fs" / name): f"/{name}" for name in sorted(os.listdir(root / "fs"))}
     for link in sorted((root / "links").iterdir()):
@@ -156,6 +158,40 @@ def _export(api: Any, image: str, root: Path) -> None:
     finally:
         with contextlib.suppress(Exception):
             api.remove_container(container, force=True)
+
+
+def deduplicate(tree: Path, store: Path) -> int:
+    """Replace each regular file under ``tree`` by a hard link into ``store``, keyed by content,
+    mode and owner, so task images that share a base (most of ``/usr``) share one copy on disk.
+    Returns the bytes saved."""
+    import hashlib
+
+    saved = 0
+    for path in tree.rglob("*"):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            continue
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        key = f"{digest.hexdigest()}-{stat.S_IMODE(st.st_mode):o}-{st.st_uid}-{st.st_gid}"
+        target = store / key[:2] / key
+        try:
+            if target.exists():
+                tmp = path.with_name(f".{path.name}.dedup")
+                os.link(target, tmp)
+                os.replace(tmp, path)
+                saved += st.st_size
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(path, target)
+        except OSError:
+            continue  # another filesystem, or a race: keep the file as it is
+    return saved
 
 
 def read_tree(root: Path) -> dict[str, bytes]:
