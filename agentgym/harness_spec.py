@@ -232,7 +232,7 @@ class CommandHarness(Harness):
         if spec.apt:
             lines.append("RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
                          f"--no-install-recommends {' '.join(map(shlex.quote, spec.apt))} "
-                         "&& rm -rf /var/lib/apt/lists/*")
+                         "&& apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin")
         context: dict[str, str] = {}
         for host, dst in spec.files.items():
             name = self._context_name(host)

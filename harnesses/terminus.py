@@ -93,8 +93,8 @@ class TerminusHarness(Harness):
     streams: ClassVar[bool] = False
     uses_tools: ClassVar[bool] = False
     version: ClassVar[str] = "0.1"
-    install_mb: ClassVar[float | None] = 1.2
-    """tmux and its libraries on Debian bookworm (``apt-get install tmux``: 1.2 MB)."""
+    install_mb: ClassVar[float | None] = 1.5
+    """tmux 3.3a and libevent-core from Debian bookworm, plus the script."""
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = (STEP_LIMIT_EXIT_CODE,)
 
     def __init__(self, *, temperature: float | None = 1.0, max_tokens: int | None = 1024, seed: int | None = None,
@@ -132,7 +132,7 @@ class TerminusHarness(Harness):
         digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:16]
         dockerfile = (
             "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-            "tmux >/dev/null && rm -rf /var/lib/apt/lists/*\n"
+            "tmux >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n"
             f"COPY terminus_agent.py {CONTAINER_SCRIPT}\n"
             f"RUN {self.python} -c 'import sys; assert sys.version_info >= (3, 8), sys.version' "
             f"&& chmod 0755 {CONTAINER_SCRIPT} && tmux -V\n"
