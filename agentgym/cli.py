@@ -6,6 +6,7 @@
     agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
     agentgym envs list | agentgym harnesses list
     agentgym check env ID|PATH [--tasks a,b] [--runtime R]   oracle scores 1, doing nothing 0
+    agentgym check harness ID|PATH [--runtime R]  its dialect, streaming, calls, segments on a trivial task
     agentgym prebuild ID|PATH [--harness H]     build task images (and a harness layer) ahead of a run
     agentgym model build-tiny --out DIR
     agentgym setup                              install/start Docker and build the base image
@@ -36,7 +37,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="A gym for ag
 envs_app = typer.Typer(no_args_is_help=True, help="Environment suites.")
 harnesses_app = typer.Typer(no_args_is_help=True, help="Harness adapters.")
 model_app = typer.Typer(no_args_is_help=True, help="Local models.")
-check_app = typer.Typer(no_args_is_help=True, help="Check that an environment's tasks can be scored.")
+check_app = typer.Typer(no_args_is_help=True, help="Check an environment's tasks or a harness.")
 app.add_typer(envs_app, name="envs")
 app.add_typer(check_app, name="check")
 app.add_typer(harnesses_app, name="harnesses")
@@ -70,7 +71,8 @@ def quickstart(
 @app.command()
 def rollout(
     env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
-    harness: Annotated[str, typer.Option(help="Harness id (see `agentgym harnesses list`).")] = "agentgym/react-v0",
+    harness: Annotated[str, typer.Option(help="Harness id (see `agentgym harnesses list`) or a TOML harness "
+                                         "spec's path.")] = "agentgym/react-v0",
     model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
     samples: Annotated[int, typer.Option(help="Episodes per task.")] = 4,
     tasks: Annotated[str, typer.Option(help="Comma-separated task ids (default: all).")] = "",
@@ -242,15 +244,16 @@ def check_env_cmd(
 def prebuild_cmd(
     target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A registered env id, or a Harbor task "
                                           "directory or a directory of them.")],
-    harness: Annotated[str | None, typer.Option(help="Also build this harness's layer on each task image.")] = None,
+    harness: Annotated[str | None, typer.Option(help="Also build this harness's layer on each task image "
+                                                "(an id or a TOML spec's path).")] = None,
     tasks: Annotated[str, typer.Option(help="Comma-separated task ids (default: all).")] = "",
 ) -> None:
     """Build every task image (and with --harness the harness layer on top) ahead of a run.
     Unchanged build contexts are not rebuilt. Exits 1 when a build fails."""
     import time
 
-    from agentgym import registries
     from agentgym.check import select_tasks
+    from agentgym.harness import load_harness
     from agentgym.prebuild import prebuild
     from agentgym.runtime import get_backend
     from agentgym.runtime.docker import docker_available
@@ -259,7 +262,7 @@ def prebuild_cmd(
     try:
         env = load_env_target(target)
         selected = select_tasks(env, _task_ids(tasks))
-        layer = registries.harnesses.make(harness) if harness else None
+        layer = load_harness(harness) if harness else None
         if not docker_available():
             raise AgentGymError("no Docker engine answers: run `agentgym setup` (images are Docker's)")
     except AgentGymError as e:
@@ -311,10 +314,53 @@ def envs_list() -> None:
 
 @harnesses_app.command("list")
 def harnesses_list() -> None:
-    """Registered harnesses."""
+    """Registered harnesses: dialect, streaming, version of the program, install size."""
     from agentgym import registries
 
-    _list(registries.harnesses)
+    typer.echo(f"{'id':28s} {'dialect':10s} {'stream':6s} {'version':9s} {'install':>8s}  description")
+    for id_, spec in registries.harnesses.items():
+        try:
+            cls = spec.load()
+        except Exception as e:  # a broken plugin is listed, not fatal
+            typer.echo(f"{id_:28s} (cannot load: {e})")
+            continue
+        size = getattr(cls, "install_mb", None)
+        typer.echo(f"{id_:28s} {','.join(getattr(cls, 'dialects', ())):10s} "
+                   f"{'yes' if getattr(cls, 'streams', False) else 'no':6s} {getattr(cls, 'version', '') or '-':9s} "
+                   f"{'-' if size is None else f'{size:.0f} MB':>8s}  {spec.description}")
+
+
+@check_app.command("harness")
+def check_harness_cmd(
+    target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A harness id (see `agentgym harnesses list`) "
+                                          "or a TOML harness spec's path.")],
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "auto",
+    timeout: Annotated[float, typer.Option(help="Seconds the harness may run.")] = 300.0,
+    out: Annotated[str, typer.Option(help="Where the call journal goes.")] = "runs/check-harness",
+) -> None:
+    """Run a harness once on a trivial task against a scripted engine, through the proxy, and
+    print its dialect, streaming, calls, sub-agents, whether its session reconstructed into one
+    segment (each break's reason if not), delivered_fraction and time to first call. Exits 1
+    when it never called the model, did not end on its own or did not reconstruct."""
+    from agentgym.harness import load_harness
+    from agentgym.harness_check import check_harness, format_check
+    from agentgym.runtime import get_backend
+
+    try:
+        harness = load_harness(target)
+        backend = get_backend(runtime)
+    except AgentGymError as e:
+        _fail(e)
+    typer.echo(f"checking {harness.id} on the {backend.name} runtime (the first run may build its image)")
+    try:
+        report = asyncio.run(check_harness(harness, backend, out_dir=out, timeout_s=timeout))
+    except AgentGymError as e:
+        _fail(e)
+    finally:
+        backend.close()
+    typer.echo(format_check(report))
+    if not report.ok:
+        raise typer.Exit(code=1)
 
 
 @model_app.command("build-tiny")

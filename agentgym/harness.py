@@ -17,6 +17,7 @@ Implementations live in ``harnesses/`` (``agentgym.harnesses``) and register wit
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ from agentgym.runtime.base import ExecResult, Runtime
 from agentgym.runtime.images import ImageLayer
 from agentgym.types import StopReason, Task
 
-__all__ = ["Harness", "HarnessContext", "ImageLayer", "Launch"]
+__all__ = ["CHECK_REPLIES", "Harness", "HarnessContext", "ImageLayer", "Launch", "load_harness", "tool_call_text"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class Harness(abc.ABC):
     """Whether it asks for SSE streaming."""
     uses_tools: ClassVar[bool] = True
     """Whether it sends ``tools`` and expects ``tool_calls``."""
+    version: ClassVar[str] = ""
+    """Version of the agent program it runs (a locked harness: its lock's pin)."""
+    install_mb: ClassVar[float | None] = None
+    """Disk size in MB of what it installs beyond the task image (measured on the installed
+    virtualenv or package tree; ``None``: unknown or nothing), for ``agentgym harnesses list``."""
 
     def image_layer(self) -> ImageLayer | None:
         """Install the harness into a Docker image (built once, cached by docker)."""
@@ -80,6 +86,13 @@ class Harness(abc.ABC):
         (ECHO trains on those), leaving out what this harness added around them (framing such as
         ``exit code: 0``, warnings, nudges). ``None``: all of it (the default)."""
         return None
+
+    def check_replies(self) -> Sequence[str]:
+        """What the scripted engine of ``agentgym check harness`` answers, in order (the last
+        repeats), as the policy's raw text: tool calls in the chat template's
+        ``<tool_call>{...}</tool_call>`` form. The default suits a harness with a ``bash`` tool
+        that stops at a reply without a tool call; override it for other protocols."""
+        return CHECK_REPLIES
 
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = ()
     """Exit codes with which the harness reports that it hit its step limit."""
@@ -103,3 +116,45 @@ class Harness(abc.ABC):
         await self.install(runtime)
         launch = self.launch(ctx, runtime)
         return await runtime.exec(launch.cmd, env=dict(launch.env), timeout=timeout, workdir=ctx.task.workdir)
+
+
+def tool_call_text(name: str, arguments: Mapping[str, Any]) -> str:
+    """A tool call as the policy writes it (the chat template's ``<tool_call>`` form), which the
+    proxy parses into the caller's dialect.
+
+    >>> tool_call_text("bash", {"command": "ls"})
+    '<tool_call>\\n{"name": "bash", "arguments": {"command": "ls"}}\\n</tool_call>'
+    """
+    return "<tool_call>\n" + json.dumps({"name": name, "arguments": dict(arguments)}) + "\n</tool_call>"
+
+
+CHECK_REPLIES: tuple[str, ...] = (
+    tool_call_text("bash", {"command": "echo ok > check.txt && cat check.txt"}),
+    "Done: check.txt holds ok.",
+)
+"""The default :meth:`Harness.check_replies`: one ``bash`` call, then a final answer."""
+
+
+def load_harness(target: str, **kwargs: Any) -> Harness:
+    """The harness a command's ``--harness`` (or a config's ``harness``) names: a registered id
+    (``registries.harnesses``, which also holds installed packages' ``agentgym.harnesses`` entry
+    points), or the path of a TOML spec of a command-line harness
+    (:class:`agentgym.harness_spec.CommandHarness`). The one place that argument is resolved.
+
+    >>> load_harness("agentgym/react-v0", temperature=0.0).id
+    'agentgym/react-v0'
+    """
+    from pathlib import Path
+
+    from agentgym.errors import ConfigError
+
+    if target.endswith(".toml") or Path(target).is_file():
+        from agentgym.harness_spec import CommandHarness
+
+        if kwargs:
+            raise ConfigError(f"{target} is a TOML harness spec; it takes no arguments "
+                              f"({', '.join(sorted(kwargs))}): put them in the spec")
+        return CommandHarness.from_toml(target)
+    from agentgym import registries
+
+    return registries.harnesses.make(target, **kwargs)

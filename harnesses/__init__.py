@@ -8,6 +8,8 @@ id                            what runs
 ============================  =======================================================
 ``agentgym/react-v0``         agentgym's stdlib-only ReAct shell agent (:mod:`.react`)
 ``mini-swe-agent/mini-v2``    mini-swe-agent 2.4.6's ``mini`` CLI (:mod:`.mini_swe_agent`)
+``agentgym/terminus-v0``      a Terminus-style tmux agent: keystrokes in, screen out (:mod:`.terminus`)
+``aider/aider-v0``            Aider 0.86.2, one ``--message`` per episode (:mod:`.aider`)
 ============================  =======================================================
 
 >>> from agentgym import registries
@@ -26,4 +28,12 @@ registries.harnesses.register(
 registries.harnesses.register(
     "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",
     description="mini-swe-agent 2.4.6 `mini` CLI, unmodified, installed from a wheelhouse",
+)
+registries.harnesses.register(
+    "agentgym/terminus-v0", "agentgym.harnesses.terminus:TerminusHarness",
+    description="Terminus-style tmux agent (stdlib script): JSON keystrokes in, terminal screen out, no tools",
+)
+registries.harnesses.register(
+    "aider/aider-v0", "agentgym.harnesses.aider:AiderHarness",
+    description="Aider 0.86.2 (aider-chat), one --message per episode, streaming by default, from a lock",
 )

@@ -92,7 +92,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from agentgym.errors import HarnessError
-from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
+from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch, tool_call_text
 from agentgym.harnesses.locks import HarnessLock, harness_lock
 from agentgym.harnesses.wheelhouse import LOCK_NAME, ensure_venv, ensure_wheelhouse
 from agentgym.runtime.base import Runtime
@@ -163,6 +163,9 @@ class MiniSweAgentHarness(Harness):
     streams: ClassVar[bool] = False
     uses_tools: ClassVar[bool] = True
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = (STEP_LIMIT_EXIT_CODE,)
+    version: ClassVar[str] = VERSION
+    install_mb: ClassVar[float | None] = 737
+    """``du -sm`` of the locked host virtualenv (Python 3.11)."""
 
     def __init__(self, *, temperature: float | None = None, max_tokens: int | None = None,
                  seed: int | None = None, command_timeout: int = 30, retry_attempts: int | None = None,
@@ -190,6 +193,12 @@ class MiniSweAgentHarness(Harness):
         if key < 0 or end <= key + len('"output": "'):
             return None
         return ((key + len('"output": "'), end),)
+
+    def check_replies(self) -> Sequence[str]:
+        """A ``bash`` call, then the submission command (a reply without a tool call is a format
+        error to mini, not an answer)."""
+        return (tool_call_text("bash", {"command": "echo ok > check.txt && cat check.txt"}),
+                tool_call_text("bash", {"command": f"echo {SUBMIT_SENTINEL}"}))
 
     # -- installation --------------------------------------------------------------------------
     def dockerfile(self) -> str:

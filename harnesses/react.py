@@ -71,6 +71,9 @@ class ReactHarness(Harness):
     streams: ClassVar[bool] = False
     uses_tools: ClassVar[bool] = True
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = (STEP_LIMIT_EXIT_CODE,)
+    version: ClassVar[str] = "0.1"
+    install_mb: ClassVar[float | None] = 0.02
+    """One script (the runtime's ``python3`` runs it)."""
 
     def __init__(self, *, temperature: float | None = 1.0, max_tokens: int | None = 1024,
                  seed: int | None = None, command_timeout: float = 60.0, max_output_chars: int = 10000,

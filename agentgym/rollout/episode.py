@@ -106,6 +106,15 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         if stop == StopReason.HARNESS_ERROR:
             stop = StopReason.ENGINE_ERROR
     calls = proxy.close_session(sid)
+    if not calls and error is None and stop in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
+        # A harness that ends "fine" without one request never reached the policy (a wrong base
+        # URL, a key or model check that failed quietly, a crash it swallowed): nothing to train on.
+        stop = StopReason.HARNESS_ERROR
+        error = ErrorInfo(type="NoModelCalls", boundary="harness", message=(
+            f"{harness.id} exited {result.exit_code if result else '?'} without calling the model: check that it "
+            f"reads its base URL from the launch environment ({proxy.base_url(sid)}) and that its own checks "
+            f"(model name, API key) pass. Output tail: "
+            f"{((result.stderr or result.stdout) if result else '')[-1500:]}"))
     meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details,
             "harness_exit_code": None if result is None else result.exit_code,
             "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}

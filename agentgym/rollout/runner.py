@@ -36,6 +36,7 @@ from typing import Any
 from agentgym import export, registries
 from agentgym.engines.base import Engine
 from agentgym.errors import ConfigError
+from agentgym.harness import load_harness
 from agentgym.jsonl import read_records
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.proxy.server import Proxy
@@ -50,7 +51,8 @@ class RolloutConfig:
     env: str
     """Environment suite id, e.g. ``terminal/basic-v0``."""
     harness: str
-    """Harness id, e.g. ``agentgym/react-v0`` or ``mini-swe-agent/mini-v2``."""
+    """Harness id, e.g. ``agentgym/react-v0`` or ``mini-swe-agent/mini-v2``, or the path of a
+    TOML harness spec (:func:`agentgym.harness.load_harness`)."""
     samples: int = 4
     task_ids: Sequence[str] | None = None
     """Run only these tasks (default: the whole suite)."""
@@ -110,7 +112,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     env = registries.envs.make(config.env)
-    harness = registries.harnesses.make(config.harness, **config.harness_kwargs)
+    harness = load_harness(config.harness, **config.harness_kwargs)
     tasks = select_tasks(env, config.task_ids)
     backend = backend or get_backend(config.runtime)
     journal = out / "episodes.jsonl"

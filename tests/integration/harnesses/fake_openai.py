@@ -2,7 +2,8 @@
 
 It listens on 127.0.0.1 (a free port) in a background thread, records every request (path,
 headers, JSON body, and the response it got) and answers from a script of canned replies; once the script is used up it
-repeats ``default`` (or answers 500 when there is none).
+repeats ``default`` (or answers 500 when there is none). A request with ``"stream": true`` gets
+the same reply as server-sent events (``chat.completion.chunk`` objects, then ``[DONE]``).
 
 >>> with FakeOpenAI([tool_call("echo hi"), text("done")]) as srv:   # doctest: +SKIP
 ...     run_agent(base_url=srv.base_url)
@@ -52,8 +53,10 @@ class FakeOpenAI:
 
     def __init__(self, script: Sequence[Reply | Callable[[dict[str, Any]], Reply]] = (), *,
                  default: Reply | Callable[[dict[str, Any]], Reply] | None = None,
-                 prefix: str = "/s/test-session/v1", host: str = "127.0.0.1") -> None:
+                 prefix: str = "/s/test-session/v1", host: str = "127.0.0.1", chunk_chars: int = 16) -> None:
         self.script = list(script)
+        self.chunk_chars = chunk_chars
+        """Characters of content per streamed chunk (``"stream": true`` requests get SSE)."""
         self.default = default
         self.prefix = prefix
         self.host = host
@@ -103,7 +106,39 @@ class FakeOpenAI:
                 }
         with self._lock:
             self.requests[index]["response"] = {"status": status, "body": payload}
+        if status == 200 and isinstance(body, dict) and body.get("stream"):
+            return await self._stream(request, payload, bool((body.get("stream_options") or {}).get("include_usage")))
         return web.json_response(payload, status=status)
+
+    async def _stream(self, request: web.Request, payload: dict[str, Any], include_usage: bool) -> web.StreamResponse:
+        """The same reply as server-sent events, the way OpenAI streams chat completions: a role
+        chunk, the content in pieces of ``chunk_chars``, each tool call (name, then arguments),
+        a finish chunk, a usage chunk when asked, ``[DONE]``."""
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        choice = payload["choices"][0]
+        message = choice["message"]
+        head = {k: payload[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+
+        async def send(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> None:
+            chunk = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+                     **extra}
+            await resp.write(f"data: {json.dumps(chunk)}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        content = message.get("content") or ""
+        for i in range(0, len(content), self.chunk_chars):
+            await send({"content": content[i:i + self.chunk_chars]})
+        for n, call in enumerate(message.get("tool_calls") or []):
+            await send({"tool_calls": [{"index": n, "id": call["id"], "type": "function",
+                                        "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            await send({"tool_calls": [{"index": n, "function": {"arguments": call["function"]["arguments"]}}]})
+        await send({}, choice["finish_reason"])
+        if include_usage:
+            await resp.write(f"data: {json.dumps({**head, 'choices': [], 'usage': payload['usage']})}\n\n".encode())
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        return resp
 
     def start(self) -> FakeOpenAI:
         ready = threading.Event()

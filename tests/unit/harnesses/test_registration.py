@@ -18,6 +18,13 @@ def test_builtin_ids_make_harnesses() -> None:
         assert harness.dialects == ("openai",) and not harness.streams and harness.uses_tools
 
 
+def test_every_builtin_declares_what_harnesses_list_shows() -> None:
+    for hid, spec in registries.harnesses.items():
+        cls = spec.load()
+        assert cls.id == hid and cls.dialects and set(cls.dialects) <= {"openai", "responses", "anthropic"}
+        assert isinstance(cls.streams, bool) and isinstance(cls.version, str)
+
+
 def test_registering_imports_no_harness_module() -> None:
     code = ("import sys, agentgym.harnesses; "
             "print(any(m.startswith('agentgym.harnesses.') for m in sys.modules))")
