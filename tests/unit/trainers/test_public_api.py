@@ -24,7 +24,8 @@ PUBLIC: dict[str, list[str]] = {
     "agentgym.trainers.advantages.hgpo": ["HGPOConfig", "hgpo_advantages", "hgpo_advantages_reference"],
     "agentgym.trainers.advantages.mgrpo": [
         "MAIN_REWARD_ATOL", "MGRPOConfig", "agent_role", "align_group_subagents", "align_subagents",
-        "main_agent_reward", "mgrpo_advantages", "mgrpo_advantages_reference", "subagent_reward",
+        "main_agent_reward", "mgrpo_advantages", "mgrpo_advantages_reference", "reference_rewards",
+        "subagent_links", "subagent_reward", "well_formed",
     ],
     "agentgym.trainers.advantages.synthetic": ["random_step_batch"],
     "agentgym.trainers.advantages.tree": ["TreeConfig", "tree_advantages", "tree_advantages_reference",
