@@ -8,7 +8,9 @@ an OpenAI-compatible ``/chat/completions`` endpoint (non-streaming).
 **Agents.** One process, several call chains, each with its own system prompt and its own base
 URL, so the proxy records one trajectory per agent:
 
-* the *planner* (the main agent) uses the base URL it is given (``.../s/<sid>/v1``);
+* the *planner* (the main agent) uses the base URL it is given (``.../s/<sid>/v1``) and names
+  itself with the header ``X-AgentGym-Agent: main``, so it is the main agent even when workers
+  call first (``--split lines``);
 * worker number ``n`` (1, 2, ...) is a sub-agent, agent id ``sub-<n>``, served at
   ``.../s/<sid>/a/sub-<n>/v1``: the base URL's trailing ``/v1`` replaced by ``/a/sub-<n>/v1``
   (agentgym's sub-agent route). Every delegation starts a new worker with a fresh history.
@@ -77,6 +79,9 @@ EXIT_STEP_LIMIT = react.EXIT_STEP_LIMIT
 EXIT_API_REFUSED = react.EXIT_API_REFUSED
 EXIT_API_UNAVAILABLE = react.EXIT_API_UNAVAILABLE
 
+MAIN_AGENT = "main"
+AGENT_HEADER = "X-AgentGym-Agent"
+"""The planner names itself in this header (workers are named by their route)."""
 WORKER_PREFIX = "sub-"
 """Worker ``n``'s agent id is ``sub-<n>`` (ids the proxy accepts in a URL path and journal names)."""
 REPORT_PREFIX = "report from "
@@ -84,7 +89,7 @@ REPORT_PREFIX = "report from "
 ERROR_PREFIX = "error: "
 OUTPUT_MARKER = "\noutput:\n"
 
-DELEGATE_TOOL = {
+DELEGATE_TOOL: dict = {
     "type": "function",
     "function": {
         "name": "delegate",
@@ -97,7 +102,7 @@ DELEGATE_TOOL = {
         },
     },
 }
-INSPECT_TOOL = {
+INSPECT_TOOL: dict = {
     "type": "function",
     "function": {
         "name": "inspect",
@@ -122,12 +127,12 @@ VERIFY_BASH = ("Check the result with the `bash` tool (each call runs in a fresh
 VERIFY_INSPECT = ("Check the result with the `inspect` tool, which lists a directory or shows a file; you "
                   "cannot change anything yourself.")
 
-WORKER_PROMPT = """You are a worker in a team that solves tasks in a Linux shell. The planner gave you
+WORKER_PROMPT = """You are worker {agent} in a team that solves tasks in a Linux shell. The planner gave you
 one sub-task. Use the `bash` tool to run commands; each call runs in a fresh shell (cd and
 variables do not persist), and you see its exit code and output. Do the sub-task and check it,
 then reply with a short report of what you did and no tool call."""
 
-WORKER_TASK = "You are worker {agent}. Sub-task from the planner:\n{task}"
+WORKER_TASK = "Sub-task from the planner:\n{task}"
 SPLIT_INTRO = ("\n\nEach of the {n} listed requirements was delegated to its own worker. Their reports:\n\n"
                "{reports}")
 
@@ -248,10 +253,11 @@ class Agent:
     """One call chain: its URL, system prompt, tools and history."""
 
     def __init__(self, episode: Episode, agent_id: str, url: str, system: str, tools: list[dict],
-                 first_message: str) -> None:
+                 first_message: str, headers: dict | None = None) -> None:
         self.episode = episode
         self.id = agent_id
         self.url = url.rstrip("/") + "/chat/completions"
+        self.headers = headers
         self.tools = tools
         self.messages: list[dict] = [{"role": "system", "content": system}, {"role": "user", "content": first_message}]
         self.steps: list[dict] = []
@@ -266,7 +272,7 @@ class Agent:
             if value is not None:
                 body[key] = value
         message, finish_reason = react.chat(self.url, body, self.episode.api_key, a.request_timeout, a.retries,
-                                            a.retry_backoff)
+                                            a.retry_backoff, self.headers)
         self.messages.append(message)  # exactly as received: the next request extends this one
         return message, finish_reason
 
@@ -333,8 +339,11 @@ class Episode:
             return (f"{ERROR_PREFIX}no delegation left (the limit is {a.max_delegations} workers per episode); "
                     "check the result and finish")
         agent_id = f"{WORKER_PREFIX}{len(self.workers) + 1}"
-        worker = Agent(self, agent_id, agent_base_url(a.base_url, agent_id), WORKER_PROMPT, [react.BASH_TOOL],
-                       WORKER_TASK.format(agent=agent_id, task=task))
+        # The worker's id in its system prompt keeps workers' histories apart from the first message on
+        # (a proxy that indexes a session's prefixes across agents would otherwise see sub-2's first
+        # request as an edit of sub-1's history).
+        worker = Agent(self, agent_id, agent_base_url(a.base_url, agent_id), WORKER_PROMPT.format(agent=agent_id),
+                       [react.BASH_TOOL], WORKER_TASK.format(task=task))
         self.workers.append(worker)
         for n in range(a.worker_max_steps):
             message, finish_reason = worker.call()
@@ -408,7 +417,8 @@ class Episode:
             return self.finish(EXIT_USAGE, "usage", str(e))
         try:
             first = self.first_message()
-            self.planner = Agent(self, "main", a.base_url, self.planner_prompt, self.planner_tools, first)
+            self.planner = Agent(self, MAIN_AGENT, a.base_url, self.planner_prompt, self.planner_tools, first,
+                                 headers={AGENT_HEADER: MAIN_AGENT})
             for n in range(a.max_steps):
                 message, finish_reason = self.planner.call()
                 tool_calls = message.get("tool_calls") or []

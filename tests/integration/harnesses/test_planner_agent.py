@@ -58,10 +58,14 @@ def test_planner_delegates_to_workers_on_their_own_routes_and_verifies(tmp_path:
     assert [r["path"] for r in srv.requests] == [PLANNER, worker_path(1), worker_path(1), PLANNER,
                                                  worker_path(2), worker_path(2), PLANNER, PLANNER]
     planner0, worker0 = srv.bodies[0], srv.bodies[1]
+    headers = [{k.lower(): v for k, v in r["headers"].items()} for r in srv.requests[:2]]
+    assert headers[0]["x-agentgym-agent"] == "main" and "x-agentgym-agent" not in headers[1]
     assert [t["function"]["name"] for t in planner0["tools"]] == ["delegate", "bash"]
     assert [t["function"]["name"] for t in worker0["tools"]] == ["bash"]
-    assert "planner" in planner0["messages"][0]["content"] and "worker" in worker0["messages"][0]["content"]
-    assert worker0["messages"][1]["content"] == "You are worker sub-1. Sub-task from the planner:\nCreate a.txt containing A."
+    assert "planner" in planner0["messages"][0]["content"]
+    assert worker0["messages"][0]["content"].startswith("You are worker sub-1 in a team")
+    assert worker0["messages"][1]["content"] == "Sub-task from the planner:\nCreate a.txt containing A."
+    assert srv.bodies[4]["messages"][0]["content"].startswith("You are worker sub-2 in a team")
     assert (worker0["temperature"], worker0["max_tokens"]) == (0.5, 77)
     # the worker's report comes back as the delegate call's result
     result = srv.bodies[3]["messages"][3]
