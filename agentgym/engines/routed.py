@@ -82,7 +82,7 @@ class AgentRoutedEngine(Engine):
     def model_name(self) -> str:
         return self.engines[self.default].model_name
 
-    @property  # type: ignore[override]
+    @property
     def policy_version(self) -> int:
         """The oldest policy version among the roles' engines."""
         return min(e.policy_version for e in self.engines.values())
