@@ -203,9 +203,9 @@ def mgrpo_advantages(batch: StepBatch, config: MGRPOConfig | Mapping[str, Any] |
         parent_t = torch.full((t,), -1, dtype=torch.long).scatter_reduce_(0, batch.traj_ids, batch.parent_traj, "amax")
         linked = parent_t >= 0
         if bool(linked.any()):
-            bad = linked & (group_t[parent_t.clamp(min=0)] != group_t)
-            if bool(bad.any()):
-                raise ConfigError(f"M-GRPO: sub-agent trajectory {int(torch.nonzero(bad)[0, 0])} is in another task "
+            crossed = torch.logical_and(linked, torch.ne(group_t[parent_t.clamp(min=0)], group_t))
+            if bool(crossed.any()):
+                raise ConfigError(f"M-GRPO: sub-agent trajectory {int(torch.nonzero(crossed)[0, 0])} is in another task "
                                   "group than its main rollout; its credit would come from another task's outcome")
         mains = int((lo == vocab["main"]).sum()) if "main" in vocab else 0
         metrics["mgrpo/subagents_per_main"] = float(linked.sum()) / mains if mains else 0.0

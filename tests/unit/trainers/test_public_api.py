@@ -51,6 +51,7 @@ PUBLIC: dict[str, list[str]] = {
                                      "save_checkpoint"],
     "agentgym.trainers.config": ["INFRA_STOP_REASONS", "TrainConfig", "apply_overrides", "load_config"],
     "agentgym.trainers.metrics": ["MetricsLog", "format_line", "read_metrics"],
+    "agentgym.trainers.multiagent": ["MultiAgentConfig", "multiagent_config", "select_multiagent_groups"],
     "agentgym.trainers.step": ["TokenBatch", "compute_token_logprobs", "train_step"],
     "agentgym.trainers.train": ["TrainResult", "heldout_obs_nll", "select_groups", "train", "train_async",
                                 "train_from"],
