@@ -135,3 +135,18 @@ def test_config() -> None:
             MultiAgentConfig(**bad)  # type: ignore[arg-type]
     cfg = MultiAgentConfig(policies="per-agent", roles=("main", "sub"))
     assert [cfg.policy_role(a) for a in ("main", "sub-3", "critic-1")] == ["main", "sub", "main"]
+
+
+def test_the_example_config_builds_its_harness_and_multi_agent_settings() -> None:
+    from pathlib import Path
+
+    from agentgym import registries
+    from agentgym.trainers.config import load_config
+
+    path = Path(__file__).resolve().parents[3] / "examples" / "train" / "tiny-team-mgrpo.toml"
+    cfg = load_config(path, ["multi_agent.policies=per-agent"])
+    multi = multiagent_config(cfg.estimator, cfg.multi_agent)
+    assert multi == MultiAgentConfig(subagents_per_main=3, rewards="reference", policies="per-agent")
+    harness = registries.harnesses.make(cfg.harness, **cfg.harness_kwargs)
+    assert (harness.split, harness.planner_tools, harness.worker_max_steps) == ("lines", "inspect", 4)
+    assert len(registries.envs.make(cfg.env).tasks()) == 1000
