@@ -242,9 +242,10 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
 
     quiet_transformers()
     multi = multiagent_config(config.estimator, config.multi_agent)
-    per_agent = multi is not None and multi.policies == "per-agent"
+    # one policy per role (the first role's is the run's `model`), or () for one shared policy
+    roles: tuple[str, ...] = multi.roles if multi is not None and multi.policies == "per-agent" else ()
     engine_id, _ = engine_spec(config.model)
-    if per_agent and engine_id != "agentgym/embedded-v0":
+    if roles and engine_id != "agentgym/embedded-v0":
         raise ConfigError(f"multi_agent.policies = 'per-agent' serves each role from its own embedded engine; "
                           f"{config.model!r} is served by {engine_id} (one server per role is not wired up)")
     out = Path(config.out)
@@ -260,17 +261,11 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     owns_engine = engine is None
     if engine is None:
         kwargs = {"device": config.device} if engine_id == "agentgym/embedded-v0" else {}
-        if per_agent:
-            assert multi is not None
-            engine = AgentRoutedEngine({role: load_engine(config.model, **kwargs) for role in multi.roles},
-                                       default=multi.roles[0])
-        else:
-            engine = load_engine(config.model, **kwargs)
-    if per_agent:
-        assert multi is not None
-        if not isinstance(engine, AgentRoutedEngine) or set(engine.engines) != set(multi.roles):
-            raise ConfigError(f"multi_agent.policies = 'per-agent' needs an AgentRoutedEngine with one engine per "
-                              f"role {list(multi.roles)}")
+        engine = (AgentRoutedEngine({role: load_engine(config.model, **kwargs) for role in roles}, default=roles[0])
+                  if roles else load_engine(config.model, **kwargs))
+    if roles and (not isinstance(engine, AgentRoutedEngine) or set(engine.engines) != set(roles)):
+        raise ConfigError(f"multi_agent.policies = 'per-agent' needs an AgentRoutedEngine with one engine per "
+                          f"role {list(roles)}")
 
     def new_policy() -> Policy:
         m = AutoModelForCausalLM.from_pretrained(_trainer_checkpoint(config.model), dtype=torch.float32)
@@ -279,10 +274,8 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
         return m, _optimizer(config, m)
 
     model, optimizer = new_policy()
-    # per-agent: the first role's policy is (model, optimizer); every other role gets its own
-    others: dict[str, Policy] = {role: new_policy() for role in multi.roles[1:]} if per_agent and multi else {}
-    policies: dict[str, Policy] | None = ({multi.roles[0]: (model, optimizer), **others}
-                                          if per_agent and multi else None)
+    others: dict[str, Policy] = {role: new_policy() for role in roles[1:]}
+    policies: dict[str, Policy] | None = {roles[0]: (model, optimizer), **others} if roles else None
     pad_id = engine.tokenizer.pad_token_id or 0
     loss_config = LossConfig(**config.loss_config) if config.loss_config else None
     echo = EchoConfig(**config.echo) if config.echo is not None else None
