@@ -45,7 +45,8 @@ A worker's step limit is not the planner's failure.
 with ``-``, ``*`` or ``1.``/``1)``) is delegated to its own worker, whose sub-task is the task with
 its list reduced to that one item; the planner's first message is the task followed by the
 workers' reports, and it goes on from there (verifying, delegating fixes, finishing). A task
-without list items is left to the planner.
+without list items is left to the planner; items beyond ``--max-delegations`` are not delegated
+(the first message says so).
 
 **Stop rules and exit statuses:** 0 the planner gave its final answer, 2 bad usage, 3 the planner
 made ``--max-steps`` model calls without finishing, 4 the API refused a request (4xx) or answered
@@ -135,6 +136,8 @@ then reply with a short report of what you did and no tool call."""
 WORKER_TASK = "Sub-task from the planner:\n{task}"
 SPLIT_INTRO = ("\n\nEach of the {n} listed requirements was delegated to its own worker. Their reports:\n\n"
                "{reports}")
+SPLIT_PARTIAL = ("\n\nThe first {n} of the {total} listed requirements were delegated, one worker each (the "
+                 "delegation limit). Their reports:\n\n{reports}")
 
 PLANNER_NUDGE = ("Your last reply contained no valid tool call. To use a tool, call one of {tools} with JSON "
                  "arguments. When the task is done, reply with your final answer and no tool call.")
@@ -402,10 +405,13 @@ class Episode:
     def first_message(self) -> str:
         if self.args.split != "lines":
             return self.task
-        parts = split_task(self.task)[: self.args.max_delegations]
+        items = split_task(self.task)
+        parts = items[: self.args.max_delegations]
         if not parts:
             return self.task
         reports = "\n\n".join(self.delegate(part) for part in parts)
+        if len(parts) < len(items):
+            return self.task + SPLIT_PARTIAL.format(n=len(parts), total=len(items), reports=reports)
         return self.task + SPLIT_INTRO.format(n=len(parts), reports=reports)
 
     def run(self) -> int:

@@ -158,6 +158,15 @@ def test_split_lines_delegates_each_item_before_the_planner_starts(tmp_path: Pat
     assert log["exit_reason"] == "final_answer" and len(log["workers"]) == 2
 
 
+def test_split_lines_stops_at_the_delegation_limit(tmp_path: Path) -> None:
+    task = "Create:\n- a\n- b\n- c"
+    with FakeOpenAI([text("made a"), text("made b"), text("Done.")]) as srv:
+        proc, _ = run_script(srv, tmp_path, "--split", "lines", "--max-delegations", "2", task=task)
+    assert proc.returncode == 0, proc.stderr
+    assert [r["path"] for r in srv.requests] == [worker_path(1), worker_path(2), PLANNER]
+    assert "The first 2 of the 3 listed requirements were delegated" in srv.bodies[2]["messages"][1]["content"]
+
+
 def test_inspect_planner_cannot_run_commands(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("A")
     script = [tool_call("rm a.txt", call_id="p1"),
