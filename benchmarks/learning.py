@@ -1,15 +1,30 @@
 """Does it learn? GRPO, GiGPO, HGPO and GiGPO + ECHO at the same episode budget, several seeds,
-on the procedurally generated workspace tasks, with the tiny model on CPU.
+on the procedurally generated workspace tasks, with the tiny model on CPU; and M-GRPO training a
+planner and its workers on team tasks, against GRPO training a single ReAct agent on them.
 
-    python3 benchmarks/learning.py                       # 4 arms x 3 seeds, 20 iterations each
+    python3 benchmarks/learning.py                       # 6 arms x 3 seeds, 20 iterations each
     python3 benchmarks/learning.py --seeds 0 1 --iterations 10 --parallel 2
+    python3 benchmarks/learning.py --arms mgrpo grpo-team --seeds 0 --iterations 1   # a quick look
     python3 benchmarks/learning.py --report-only         # re-plot what is in the output directory
 
 Each (arm, seed) is one ``agentgym train`` run (resumable) with 4 tasks x 8 samples per
-iteration; the same seed draws the same tasks for every arm. It prints a table of success before
-training (the first iteration) and at the end (the mean of the last five iterations) with the
-spread across seeds, writes ``learning.png`` (success rate against episodes, mean and range over
-seeds) and ``learning.json`` into the output directory. GRPO is the baseline.
+iteration; the same seed draws the same tasks for every arm of one environment. It prints a table
+of success before training (the first iteration) and at the end (the mean of the last five
+iterations) with the spread across seeds, writes ``learning.png`` (success rate against episodes,
+mean and range over seeds) and ``learning.json`` into the output directory. Each arm is compared
+with the baseline of its environment: GRPO on ``terminal/workspace-v0``, ``grpo-team`` on
+``terminal/workspace-team-v0``.
+
+The M-GRPO arm (``mgrpo``): ``terminal/workspace-team-v0`` asks for three independent
+requirements, one list item each. The planner (``agentgym/planner-v0``) must delegate: with
+``split = "lines"`` every item goes to its own worker before the planner's first call, and its
+own tool is the read-only ``inspect``, so only workers change ``/app``; it then checks and
+finishes (3 planner calls at most, 4 per worker). M-GRPO trains the planner (role ``main``) and the
+workers (role ``sub``) with one shared policy, the reference rewards (a worker's credit comes from
+its planner's outcome) and ``D = 3`` workers per planner rollout. The split is the harness's, not
+the model's: the tiny model was warm-started on the ``bash`` tool alone and does not call
+``delegate`` on its own. Episodes differ in length: up to 15 model calls for the team, 10 for
+the ReAct agent of ``grpo-team``.
 """
 
 from __future__ import annotations
@@ -26,14 +41,27 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "train" / "tiny-cpu.toml"
+TEAM_ENV = "terminal/workspace-team-v0"
 ARMS: dict[str, list[str]] = {
     "grpo": ["estimator=grpo", "estimator_config={}"],
     "gigpo": ["estimator=gigpo", "estimator_config={mode = 'mean_std_norm'}"],
     "hgpo": ["estimator=hgpo", "estimator_config={}"],
     "gigpo+echo": ["estimator=gigpo", "estimator_config={mode = 'mean_std_norm'}", "echo={lam = 0.05}",
                    "heldout_tasks=4"],
+    "grpo-team": [f"env={TEAM_ENV}", "estimator=grpo", "estimator_config={}"],
+    "mgrpo": [f"env={TEAM_ENV}", "harness=agentgym/planner-v0",
+              "harness_kwargs={split = 'lines', planner_tools = 'inspect', worker_max_steps = 4}", "max_steps=3",
+              "estimator=mgrpo", "estimator_config={}", "multi_agent={subagents_per_main = 3}"],
 }
+BASE_ENV = "terminal/workspace-v0"
+"""The environment of arms that do not set one (the config file's)."""
+BASELINE = {BASE_ENV: "grpo", TEAM_ENV: "grpo-team"}
+"""The arm each environment's arms are compared with."""
 LAST = 5
+
+
+def arm_env(arm: str) -> str:
+    return next((item[4:] for item in ARMS[arm] if item.startswith("env=")), BASE_ENV)
 
 
 def run_arm(arm: str, seed: int, args: argparse.Namespace) -> tuple[str, int, float, int]:
@@ -81,7 +109,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             if "heldout_obs_nll" in m[0]:
                 nll.append((m[0]["heldout_obs_nll"], m[-1]["heldout_obs_nll"]))
         if finals:
-            summary[arm] = {"seeds": len(finals), "iterations": len(curves[arm][0][0]),
+            summary[arm] = {"env": arm_env(arm), "seeds": len(finals), "iterations": len(curves[arm][0][0]),
                             "episodes": curves[arm][0][0][-1], "first": statistics.fmean(firsts),
                             "final_mean": statistics.fmean(finals),
                             "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
@@ -89,12 +117,14 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             if nll:
                 summary[arm]["heldout_obs_nll_first"] = statistics.fmean(a for a, _ in nll)
                 summary[arm]["heldout_obs_nll_last"] = statistics.fmean(b for _, b in nll)
-    base = summary.get("grpo", {}).get("final_mean")
-    print(f"\nSuccess rate on terminal/workspace-v0 (tiny model, CPU; final = mean of the last {LAST} iterations)")
-    print(f"{'arm':12} {'seeds':>5} {'episodes':>8} {'first':>7} {'final':>14} {'range':>13} {'vs grpo':>8}")
+    print(f"\nSuccess rate (tiny model, CPU; final = mean of the last {LAST} iterations; "
+          "each arm against its environment's baseline)")
+    print(f"{'arm':12} {'env':27} {'seeds':>5} {'episodes':>8} {'first':>7} {'final':>14} {'range':>13} "
+          f"{'vs base':>8}")
     for arm, s in summary.items():
+        base = summary.get(BASELINE.get(s["env"], ""), {}).get("final_mean")
         ratio = f"{s['final_mean'] / base:7.2f}x" if base else "      -"
-        print(f"{arm:12} {s['seeds']:5d} {s['episodes']:8d} {s['first']:7.2f} {s['final_mean']:7.2f} "
+        print(f"{arm:12} {s['env']:27} {s['seeds']:5d} {s['episodes']:8d} {s['first']:7.2f} {s['final_mean']:7.2f} "
               f"± {s['final_std']:.2f} {s['final_min']:6.2f}-{s['final_max']:.2f} {ratio:>8}")
         if "heldout_obs_nll_first" in s:
             print(f"{'':12} held-out observation NLL {s['heldout_obs_nll_first']:.3f} -> {s['heldout_obs_nll_last']:.3f} "
@@ -120,11 +150,12 @@ def plot(curves: dict[str, list[tuple[list[int], list[float]]]], path: Path) -> 
         mean = [statistics.fmean(col) for col in zip(*ys, strict=True)]
         lo = [min(col) for col in zip(*ys, strict=True)]
         hi = [max(col) for col in zip(*ys, strict=True)]
-        (line,) = ax.plot(x, mean, label=f"{arm} ({len(runs)} seeds)")
+        env = "" if arm_env(arm) == BASE_ENV else f", {arm_env(arm).split('/')[-1]}"
+        (line,) = ax.plot(x, mean, label=f"{arm} ({len(runs)} seeds{env})")
         ax.fill_between(x, lo, hi, alpha=0.15, color=line.get_color())
     ax.set_xlabel("episodes")
     ax.set_ylabel("success rate per iteration (32 episodes)")
-    ax.set_title("terminal/workspace-v0, tiny model on CPU: mean and range over seeds")
+    ax.set_title("workspace tasks, tiny model on CPU: mean and range over seeds")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left")

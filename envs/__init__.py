@@ -62,6 +62,11 @@ registries.envs.register(
     "terminal/workspace-hard-v0", "agentgym.envs.workspace:WorkspaceEnv",
     kinds=("dir", "file", "empty", "python", "word", "nested"), env_id="terminal/workspace-hard-v0",
     description="Workspace tasks with two requirements from all six kinds (words, nested files).")
+registries.envs.register(
+    "terminal/workspace-team-v0", "agentgym.envs.workspace:WorkspaceEnv", requirements=3,
+    env_id="terminal/workspace-team-v0",
+    description="Workspace tasks with three independent requirements, one list item each: one worker per "
+                "requirement for a planner (agentgym/planner-v0, M-GRPO).")
 
 registries.envs.register(
     "swe/basic-v0", "agentgym.envs.swe:SWEEnv", env_id="swe/basic-v0",

@@ -29,6 +29,12 @@ anchor states something to group.
 The reward is 1 when every requirement holds, else 0; ``details`` says which ones held. It
 runs on the local runtime and in Docker (``agentgym/base:bookworm``, nothing to build).
 
+``terminal/workspace-team-v0`` asks for three of the basic requirements at once. They are
+independent (no requirement's command undoes another's) and the instruction lists one per line,
+and each line read alone with the instruction's header and footer is a complete task: a team
+task, where a planner hands one requirement to each worker (``agentgym/planner-v0`` with
+``split="lines"`` does exactly that) and the episode succeeds only if every worker did its part.
+
 >>> env = WorkspaceEnv(num_tasks=3, seed=7)
 >>> [t.id for t in env.tasks()]
 ['ws-7-0', 'ws-7-1', 'ws-7-2']

@@ -7,6 +7,7 @@ package imports no harness module.
 id                            what runs
 ============================  =======================================================
 ``agentgym/react-v0``         agentgym's stdlib-only ReAct shell agent (:mod:`.react`)
+``agentgym/planner-v0``       a planner delegating to worker sub-agents (:mod:`.planner`)
 ``mini-swe-agent/mini-v2``    mini-swe-agent 2.4.6's ``mini`` CLI (:mod:`.mini_swe_agent`)
 ``agentgym/terminus-v0``      a Terminus-style tmux agent: keystrokes in, screen out (:mod:`.terminus`)
 ``aider/aider-v0``            Aider 0.86.2, one ``--message`` per episode (:mod:`.aider`)
@@ -24,6 +25,11 @@ __all__: list[str] = []  # harnesses are reached through the registry, not impor
 registries.harnesses.register(
     "agentgym/react-v0", "agentgym.harnesses.react:ReactHarness",
     description="agentgym's ReAct shell agent: one stdlib Python script, one bash tool, OpenAI chat completions",
+)
+registries.harnesses.register(
+    "agentgym/planner-v0", "agentgym.harnesses.planner:PlannerHarness",
+    description="a planner that delegates sub-tasks to worker sub-agents (the proxy's sub-agent route) and "
+                "verifies: one stdlib Python script, OpenAI chat completions",
 )
 registries.harnesses.register(
     "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",

@@ -121,6 +121,10 @@ class StepBatch:
     training loop refuses action tokens older than its staleness bound."""
     seq_traj: Tensor | None = None
     """long[S]: trajectory index of each sequence (``None`` when there are no tokens)."""
+    parent_traj: Tensor | None = None
+    """long[R]: for a sub-agent's row, the index (in ``traj_ids``) of its main rollout's trajectory
+    (``Trajectory.parent_trajectory_id``); -1 for a main agent's rows and for sub-agents whose
+    main rollout is not in the batch. ``None``: no links known (M-GRPO reads it)."""
     # -- tree (optional) -----------------------------------------------------------------------
     tree_node: Tensor | None = None
     """long[R]: node reached by the step (prefix through this turn); see module docstring."""
@@ -140,6 +144,11 @@ class StepBatch:
         if self.tree_node is not None and (self.tree_node.shape != (r,) or self.tree_parent is None
                                            or self.tree_parent.shape != (r,)):
             raise ConfigError(f"StepBatch.tree_node/tree_parent must have shape ({r},)")
+        if self.parent_traj is not None:
+            if self.parent_traj.shape != (r,):
+                raise ConfigError(f"StepBatch.parent_traj must have shape ({r},)")
+            if r and (int(self.parent_traj.max()) >= int(self.traj_ids.max()) + 1 or int(self.parent_traj.min()) < -1):
+                raise ConfigError("StepBatch.parent_traj holds trajectory indices (0..T-1) or -1")
         if r:
             same = self.traj_ids[1:] == self.traj_ids[:-1]
             starts = torch.cat([torch.ones(1, dtype=torch.bool), ~same])
@@ -241,6 +250,7 @@ class StepBatch:
         obs_body_mask: Any = None,
         seq_traj: Any = None,
         policy_version: Any = None,
+        parent_traj: Any = None,
     ) -> StepBatch:
         """Build a batch from plain lists / numpy arrays / tensors (tests, users' own pipelines).
 
@@ -248,7 +258,8 @@ class StepBatch:
         order. Rows of a trajectory must be contiguous and in time order. Defaults:
         ``episode_rewards`` 0 (all reward in ``step_rewards``), ``step_index`` 0, 1, 2 ... per
         trajectory, ``anchors`` all distinct (``"<row i>"``), ``valid`` True, ``agent_ids`` "main",
-        no tokens. Token tensors, when given, must all share one ``[S, L]`` shape.
+        no tokens. Token tensors, when given, must all share one ``[S, L]`` shape. ``parent_traj``
+        (per row, -1 for none) names trajectories by their index in the dense ``traj_ids``.
         """
         g_raw = _long(group_ids)
         t_raw = _long(traj_ids)
@@ -295,6 +306,7 @@ class StepBatch:
             agent_names=agent_names,
             tree_node=None if tree_node is None else _long(tree_node),
             tree_parent=None if tree_parent is None else _long(tree_parent),
+            parent_traj=None if parent_traj is None else _long(parent_traj),
             **tok,
         )
 
@@ -303,7 +315,8 @@ class StepBatch:
         """Build a batch from reconstructed trajectory groups: :func:`agentgym.trainers.collate.collate_groups`.
 
         Rows in group, trajectory, step order; one right-padded sequence per segment (``pad_id``),
-        all padded to the batch's longest; tree nodes from ``TrajectoryGroup.parents``. See
+        all padded to the batch's longest; tree nodes from ``TrajectoryGroup.parents``; sub-agent
+        links from ``Trajectory.parent_trajectory_id`` (``parent_traj``). See
         :mod:`agentgym.trainers.collate` for the exact layout.
         """
         from .collate import collate_groups  # collate builds StepBatch: import at call time

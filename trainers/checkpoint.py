@@ -1,7 +1,8 @@
 """Checkpoints of a training run: model, optimizer, RNG states, iteration and policy version.
 
 ``<out>/checkpoints/iter-00003/`` holds ``model/`` (a Hugging Face checkpoint, servable as is),
-``optimizer.pt``, ``rng.pt`` and ``state.json``. A checkpoint is written beside its final name
+``optimizer.pt``, ``rng.pt`` and ``state.json``; a run with one policy per agent role also has
+``agents/<role>/model/`` and ``agents/<role>/optimizer.pt`` for every role but the first. A checkpoint is written beside its final name
 and renamed into place, and ``state.json`` is written last, so a ``kill -9`` at any moment
 leaves either the previous checkpoint or the new one, never half of one.
 
@@ -22,9 +23,15 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    Policies = Mapping[str, tuple[torch.nn.Module, torch.optim.Optimizer]]
+    """Role -> (model, optimizer) of a run with one policy per agent role."""
 
 __all__ = ["capture_rng", "latest_checkpoint", "read_state", "restore_rng", "save_checkpoint"]
 
@@ -51,24 +58,32 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _save_policy(directory: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokenizer: Any) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_pretrained = getattr(model, "save_pretrained", None)
+    if save_pretrained is not None:
+        save_pretrained(directory / "model")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(directory / "model")
+    else:
+        torch.save(model.state_dict(), directory / "model.pt")
+    torch.save(optimizer.state_dict(), directory / "optimizer.pt")
+
+
 def save_checkpoint(out: Path, *, iteration: int, policy_version: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer, tokenizer: Any = None, keep: int = 2,
-                    extra: dict[str, Any] | None = None) -> Path:
-    """Write the checkpoint of ``iteration`` atomically; keep the newest ``keep``."""
+                    extra: dict[str, Any] | None = None, agents: Policies | None = None) -> Path:
+    """Write the checkpoint of ``iteration`` atomically; keep the newest ``keep``. ``agents``: the
+    other roles' ``(model, optimizer)`` of a run with one policy per role."""
     root = Path(out) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter-{iteration:05d}"
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_pretrained = getattr(model, "save_pretrained", None)
-    if save_pretrained is not None:
-        save_pretrained(tmp / "model")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp / "model")
-    else:
-        torch.save(model.state_dict(), tmp / "model.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    _save_policy(tmp, model, optimizer, tokenizer)
+    for role, (agent_model, agent_optimizer) in (agents or {}).items():
+        _save_policy(tmp / "agents" / role, agent_model, agent_optimizer, tokenizer)
     torch.save(capture_rng(), tmp / "rng.pt")
     (tmp / STATE).write_text(json.dumps({"iteration": iteration, "policy_version": policy_version,
                                          "saved_at": time.time(), **(extra or {})}, indent=1))
@@ -92,8 +107,22 @@ def read_state(checkpoint: Path) -> dict[str, Any]:
     return state
 
 
-def load_into(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Load a checkpoint's weights, optimizer and RNG states; returns its state."""
+def load_into(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+              agents: Policies | None = None) -> dict[str, Any]:
+    """Load a checkpoint's weights, optimizer and RNG states (and the ``agents`` roles' policies);
+    returns its state."""
+    _load_policy(checkpoint, model, optimizer)
+    for role, (agent_model, agent_optimizer) in (agents or {}).items():
+        directory = checkpoint / "agents" / role
+        if not directory.is_dir():
+            raise RuntimeError(f"{checkpoint} has no policy for agent role {role!r}: it was saved by a run with "
+                               "other roles or a shared policy")
+        _load_policy(directory, agent_model, agent_optimizer)
+    restore_rng(torch.load(checkpoint / "rng.pt", weights_only=False))
+    return read_state(checkpoint)
+
+
+def _load_policy(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
     weights = checkpoint / "model.pt"
     if weights.is_file():
         model.load_state_dict(torch.load(weights, weights_only=True))
@@ -111,5 +140,3 @@ def load_into(checkpoint: Path, model: torch.nn.Module, optimizer: torch.optim.O
             raise RuntimeError(f"{checkpoint}: weights do not match the model "
                                f"(missing {real_missing[:5]}, unexpected {unexpected[:5]})")
     optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=False))
-    restore_rng(torch.load(checkpoint / "rng.pt", weights_only=False))
-    return read_state(checkpoint)

@@ -16,6 +16,10 @@ Tree: ``TrajectoryGroup.parents`` (``traj id -> (parent traj id, turn)``) makes 
 trajectory share its parent's nodes for turns ``< turn``; without it each trajectory is its own
 chain below the group's root.
 
+Sub-agents: each row of a sub-agent's trajectory gets, in ``parent_traj``, the batch index of the
+main rollout its ``parent_trajectory_id`` names (:func:`~agentgym.trainers.advantages.mgrpo.subagent_links`;
+-1 for main agents, and when that rollout is not in the batch).
+
 >>> from agentgym.types import Segment, Step, StopReason, Trajectory, TrajectoryGroup
 >>> seg = Segment(input_ids=(1, 2, 3, 4), action_mask=(0, 0, 1, 1), obs_mask=(0, 1, 0, 0),
 ...               logprobs=(0, 0, -0.5, -0.5), turn_index=(-1, 0, 0, 0), policy_version=(0, 0, 0, 0))
@@ -36,6 +40,7 @@ import torch
 
 from agentgym.types import Segment, Step, Trajectory, TrajectoryGroup
 
+from .advantages.mgrpo import subagent_links
 from .batch import StepBatch, intern
 
 __all__ = ["collate_groups"]
@@ -107,14 +112,18 @@ def collate_groups(groups: Sequence[TrajectoryGroup], pad_id: int = 0) -> StepBa
     agents: list[str] = []
     tnode: list[int] = []
     tparent: list[int] = []
+    row_traj_ids: list[str] = []
     seqs: list[tuple[Segment, list[int], int]] = []  # (segment, token_row list, traj index)
     new_node = itertools.count()
     t_index = 0
+    index_of: dict[str, int] = {}
     for g_index, group in enumerate(groups):
         tree = _GroupTree(group, new_node)
         for traj in group.trajectories:
             steps = sorted(traj.steps, key=lambda s: s.index)
             rows_of_step = list(range(len(gid), len(gid) + len(steps)))
+            index_of.setdefault(traj.id, t_index)
+            row_traj_ids.extend([traj.id] * len(steps))
             for step in steps:
                 gid.append(g_index)
                 tid.append(t_index)
@@ -129,6 +138,8 @@ def collate_groups(groups: Sequence[TrajectoryGroup], pad_id: int = 0) -> StepBa
             for seg, rows in zip(traj.segments, _token_rows(traj, steps, rows_of_step), strict=True):
                 seqs.append((seg, rows, t_index))
             t_index += 1
+    links = subagent_links([t for g in groups for t in g.trajectories])
+    parent = [index_of.get(links.get(tid, ""), -1) for tid in row_traj_ids]
     agent_index, agent_names = intern(agents)
     anchor_index, _ = intern(anchors)
     s = len(seqs)
@@ -164,4 +175,5 @@ def collate_groups(groups: Sequence[TrajectoryGroup], pad_id: int = 0) -> StepBa
         policy_version=version,
         seq_traj=torch.tensor([t for _, _, t in seqs], dtype=torch.long),
         tree_node=torch.tensor(tnode, dtype=torch.long), tree_parent=torch.tensor(tparent, dtype=torch.long),
+        parent_traj=torch.tensor(parent, dtype=torch.long),
     )

@@ -91,6 +91,10 @@ class TrainConfig:
     loss_config: dict[str, Any] = field(default_factory=dict)
     echo: dict[str, Any] | None = None
     """ECHO observation loss: ``EchoConfig`` fields (``{}`` for the reference defaults); ``None`` off."""
+    multi_agent: dict[str, Any] | None = None
+    """Train the main agent *and* its sub-agents (M-GRPO): ``MultiAgentConfig`` fields
+    (``subagents_per_main``, ``rewards``, ``policies``, ``roles``; :mod:`agentgym.trainers.multiagent`).
+    ``None``: the defaults when ``estimator = "mgrpo"``, else the main agent only."""
     skip_groups_without_signal: bool = True
     """Leave out groups whose episodes all got the same reward (no group-relative signal), as
     DAPO's dynamic sampling and verl-agent do; they are counted in the metrics."""

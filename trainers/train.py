@@ -24,6 +24,14 @@ Each iteration ``i``:
 6. logs metrics (``metrics.jsonl``, TensorBoard, one line on stdout) and checkpoints every
    ``save_every`` iterations (``trainers.checkpoint``).
 
+With ``estimator = "mgrpo"`` (or a ``[multi_agent]`` table) step 2 takes every agent's
+trajectories, not only the main agent's: sub-agents get the reference rewards from their main
+rollout's outcome and each main rollout keeps exactly ``subagents_per_main`` of them
+(:mod:`agentgym.trainers.multiagent`). One policy is shared by every agent, or each role in
+``multi_agent.roles`` trains its own model and optimizer and is served by its own embedded engine
+(``policies = "per-agent"``: an :class:`~agentgym.engines.routed.AgentRoutedEngine`, checkpoints
+under ``agents/<role>/``).
+
 Restarting the same command resumes from the newest checkpoint: the model, optimizer and RNG
 states are restored, the engine gets the checkpoint's weights, rollouts of iterations after it
 are set aside (their policy was never saved), and each iteration's update happens once.
@@ -38,7 +46,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,8 +54,10 @@ from typing import Any
 import torch
 
 from agentgym import registries
+from agentgym.agents import agent_role
 from agentgym.engines import engine_spec, load_engine
 from agentgym.engines.base import Engine
+from agentgym.engines.routed import AgentRoutedEngine
 from agentgym.errors import ConfigError, EngineError
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.rollout.runner import RolloutConfig, run_rollouts, select_tasks
@@ -58,6 +68,7 @@ from agentgym.trainers.config import TrainConfig
 from agentgym.trainers.losses.base import LossConfig
 from agentgym.trainers.losses.echo import EchoConfig
 from agentgym.trainers.metrics import MetricsLog, read_metrics
+from agentgym.trainers.multiagent import MultiAgentConfig, multiagent_config, select_multiagent_groups
 from agentgym.trainers.step import compute_token_logprobs, train_step
 from agentgym.types import Trajectory, TrajectoryGroup, group_by_task
 
@@ -72,6 +83,10 @@ class TrainResult:
     policy_version: int
     resumed_from: int | None
     """The iteration of the checkpoint the run resumed from, if it did."""
+
+
+Policy = tuple[torch.nn.Module, torch.optim.Optimizer]
+"""A trained policy: the trainer's model and its optimizer."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +201,17 @@ async def _push_weights(engine: Engine, model: torch.nn.Module, version: int, ti
     return time.time() - t
 
 
+async def _push_policies(engine: Engine, model: torch.nn.Module, policies: Mapping[str, Policy] | None,
+                         version: int, timeout_s: float) -> float:
+    """Push the shared model, or every role's model to its role's engine (all as ``version``)."""
+    if policies is None:
+        return await _push_weights(engine, model, version, timeout_s)
+    if not isinstance(engine, AgentRoutedEngine):
+        raise ConfigError("one policy per agent role needs an AgentRoutedEngine to serve them")
+    return sum([await _push_weights(engine.engine_for(role), m, version, timeout_s)
+                for role, (m, _) in policies.items()])
+
+
 def _task_schedule(task_ids: Sequence[str], config: TrainConfig, iteration: int) -> list[str]:
     """The tasks of ``iteration``: a seeded draw without replacement, fresh each iteration."""
     rng = random.Random(config.seed * 7919 + iteration)
@@ -215,6 +241,13 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     from agentgym.models.tiny import quiet_transformers
 
     quiet_transformers()
+    multi = multiagent_config(config.estimator, config.multi_agent)
+    # one policy per role (the first role's is the run's `model`), or () for one shared policy
+    roles: tuple[str, ...] = multi.roles if multi is not None and multi.policies == "per-agent" else ()
+    engine_id, _ = engine_spec(config.model)
+    if roles and engine_id != "agentgym/embedded-v0":
+        raise ConfigError(f"multi_agent.policies = 'per-agent' serves each role from its own embedded engine; "
+                          f"{config.model!r} is served by {engine_id} (one server per role is not wired up)")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_run(out, config)
@@ -227,12 +260,22 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     heldout_ids, train_ids = all_tasks[:config.heldout_tasks], all_tasks[config.heldout_tasks:]
     owns_engine = engine is None
     if engine is None:
-        engine_id, _ = engine_spec(config.model)
-        engine = load_engine(config.model, **({"device": config.device} if engine_id == "agentgym/embedded-v0" else {}))
-    model = AutoModelForCausalLM.from_pretrained(_trainer_checkpoint(config.model), dtype=torch.float32)
-    model.to(config.device)
-    model.train()
-    optimizer = _optimizer(config, model)
+        kwargs = {"device": config.device} if engine_id == "agentgym/embedded-v0" else {}
+        engine = (AgentRoutedEngine({role: load_engine(config.model, **kwargs) for role in roles}, default=roles[0])
+                  if roles else load_engine(config.model, **kwargs))
+    if roles and (not isinstance(engine, AgentRoutedEngine) or set(engine.engines) != set(roles)):
+        raise ConfigError(f"multi_agent.policies = 'per-agent' needs an AgentRoutedEngine with one engine per "
+                          f"role {list(roles)}")
+
+    def new_policy() -> Policy:
+        m = AutoModelForCausalLM.from_pretrained(_trainer_checkpoint(config.model), dtype=torch.float32)
+        m.to(config.device)
+        m.train()
+        return m, _optimizer(config, m)
+
+    model, optimizer = new_policy()
+    others: dict[str, Policy] = {role: new_policy() for role in roles[1:]}
+    policies: dict[str, Policy] | None = {roles[0]: (model, optimizer), **others} if roles else None
     pad_id = engine.tokenizer.pad_token_id or 0
     loss_config = LossConfig(**config.loss_config) if config.loss_config else None
     echo = EchoConfig(**config.echo) if config.echo is not None else None
@@ -240,13 +283,13 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     start, version, resumed_from = 0, 0, None
     latest = ckpt.latest_checkpoint(out)
     if latest is not None:
-        state = ckpt.load_into(latest, model, optimizer)
+        state = ckpt.load_into(latest, model, optimizer, agents=others)
         resumed_from = int(state["iteration"])
         start, version = resumed_from + 1, int(state["policy_version"])
         moved = _set_aside_later_rollouts(out, start + 1)
         print(f"resuming {out} after iteration {resumed_from} (policy version {version})"
               + (f"; set aside rollouts of {', '.join(moved)}" if moved else ""), flush=True)
-        await _push_weights(engine, model, version, config.weight_sync_timeout_s)
+        await _push_policies(engine, model, policies, version, config.weight_sync_timeout_s)
     log = MetricsLog(out, start_iteration=start, tensorboard=config.tensorboard, iterations=config.iterations)
     pinned = PinnedSampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
 
@@ -267,7 +310,8 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
         for it in range(start, config.iterations):
             metrics = await _iteration(it, config, env_tasks=train_ids, engine=engine, model=model, optimizer=optimizer,
                                        version=version, pad_id=pad_id, loss_config=loss_config, echo=echo,
-                                       rollout_config=rollout_config, backend=backend, out=out)
+                                       rollout_config=rollout_config, backend=backend, out=out, multi=multi,
+                                       policies=policies)
             version = int(metrics["policy_version_after"])
             if heldout:
                 metrics["heldout_obs_nll"] = heldout_obs_nll(model, heldout, pad_id=pad_id,
@@ -275,7 +319,7 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
             log.write(metrics)
             if (it + 1) % config.save_every == 0 or it == config.iterations - 1:
                 ckpt.save_checkpoint(out, iteration=it, policy_version=version, model=model, optimizer=optimizer,
-                                     tokenizer=engine.tokenizer)
+                                     tokenizer=engine.tokenizer, agents=others)
     finally:
         log.close()
         if owns_engine:
@@ -286,19 +330,27 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
 async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], engine: Engine,
                      model: torch.nn.Module, optimizer: torch.optim.Optimizer, version: int, pad_id: int,
                      loss_config: LossConfig | None, echo: EchoConfig | None, rollout_config: Any,
-                     backend: RuntimeBackend | None, out: Path) -> dict[str, Any]:
+                     backend: RuntimeBackend | None, out: Path, multi: MultiAgentConfig | None = None,
+                     policies: Mapping[str, Policy] | None = None) -> dict[str, Any]:
     tasks = _task_schedule(env_tasks, config, it)
     t0 = time.time()
     result = await run_rollouts(rollout_config(tasks, out / "rollouts" / f"iter-{it:05d}"), engine, backend=backend)
     t_rollout = time.time() - t0
     trajs = result.main
-    groups, counts = select_groups(trajs, config)
+    if multi is not None:
+        groups, counts = select_multiagent_groups(
+            result.trajectories, multi, drop_stop_reasons=config.drop_stop_reasons,
+            skip_groups_without_signal=config.skip_groups_without_signal,
+            rng=random.Random(config.seed * 15485863 + it))
+    else:
+        groups, counts = select_groups(trajs, config)
     rewards = [t.reward for t in trajs if t.stop_reason.value not in config.drop_stop_reasons]
     per_task: dict[str, list[float]] = {}
     for t in trajs:
         per_task.setdefault(t.task_id, []).append(t.reward)
-    sampled = sum(t.sampled_tokens for t in trajs)
-    trained = sum(t.trained_tokens for t in trajs)
+    everyone = result.trajectories if multi is not None else trajs  # whose tokens were sampled to train
+    sampled = sum(t.sampled_tokens for t in everyone)
+    trained = sum(t.trained_tokens for t in everyone)
     metrics: dict[str, Any] = {
         "iteration": it, "policy_version": version, "episodes": len(trajs), "tasks": tasks,
         "mean_reward": sum(rewards) / len(rewards) if rewards else 0.0,
@@ -306,19 +358,30 @@ async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], 
         "success_by_task": {k: sum(r >= 1.0 for r in v) / len(v) for k, v in per_task.items()},
         **counts,
         "stop_reasons": dict(Counter(t.stop_reason.value for t in trajs)),
-        "break_reasons": dict(Counter(s.break_reason.value for t in trajs for s in t.segments[1:])),
+        "break_reasons": dict(Counter(s.break_reason.value for t in everyone for s in t.segments[1:])),
         "tokens_sampled": sampled, "tokens_trained": trained,
         "delivered_fraction": trained / sampled if sampled else 1.0,
         "episodes_resumed": result.skipped, "seconds_rollout": t_rollout,
         "episodes_per_second": len(trajs) / t_rollout if t_rollout > 0 else 0.0,
         "stale_tokens_dropped": 0, "policy_version_after": version,
     }
+    if multi is not None:
+        subs = [t for t in result.trajectories if agent_role(t.agent_id) != "main"]
+        metrics["subagent_trajectories"] = len(subs)
+        metrics["subagents_per_episode"] = len(subs) / len(trajs) if trajs else 0.0
+        trained_rewards: dict[str, list[float]] = {}
+        for g in groups:
+            for t in g.trajectories:
+                trained_rewards.setdefault(agent_role(t.agent_id), []).append(t.reward)
+        metrics["trained_reward_by_role"] = {k: sum(v) / len(v) for k, v in trained_rewards.items()}
     t1 = time.time()
     update = await _update(groups, config, engine=engine, model=model, optimizer=optimizer, version=version,
-                           pad_id=pad_id, loss_config=loss_config, echo=echo, step_base=it, metrics=metrics)
+                           pad_id=pad_id, loss_config=loss_config, echo=echo, step_base=it, metrics=metrics,
+                           policies=policies, policy_role=multi.policy_role if multi is not None else None)
     if update is not None:
         metrics["update"] = update
-        metrics["weight_sync_s"] = await _push_weights(engine, model, version + 1, config.weight_sync_timeout_s)
+        metrics["weight_sync_s"] = await _push_policies(engine, model, policies, version + 1,
+                                                        config.weight_sync_timeout_s)
         metrics["policy_version_after"] = version + 1
     metrics["seconds_update"] = time.time() - t1
     return metrics
@@ -326,8 +389,14 @@ async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], 
 
 async def _update(groups: list[TrajectoryGroup], config: TrainConfig, *, engine: Engine, model: torch.nn.Module,
                   optimizer: torch.optim.Optimizer, version: int, pad_id: int, loss_config: LossConfig | None,
-                  echo: EchoConfig | None, step_base: int, metrics: dict[str, Any]) -> dict[str, float] | None:
-    """The optimizer steps of one iteration; ``None`` (and no step) when nothing has signal."""
+                  echo: EchoConfig | None, step_base: int, metrics: dict[str, Any],
+                  policies: Mapping[str, Policy] | None = None,
+                  policy_role: Callable[[str], str] | None = None) -> dict[str, float] | None:
+    """The optimizer steps of one iteration; ``None`` (and no step) when nothing has signal.
+
+    ``policies`` (role -> model and optimizer, with ``policy_role`` mapping an agent id to its
+    role): each role's trajectories train that role's policy only; otherwise ``model`` trains on
+    every trajectory. Advantages are computed once, over the whole batch."""
     if not groups:
         metrics["update_skipped_reason"] = "no group with a learning signal"
         return None
@@ -351,25 +420,48 @@ async def _update(groups: list[TrajectoryGroup], config: TrainConfig, *, engine:
         return None
     seq_traj = batch.seq_traj if batch.seq_traj is not None else torch.zeros(batch.input_ids.shape[0], dtype=torch.long)
     rng = torch.Generator().manual_seed(config.seed * 104729 + step_base)
+    # Which policy trains each trajectory: one shared policy, or its agent's role's.
+    trained_by: dict[str, Policy] = dict(policies) if policies else {"": (model, optimizer)}
+    if policies:
+        role_of = policy_role or agent_role
+        first_row = torch.cat([torch.ones(1, dtype=torch.bool), batch.traj_ids[1:] != batch.traj_ids[:-1]])
+        role_of_traj = [role_of(batch.agent_ids[i]) for i in torch.nonzero(first_row).squeeze(-1).tolist()]
+    else:
+        role_of_traj = [""] * batch.num_trajectories
+    traj_of_role = {role: torch.tensor([t for t, r in enumerate(role_of_traj) if r == role], dtype=torch.long)
+                    for role in trained_by}
     steps: list[dict[str, float]] = []
+    by_role: dict[str, list[dict[str, float]]] = {}
     for epoch in range(config.epochs):
-        order = torch.randperm(batch.num_trajectories, generator=rng)
-        for chunk in order.chunk(config.mini_batches):
-            seqs = torch.nonzero(torch.isin(seq_traj, chunk)).squeeze(-1)
-            if seqs.numel() == 0:
+        for role, (role_model, role_optimizer) in trained_by.items():
+            mine = traj_of_role[role]
+            if mine.numel() == 0:
                 continue
-            view = _view(batch, seqs, action)
-            steps.append(train_step(model, optimizer, view, adv[seqs], loss=config.loss, loss_config=loss_config,
-                                    echo=echo, micro_batch_size=config.micro_batch_size,
-                                    max_grad_norm=config.max_grad_norm, temperature=config.temperature,
-                                    step=step_base * config.epochs * config.mini_batches + len(steps)))
-            if epoch == 0 and len(steps) == 1:  # behaviour = current policy here: the ratio must be 1
-                metrics["first_step_ratio"] = {k: steps[0][f"ratio_{k}"] for k in ("mean", "min", "max")
-                                               if f"ratio_{k}" in steps[0]}
+            order = mine[torch.randperm(mine.numel(), generator=rng)]
+            for chunk in order.chunk(config.mini_batches):
+                seqs = torch.nonzero(torch.isin(seq_traj, chunk)).squeeze(-1)
+                if seqs.numel() == 0:
+                    continue
+                view = _view(batch, seqs, action)
+                step = train_step(role_model, role_optimizer, view, adv[seqs], loss=config.loss,
+                                  loss_config=loss_config, echo=echo, micro_batch_size=config.micro_batch_size,
+                                  max_grad_norm=config.max_grad_norm, temperature=config.temperature,
+                                  step=step_base * config.epochs * config.mini_batches + len(steps))
+                steps.append(step)
+                by_role.setdefault(role, []).append(step)
+                if epoch == 0 and len(steps) == 1:  # behaviour = current policy here: the ratio must be 1
+                    metrics["first_step_ratio"] = {k: steps[0][f"ratio_{k}"] for k in ("mean", "min", "max")
+                                                   if f"ratio_{k}" in steps[0]}
     if not steps:
         metrics["update_skipped_reason"] = "no sequence to train on"
         return None
-    # the mean over optimizer steps of each metric; token counts summed
+    if policies:
+        metrics["update_by_role"] = {role: _aggregate(s) for role, s in by_role.items()}
+    return _aggregate(steps)
+
+
+def _aggregate(steps: list[dict[str, float]]) -> dict[str, float]:
+    """The mean over optimizer steps of each metric; token counts summed."""
     summed = ("action_tokens", "forward_tokens", "sequences", "micro_batches")
     keys = {k for s in steps for k in s}
     agg = {k: (sum(s.get(k, 0.0) for s in steps) if k in summed else sum(s.get(k, 0.0) for s in steps) / len(steps))

@@ -37,6 +37,7 @@ from typing import Any
 from aiohttp import web
 
 from agentgym.engines.base import Engine
+from agentgym.engines.routed import serving_agent
 from agentgym.errors import ProxyError
 from agentgym.observation import TargetsFn
 from agentgym.proxy import openai as oa
@@ -237,7 +238,8 @@ class Proxy:
             raise ProxyError(f"malformed JSON body: {e}", code="invalid_json") from None
         req = oa.parse_chat_request(body, self.default_max_tokens, self.max_model_len)
         agent = request.match_info.get("agent") or request.headers.get("X-AgentGym-Agent")
-        served = await self.pipeline.generate(session, req, agent)
+        with serving_agent(agent):  # an AgentRoutedEngine serves each agent role its own policy
+            served = await self.pipeline.generate(session, req, agent)
         resp, delivered = await self._respond(request, req, served)
         self.pipeline.record(session, req, served, delivered, dialect="openai")
         return resp

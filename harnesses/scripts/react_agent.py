@@ -131,10 +131,10 @@ def read_task(args: argparse.Namespace) -> str | None:
 
 
 # -- the model API ---------------------------------------------------------------------------------
-def post_json(url: str, body: dict, api_key: str, timeout: float) -> dict:
+def post_json(url: str, body: dict, api_key: str, timeout: float, extra_headers: dict | None = None) -> dict:
     """One POST; returns the decoded JSON or raises ``urllib.error`` / ``ApiError``."""
     data = json.dumps(body).encode("utf-8")
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **(extra_headers or {})}
     if api_key:
         headers["Authorization"] = "Bearer " + api_key
     req = urllib.request.Request(url, data=data, headers=headers, method="POST")
@@ -149,13 +149,14 @@ def post_json(url: str, body: dict, api_key: str, timeout: float) -> dict:
     return out
 
 
-def chat(url: str, body: dict, api_key: str, timeout: float, retries: int, backoff: float) -> tuple[dict, str]:
+def chat(url: str, body: dict, api_key: str, timeout: float, retries: int, backoff: float,
+         extra_headers: dict | None = None) -> tuple[dict, str]:
     """POST with retries on transient failures; returns the first choice's ``message`` and
     ``finish_reason``."""
     attempt = 0
     while True:
         try:
-            out = post_json(url, body, api_key, timeout)
+            out = post_json(url, body, api_key, timeout, extra_headers)
             break
         except urllib.error.HTTPError as e:
             detail = e.read().decode("utf-8", "replace")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agentgym import registries
-from agentgym.envs.workspace import KINDS, WorkspaceEnv, make_instance
+from agentgym.envs.workspace import _ORACLE, KINDS, WorkspaceEnv, make_instance
 from agentgym.errors import ConfigError
 from agentgym.runtime.base import RuntimeBackend
 from agentgym.runtime.local import LocalBackend
@@ -99,3 +99,31 @@ def test_oracle_and_nothing_in_docker(docker_backend: RuntimeBackend) -> None:
     for i in range(2):
         assert score(env, i, docker_backend, None)[0] == 0.0
         assert score(env, i, docker_backend, None, oracle=True)[0] == 1.0
+
+
+def test_team_variant_lists_three_independent_requirements_one_per_line(tmp_path: Path) -> None:
+    import importlib.util
+
+    from agentgym.harnesses.planner import SCRIPT
+
+    env = registries.envs.make("terminal/workspace-team-v0")
+    assert env.id == "terminal/workspace-team-v0" and len(env.tasks()) == 1000
+    spec = importlib.util.spec_from_file_location("planner_agent_for_env_test", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    planner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(planner)
+    backend = LocalBackend(tmp_root=str(tmp_path))
+    for i in range(3):
+        task = env.tasks()[i]
+        kinds = WorkspaceEnv.instance(task).kinds
+        parts = planner.split_task(task.instruction)
+        assert len(kinds) == 3 and len(parts) == 3
+        # each part is a whole task with one requirement, which its own command meets (a .py file with
+        # code is also a non-empty file, so one part can meet another's too); alone it never succeeds
+        for kind, part in zip(kinds, parts, strict=True):
+            assert KINDS[kind].format(word=WorkspaceEnv.instance(task).word) in part
+            assert part.startswith("Set up the workspace in /app.") and "do not count" in part
+            assert sum(KINDS[k].format(word=WorkspaceEnv.instance(task).word) in part for k in kinds) == 1
+            reward, held = score(env, i, backend, _ORACLE[kind])
+            assert reward == 0.0 and held[kind]
+        assert score(env, i, backend, None, oracle=True)[0] == 1.0

@@ -10,7 +10,7 @@ from agentgym.harness import Harness
 
 
 def test_builtin_ids_make_harnesses() -> None:
-    for hid in ("agentgym/react-v0", "mini-swe-agent/mini-v2"):
+    for hid in ("agentgym/react-v0", "agentgym/planner-v0", "mini-swe-agent/mini-v2"):
         assert hid in registries.harnesses
         harness = registries.harnesses.make(hid)
         assert isinstance(harness, Harness) and harness.id == hid

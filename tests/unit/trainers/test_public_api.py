@@ -24,7 +24,8 @@ PUBLIC: dict[str, list[str]] = {
     "agentgym.trainers.advantages.hgpo": ["HGPOConfig", "hgpo_advantages", "hgpo_advantages_reference"],
     "agentgym.trainers.advantages.mgrpo": [
         "MAIN_REWARD_ATOL", "MGRPOConfig", "agent_role", "align_group_subagents", "align_subagents",
-        "main_agent_reward", "mgrpo_advantages", "mgrpo_advantages_reference", "subagent_reward",
+        "main_agent_reward", "mgrpo_advantages", "mgrpo_advantages_reference", "reference_rewards",
+        "subagent_links", "subagent_reward", "well_formed",
     ],
     "agentgym.trainers.advantages.synthetic": ["random_step_batch"],
     "agentgym.trainers.advantages.tree": ["TreeConfig", "tree_advantages", "tree_advantages_reference",
@@ -50,6 +51,7 @@ PUBLIC: dict[str, list[str]] = {
                                      "save_checkpoint"],
     "agentgym.trainers.config": ["INFRA_STOP_REASONS", "TrainConfig", "apply_overrides", "load_config"],
     "agentgym.trainers.metrics": ["MetricsLog", "format_line", "read_metrics"],
+    "agentgym.trainers.multiagent": ["MultiAgentConfig", "multiagent_config", "select_multiagent_groups"],
     "agentgym.trainers.step": ["TokenBatch", "compute_token_logprobs", "train_step"],
     "agentgym.trainers.train": ["TrainResult", "heldout_obs_nll", "select_groups", "train", "train_async",
                                 "train_from"],
