@@ -67,6 +67,9 @@ def quickstart(
         print(json.dumps(summary, indent=2))
 
 
+VERBOSE_HELP = "More detail: progress notes, library warnings, tracebacks (-vv: debug)."
+
+
 @app.command()
 def rollout(
     env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
@@ -80,31 +83,44 @@ def rollout(
     max_steps: Annotated[int | None, typer.Option(help="Override the tasks' step limit.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar (on a terminal).")] = True,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
-    """Run tasks x samples with a harness against a model; writes a trajectory dataset."""
+    """Run tasks x samples with a harness against a model; writes a trajectory dataset.
+
+    One run per --out directory at a time. SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop it cleanly:
+    sandboxes removed, the episodes in flight listed as half episodes (re-run on resume), the
+    summary written; the exit status is then 128 + the signal's number."""
+    from agentgym.console import configure_output
+
+    configure_output(verbose)
     from agentgym.engines import load_engine
+    from agentgym.errors import storage_error
+    from agentgym.rollout.metrics import format_summary
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
     try:
-        engine = load_engine(model)
         cfg = RolloutConfig(env=env, harness=harness, samples=samples,
                             task_ids=[t for t in tasks.split(",") if t] or None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
-                            default_max_tokens=max_tokens)
+                            default_max_tokens=max_tokens, progress=progress, handle_signals=True)
+        engine = load_engine(model)
         try:
             result = asyncio.run(run_rollouts(cfg, engine))
         finally:
             asyncio.run(engine.aclose())
     except AgentGymError as e:
         _fail(e)
-    main = result.main
-    mean = sum(t.reward for t in main) / max(1, len(main))
-    sampled = sum(t.sampled_tokens for t in main)
-    trained = sum(t.trained_tokens for t in main)
-    typer.echo(f"{len(main)} episodes ({result.backend}), mean reward {mean:.3f}, "
-               f"delivered_fraction {trained / sampled if sampled else 1.0:.3f}, "
-               f"{sum(1 for t in main if t.error)} with errors")
-    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}")
+    except OSError as e:  # a file-system failure nothing below turned into a message
+        _fail(storage_error(e, out))
+    assert result.summary is not None
+    for line in format_summary(result.summary):
+        typer.echo(line)
+    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}  summary: {result.out_dir / 'summary.json'}")
+    if result.stopped_by:
+        import signal
+
+        raise typer.Exit(code=128 + int(signal.Signals[result.stopped_by]))
 
 
 @app.command("train")
@@ -394,6 +410,9 @@ def main() -> None:
     except AgentGymError as e:  # a last resort: errors say what to do, not a traceback
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before a command took over its signals
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

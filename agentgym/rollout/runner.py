@@ -151,12 +151,39 @@ def select_tasks(env: Any, task_ids: Sequence[str] | None) -> list[Task]:
     return [by_id[t] for t in task_ids]
 
 
+class _Storage:
+    """A run's file-system failures: the first is logged (one line), the rest only counted, so a
+    full disk reads as one warning while the run goes on, and one error at its end."""
+
+    def __init__(self) -> None:
+        self.first: StorageError | None = None
+        self.failures = 0
+
+    def failed(self, e: OSError, path: Path) -> StorageError:
+        err = storage_error(e, path)
+        self.failures += 1
+        if self.first is None:
+            self.first = err
+            log.warning("%s; the episodes go on, finished ones wait in memory to be written", err)
+        return err
+
+    def attempt(self, write: Callable[[], None], path: Path) -> bool:
+        """A bookkeeping write that must not stop the run."""
+        try:
+            write()
+            return True
+        except OSError as e:
+            self.failed(e, path)
+            return False
+
+
 class _Journal:
     """``episodes.jsonl`` with a backlog: records that could not be written (a full disk) wait
     in memory and go out, in order, with the next write that succeeds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, storage: _Storage) -> None:
         self.path = path
+        self.storage = storage
         self.backlog: list[Trajectory] = []
         self.error: StorageError | None = None
 
@@ -170,10 +197,7 @@ class _Journal:
         try:
             export.write_jsonl(self.backlog, self.path, append=True)  # all lines or none
         except OSError as e:
-            first = self.error is None
-            self.error = storage_error(e, self.path)
-            if first:
-                log.error("%s; finished episodes wait in memory, the others go on", self.error)
+            self.error = self.storage.failed(e, self.path)
             return False
         if self.error is not None:
             log.warning("%s is writable again: %d waiting episode record(s) written", self.path,
@@ -269,9 +293,10 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     except OSError as e:
         raise storage_error(e, out, "read") from None
     run_id = uuid.uuid4().hex[:8]
+    storage = _Storage()
     half_calls = sum(h.calls for h in state.half)
     if state.half:
-        _try(lambda: record_interrupted(out, state.half), out / "interrupted.jsonl")
+        storage.attempt(lambda: record_interrupted(out, state.half), out / "interrupted.jsonl")
         log.info("%d half episode(s) of an earlier run found (%d recorded calls kept in calls/); their "
                  "(task, sample) pairs run again from the start", len(state.half), half_calls)
     todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
@@ -281,7 +306,7 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     retried = len(pairs & state.retry)
     resumed = len(pairs & (state.interrupted_pairs - state.retry))
     metrics = RunMetrics(config.concurrency, len(todo))
-    episodes = _Journal(journal)
+    episodes = _Journal(journal, storage)
     interrupted: list[HalfEpisode] = []
     stopper = _Stop(on_force=backend.close)
     images = ImageCache(backend)
@@ -297,15 +322,15 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
             await proxy.start()
         except OSError as e:
             raise storage_error(e, out / "sock", "listen on a socket in") from None
-        _guard_call_journal(proxy)
+        _guard_call_journal(proxy, storage)
         sem = asyncio.Semaphore(max(1, config.concurrency))
         in_flight: dict[str, EpisodeSpec] = {}
 
         async def one(spec: EpisodeSpec) -> None:
             async with sem:
                 assert spec.session_id is not None
-                _try(lambda: record_started(out, spec.session_id or "", spec.task.id, spec.sample_index, run_id),
-                     out / "sessions.jsonl")
+                storage.attempt(lambda: record_started(out, spec.session_id or "", spec.task.id,
+                                                       spec.sample_index, run_id), out / "sessions.jsonl")
                 in_flight[spec.session_id] = spec
                 trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=backend,
                                           images=images, max_steps=config.max_steps, timeout_s=config.timeout_s,
@@ -330,7 +355,7 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
                         session_id=sid, task_id=spec.task.id, sample_index=spec.sample_index, run_id=run_id,
                         calls=count_calls(out / "calls" / f"{sid}.jsonl"), calls_path=f"calls/{sid}.jsonl",
                         reason=stopper.signal, found_at=time.time()))
-                _try(lambda: record_interrupted(out, interrupted), out / "interrupted.jsonl")
+                storage.attempt(lambda: record_interrupted(out, interrupted), out / "interrupted.jsonl")
             await proxy.stop()
     episodes.flush()
     half_calls += sum(h.calls for h in interrupted)
@@ -340,16 +365,16 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     try:
         export.write_parquet(everything, parquet)
     except OSError as e:
-        parquet_error = storage_error(e, parquet)
-    storage = episodes.error or parquet_error
+        parquet_error = storage.failed(e, parquet)
+    failure = episodes.error or parquet_error
     status = (f"stopped by {stopper.signal}" if stopper.signal else
-              f"failed: {storage}" if storage else "completed")
+              f"failed: {failure}" if failure else "completed")
     summary = metrics.summary(
         run_id=run_id, out_dir=str(out), backend=backend.name, status=status, skipped=skipped, retried=retried,
         resumed=resumed, interrupted=len(interrupted), half_calls_kept=half_calls, unsaved=episodes.unsaved,
         build_s=round(sum(images.seconds.values()), 3), builds=len(images.seconds))
-    _try(lambda: _write(out / "summary.json", dumps(summary) + "\n"), out / "summary.json")
-    _try(lambda: append_lines(out / "runs.jsonl", [json.dumps(summary.to_json())]), out / "runs.jsonl")
+    storage.attempt(lambda: _write(out / "summary.json", dumps(summary) + "\n"), out / "summary.json")
+    storage.attempt(lambda: append_lines(out / "runs.jsonl", [json.dumps(summary.to_json())]), out / "runs.jsonl")
     if episodes.unsaved:
         raise StorageError(f"{episodes.error}; {episodes.unsaved} finished episode(s) could not be saved "
                            "and run again on resume")
@@ -398,28 +423,9 @@ def _write(path: Path, text: str) -> None:
         raise storage_error(e, path) from None
 
 
-_warned: set[str] = set()
-
-
-def _warn_once(e: OSError, path: Path) -> None:
-    if str(path) not in _warned:
-        _warned.add(str(path))
-        log.warning("%s", storage_error(e, path))
-
-
-def _try(write: Callable[[], None], path: Path) -> bool:
-    """A bookkeeping write that must not stop the run: failures are logged once per file."""
-    try:
-        write()
-        return True
-    except OSError as e:
-        _warn_once(e, path)
-        return False
-
-
-def _guard_call_journal(proxy: Proxy) -> None:
+def _guard_call_journal(proxy: Proxy, storage: _Storage) -> None:
     """Calls the journal cannot take (a full disk) are kept in memory (the episode's trajectory
-    is built from memory) and logged once, instead of failing the request after its reply was
+    is built from memory) and counted, instead of failing the request after its reply was
     sent. Wraps the proxy's journal until the proxy has an error hook of its own."""
     journal = getattr(getattr(proxy, "pipeline", None), "journal", None)
     if journal is None or not hasattr(journal, "append") or not hasattr(journal, "path"):
@@ -430,7 +436,7 @@ def _guard_call_journal(proxy: Proxy) -> None:
         try:
             append(call)
         except OSError as e:
-            _warn_once(e, journal.path(call.session_id).parent)
+            storage.failed(e, journal.path(call.session_id))
 
     journal.append = guarded
 

@@ -241,7 +241,7 @@ class LocalRuntime(Runtime):
                 os.close(status_w)
         try:
             code, out, err, timed_out = await self._wait(proc, timeout)
-            if status_r >= 0 and code != 0 and not timed_out:
+            if status_r >= 0 and code != 0 and not timed_out and not self._stopped:  # stopped: killed
                 os.set_blocking(status_r, False)
                 with contextlib.suppress(OSError):
                     if not os.read(status_r, 64):
