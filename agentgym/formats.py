@@ -61,6 +61,8 @@ def data_file(dst: str | os.PathLike[str]) -> Path:
 
 @dataclass(frozen=True)
 class ExportReport:
+    """What :func:`export_dataset` wrote."""
+
     path: Path
     format: str
     trajectories: int
