@@ -400,8 +400,12 @@ def view(
     src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
     out: Annotated[Path | None, typer.Option(help="HTML file to write (default: next to the data).")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="Checkpoint whose tokenizer decodes the tokens.")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
     """Write a self-contained HTML trajectory viewer (steps, tokens coloured by role, logprobs)."""
+    from agentgym.console import configure_output
+
+    configure_output(verbose)
     from agentgym.viewer import write_view
 
     try:
