@@ -3,7 +3,7 @@
     agentgym quickstart                         the whole loop on the tiny local model
     agentgym train --config X.toml [--set k=v]  train: rollouts, step-level updates, weight sync
     agentgym rollout --env E --harness H --model M --samples N --out DIR
-    agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
+    agentgym export IN OUT [--format hf|trl-sft|trl-grpo|verl] [filters]   datasets for trainers
     agentgym envs list | agentgym harnesses list
     agentgym check env ID|PATH [--tasks a,b] [--runtime R]   oracle scores 1, doing nothing 0
     agentgym check harness ID|PATH [--runtime R]  its dialect, streaming, calls, segments on a trivial task
@@ -68,6 +68,9 @@ def quickstart(
         print(json.dumps(summary, indent=2))
 
 
+VERBOSE_HELP = "More detail: progress notes, library warnings, tracebacks (-vv: debug)."
+
+
 @app.command()
 def rollout(
     env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
@@ -82,31 +85,44 @@ def rollout(
     max_steps: Annotated[int | None, typer.Option(help="Override the tasks' step limit.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar (on a terminal).")] = True,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
-    """Run tasks x samples with a harness against a model; writes a trajectory dataset."""
+    """Run tasks x samples with a harness against a model; writes a trajectory dataset.
+
+    One run per --out directory at a time. SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop it cleanly:
+    sandboxes removed, the episodes in flight listed as half episodes (re-run on resume), the
+    summary written; the exit status is then 128 + the signal's number."""
+    from agentgym.console import configure_output
+
+    configure_output(verbose)
     from agentgym.engines import load_engine
+    from agentgym.errors import storage_error
+    from agentgym.rollout.metrics import format_summary
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
     try:
-        engine = load_engine(model)
         cfg = RolloutConfig(env=env, harness=harness, samples=samples,
                             task_ids=[t for t in tasks.split(",") if t] or None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
-                            default_max_tokens=max_tokens)
+                            default_max_tokens=max_tokens, progress=progress, handle_signals=True)
+        engine = load_engine(model)
         try:
             result = asyncio.run(run_rollouts(cfg, engine))
         finally:
             asyncio.run(engine.aclose())
     except AgentGymError as e:
         _fail(e)
-    main = result.main
-    mean = sum(t.reward for t in main) / max(1, len(main))
-    sampled = sum(t.sampled_tokens for t in main)
-    trained = sum(t.trained_tokens for t in main)
-    typer.echo(f"{len(main)} episodes ({result.backend}), mean reward {mean:.3f}, "
-               f"delivered_fraction {trained / sampled if sampled else 1.0:.3f}, "
-               f"{sum(1 for t in main if t.error)} with errors")
-    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}")
+    except OSError as e:  # a file-system failure nothing below turned into a message
+        _fail(storage_error(e, out))
+    assert result.summary is not None
+    for line in format_summary(result.summary):
+        typer.echo(line)
+    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}  summary: {result.out_dir / 'summary.json'}")
+    if result.stopped_by:
+        import signal
+
+        raise typer.Exit(code=128 + int(signal.Signals[result.stopped_by]))
 
 
 @app.command("train")
@@ -129,21 +145,70 @@ def train_cmd(
                f"TensorBoard: {result.out / 'tensorboard'}, checkpoints: {result.out / 'checkpoints'}")
 
 
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 @app.command("export")
 def export_cmd(
     src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
-    dst: Annotated[Path, typer.Argument(help="Output .jsonl or .parquet.")],
+    dst: Annotated[Path, typer.Argument(help="Output: a .jsonl/.parquet file, or a directory for hf, trl-sft, "
+                                        "trl-grpo and verl.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl, parquet, hf (Hugging Face datasets, "
+                                        "agentgym's schema), trl-sft, trl-grpo or verl; default: by DST's "
+                                        "suffix, hf for a directory.")] = "",
+    tokens: Annotated[bool, typer.Option(help="trl-sft/verl: token ids as recorded, with the action mask as "
+                                         "the completion (loss) mask, instead of chat messages only.")] = False,
+    min_reward: Annotated[float | None, typer.Option(help="Keep trajectories with reward >= this.")] = None,
+    max_reward: Annotated[float | None, typer.Option(help="Keep trajectories with reward <= this.")] = None,
+    stop_reason: Annotated[str, typer.Option(help="Keep these stop reasons (comma-separated).")] = "",
+    harness: Annotated[str, typer.Option(help="Keep these harnesses (comma-separated).")] = "",
+    env: Annotated[str, typer.Option(help="Keep these environments (comma-separated).")] = "",
+    min_tokens: Annotated[int | None, typer.Option(help="Longest segment at least this many tokens.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Longest segment at most this many tokens.")] = None,
+    min_steps: Annotated[int | None, typer.Option(help="At least this many steps.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="At most this many steps.")] = None,
+    exclude_breaks: Annotated[str, typer.Option(help="Drop trajectories with segments that start for these "
+                                                "break reasons (e.g. history_edited,assistant_edited).")] = "",
+    lineage: Annotated[str, typer.Option(help="all, main (main agents) or sub (sub-agents).")] = "all",
+    min_policy_version: Annotated[int | None, typer.Option(help="Every sampled token at least this policy "
+                                                           "version.")] = None,
+    max_policy_version: Annotated[int | None, typer.Option(help="Every sampled token at most this policy "
+                                                           "version.")] = None,
+    scorable_only: Annotated[bool, typer.Option(help="Drop episodes that failed outside the agent.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model id to record (default: the run's).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer id to record (default: the run's model).")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
-    """Convert trajectories between JSONL and Parquet (a run directory reads its journal)."""
-    from agentgym import export
+    """Export trajectories, filtered, as a dataset: agentgym's schema (.jsonl/.parquet, or a
+    Hugging Face dataset directory with a dataset card), or what TRL's SFT and GRPO trainers and
+    verl's data loaders take (a run directory reads its journal and call log)."""
+    from agentgym.console import configure_output
 
+    configure_output(verbose)
+    from agentgym.errors import storage_error
+    from agentgym.filters import TrajectoryFilter
+    from agentgym.formats import export_dataset
+
+    fmt = format or (dst.suffix.lstrip(".") if dst.suffix in (".jsonl", ".parquet") else "hf")
     try:
-        path = src / "episodes.jsonl" if src.is_dir() else src
-        trajs = export.read(path)
-        export.write(trajs, dst)
-    except (AgentGymError, FileNotFoundError) as e:
+        flt = TrajectoryFilter(
+            min_reward=min_reward, max_reward=max_reward, stop_reasons=_csv(stop_reason), harnesses=_csv(harness),
+            envs=_csv(env), min_tokens=min_tokens, max_tokens=max_tokens, min_steps=min_steps, max_steps=max_steps,
+            exclude_breaks=_csv(exclude_breaks), lineage=lineage, min_policy_version=min_policy_version,
+            max_policy_version=max_policy_version, scorable_only=scorable_only)
+        report = export_dataset(src, dst, fmt, flt=flt, tokens=tokens, model=model, tokenizer=tokenizer)
+    except AgentGymError as e:
         _fail(e)
-    typer.echo(f"wrote {len(trajs)} trajectories to {dst} (schema version {export.SCHEMA_VERSION})")
+    except OSError as e:
+        _fail(storage_error(e, dst, "read or write"))
+    from agentgym.export import SCHEMA_VERSION
+
+    left = ", ".join(f"{k} {v}" for k, v in report.dropped.items())
+    typer.echo(f"wrote {report.trajectories} trajectories ({report.rows} rows, {report.format}) to {report.path} "
+               f"(schema version {SCHEMA_VERSION})" + (f"; left out: {left}" if left else "")
+               + (f"; {report.skipped_segments} segment(s) without recorded calls skipped"
+                  if report.skipped_segments else ""))
 
 
 def load_env_target(target: str) -> Env:
@@ -381,8 +446,12 @@ def view(
     src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
     out: Annotated[Path | None, typer.Option(help="HTML file to write (default: next to the data).")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="Checkpoint whose tokenizer decodes the tokens.")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
     """Write a self-contained HTML trajectory viewer (steps, tokens coloured by role, logprobs)."""
+    from agentgym.console import configure_output
+
+    configure_output(verbose)
     from agentgym.viewer import write_view
 
     try:
@@ -440,6 +509,9 @@ def main() -> None:
     except AgentGymError as e:  # a last resort: errors say what to do, not a traceback
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before a command took over its signals
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

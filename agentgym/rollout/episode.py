@@ -36,18 +36,40 @@ class EpisodeSpec:
     task: Task
     sample_index: int
     run_id: str
+    session_id: str | None = None
+    """The proxy session (and call-journal file) of the episode; a fresh one when ``None``."""
+
+
+def new_session_id(task: Task, sample_index: int) -> str:
+    """``<task slug>-s<sample>-<random>``: the episode's proxy session and trajectory id."""
+    return f"{slug(task.id)}-s{sample_index}-{uuid.uuid4().hex[:6]}"
 
 
 async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: Proxy, backend: RuntimeBackend,
                       images: ImageCache, max_steps: int | None = None, timeout_s: float | None = None,
                       metadata: Mapping[str, Any] | None = None, network: str = "proxy") -> list[Trajectory]:
     """Run one episode to the end and return its trajectories (main agent first). ``network`` is
-    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``."""
+    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``.
+
+    Time spent getting the image (building it, or waiting for another episode's build) is not
+    the episode's: ``started_at`` is when the image was ready, and ``metadata["timings"]`` has
+    ``image_s`` beside the episode's own phases (``sandbox_s``, ``agent_s``, ``verify_s``) and
+    ``engine_s``, the time its calls spent in the proxy and engine."""
     task = spec.task
-    sid = f"{slug(task.id)}-s{spec.sample_index}-{uuid.uuid4().hex[:6]}"
+    sid = spec.session_id or new_session_id(task, spec.sample_index)
     proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index},
                        targets=harness.observation_targets)
-    started = time.time()
+    started = mark = time.time()
+    timings: dict[str, float] = {"image_s": 0.0, "sandbox_s": 0.0, "agent_s": 0.0, "verify_s": 0.0}
+    timing = "image_s"  # the phase the clock runs for
+
+    def lap(then: str) -> float:  # close the running phase's time; ``then`` runs next
+        nonlocal mark, timing
+        now = time.time()
+        timings[timing] = round(timings[timing] + now - mark, 3)
+        mark, timing = now, then
+        return now
+
     stop = StopReason.COMPLETED
     error: ErrorInfo | None = None
     reward = 0.0
@@ -62,6 +84,7 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         if reason:
             raise EnvError(f"{task.id} cannot run on the {backend.name} runtime: {reason}")
         image = await images.image_for(task, harness)
+        started = lap("sandbox_s")  # the episode proper starts once its image is there
         runtime = await env.start(
             task, backend, image=image,
             # The harness reaches the proxy at 127.0.0.1:<port> either way: with "proxy" through a
@@ -73,7 +96,9 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
                              max_steps=max_steps or task.limits.max_steps)
         phase = "agent"
+        lap("agent_s")
         result = await harness.run(ctx, runtime, timeout=timeout)
+        lap("verify_s")
         stop = harness_stop = harness.stop_reason(result)
         if stop not in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
             tail = (result.stderr or result.stdout)[-2000:]
@@ -83,9 +108,11 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
                                       f"{result.duration_s:.1f}s of {timeout:.0f}s): {tail}")
         phase = "verify"
         evaluation = await env.evaluate(task, runtime)
+        lap("verify_s")
         reward = float(evaluation.reward)
         details = dict(evaluation.details)
     except Exception as e:
+        lap(timing)
         if phase == "verify":  # the verifier could not score it: unscorable, never reward 0
             error, stop, reward = error_info(e, "env"), StopReason.EVAL_ERROR, 0.0
         elif phase == "prepare" or getattr(e, "boundary", None) == "runtime":
@@ -115,7 +142,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             f"reads its base URL from the launch environment ({proxy.base_url(sid)}) and that its own checks "
             f"(model name, API key) pass. Output tail: "
             f"{((result.stderr or result.stdout) if result else '')[-1500:]}"))
-    meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details,
+    timings["engine_s"] = round(sum(max(0.0, c.timings.end - c.timings.start) for c in calls), 3)
+    meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details, "timings": timings,
             "harness_exit_code": None if result is None else result.exit_code,
             "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}
     if details.get("tampering"):

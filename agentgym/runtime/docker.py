@@ -469,6 +469,11 @@ class DockerRuntime(Runtime):
         if self._stopped:
             return
         self._stopped = True
+        if self._backend._closed:  # close() removed it with every other live container
+            if self._owned_image:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._backend._remove_image, self._owned_image)
+            return
         await self._backend._call(self._backend._remove, self.container_id)
         self._backend._live.pop(self.container_id, None)
         if self._owned_image:
@@ -592,7 +597,14 @@ class DockerBackend(RuntimeBackend):
             with contextlib.suppress(Exception):
                 self._remove(name)
             raise RuntimeError_(f"cannot start {spec.image!r}: {e.explanation or e}") from e
-        self._live[container.id] = name
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._live[container.id] = name
+        if closed:  # close() ran while this container was starting (a stopping run): no leak
+            with contextlib.suppress(Exception):
+                self._remove(container.id)
+            raise RuntimeError_(f"the Docker backend was closed while {name} started (the run is stopping)")
         return DockerRuntime(self, container.id, name, spec, explicit_path)
 
     def _remove_image(self, tag: str) -> None:
@@ -700,15 +712,24 @@ class DockerBackend(RuntimeBackend):
         return sorted(self._live.values())
 
     def close(self) -> None:
-        """Remove every container this backend still runs and release its threads. Idempotent."""
-        if self._closed:
-            return
-        for cid in list(self._live):
-            with contextlib.suppress(Exception):
-                self._remove(cid)
-            self._live.pop(cid, None)
-        self._closed = True
+        """Remove every container this backend still runs (in parallel: a stopping run waits for
+        this) and release its threads; a container still starting is removed as it comes up.
+        Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            live = list(self._live)
+        if live:
+            with concurrent.futures.ThreadPoolExecutor(min(16, len(live))) as pool:
+                for cid in live:
+                    pool.submit(self._remove_quietly, cid)
+        self._live.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _remove_quietly(self, cid: str) -> None:
+        with contextlib.suppress(Exception):
+            self._remove(cid)
 
 
 def _atexit_close(ref: weakref.ref[DockerBackend]) -> None:

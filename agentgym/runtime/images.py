@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,9 @@ class ImageCache:
         self.on_status = on_status or (lambda msg: None)
         self._done: dict[tuple[str, str], str] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.seconds: dict[tuple[str, str], float] = {}
+        """Seconds each (image, harness layer) took to prepare: a build, or the check that an
+        up-to-date image is already there (run summaries report it apart from episode time)."""
 
     async def image_for(self, task: Task, harness: Layered) -> str | None:
         """The tag to run: the task's image (built when needed) plus the harness's layer
@@ -172,7 +176,11 @@ class ImageCache:
         async with self._locks.setdefault(key, asyncio.Lock()):
             if key not in self._done:
                 self.on_status(f"preparing image {image} + {layer_id} (the first build can take minutes)")
-                self._done[key] = await self._build(image, dockerfile_dir, layer_id, layer)
+                t0 = time.perf_counter()
+                try:
+                    self._done[key] = await self._build(image, dockerfile_dir, layer_id, layer)
+                finally:
+                    self.seconds[key] = time.perf_counter() - t0
                 self.on_status("")
         return self._done[key]
 
