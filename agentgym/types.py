@@ -39,6 +39,9 @@ class StopReason(str, enum.Enum):
     """The policy engine failed to serve a call."""
     EVAL_ERROR = "eval_error"
     """The environment's evaluation failed (the reward is then 0 and the error is recorded)."""
+    CONTEXT_OVERFLOW = "context_overflow"
+    """The harness stopped after the proxy answered its last request with a context-length error
+    (the conversation outgrew the model's context and the harness did not compact it)."""
 
 
 class BreakReason(str, enum.Enum):
@@ -65,6 +68,9 @@ class BreakReason(str, enum.Enum):
     Its shared prefix is context only in the new segment: each sampled token is trained once."""
     UNDELIVERED_PARENT = "undelivered_parent"
     """The earlier call was never delivered to the harness (client went away)."""
+    RETRY = "retry"
+    """The same prompt as an earlier call of the lineage (the harness asked again). Of calls with
+    one prompt only one is trained: the one a later call continues, else the last delivered."""
 
 
 @dataclass(frozen=True)

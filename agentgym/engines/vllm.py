@@ -282,6 +282,9 @@ class VLLMEngine(Engine):
     def model_name(self) -> str:
         return self.model
 
+    async def context_length(self) -> int | None:
+        return await self._max_model_len()
+
     def request_body(self, prompt_ids: Sequence[int], sampling: SamplingParams, max_tokens: int) -> dict[str, Any]:
         """The exact JSON body sent to ``/v1/completions`` (pinned by the contract test)."""
         body: dict[str, Any] = {

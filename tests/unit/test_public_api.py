@@ -22,7 +22,7 @@ PUBLIC = {
                             "losses"],
     "agentgym.gym": ["SUBMIT", "GymEnv", "make"],
     "agentgym.paths": ["cache_dir"],
-    "agentgym.engines": ["Engine", "Generation", "engine_spec", "load_engine"],
+    "agentgym.engines": ["Engine", "Generation", "TokenChunk", "engine_spec", "load_engine"],
     "agentgym.models": ["CHAT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "ENDOFTEXT", "IM_END", "IM_START",
                         "build_tiny_model", "load_model_and_tokenizer", "main_build_tiny", "tiny_model_path",
                         "train_tokenizer"],

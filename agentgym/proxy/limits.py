@@ -1,0 +1,74 @@
+"""What the proxy accepts before it does any work: ids, sizes, JSON shape.
+
+Everything here is cheap and runs before rendering or tokenising, so a hostile or broken
+request costs the proxy (and every other client on its event loop) next to nothing.
+
+>>> safe_id("task-3.s0_ab12", "session id")
+'task-3.s0_ab12'
+>>> safe_id("../etc", "session id")
+Traceback (most recent call last):
+    ...
+agentgym.errors.ProxyError: invalid session id '../etc': use 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'
+>>> parse_json(b'{"a": [1, 2]}')
+{'a': [1, 2]}
+>>> depth({"a": [[{"b": 1}]]})
+4
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from agentgym.errors import ProxyError
+from agentgym.tokens.messages import json_depth as depth
+
+__all__ = ["Limits", "check_depth", "depth", "parse_json", "safe_id"]
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits, checked before any rendering or tokenising."""
+
+    max_body_bytes: int = 32 * 1024 * 1024
+    """Largest request body (after decompression); larger ones get a 413."""
+    max_depth: int = 64
+    """Deepest nesting of objects and arrays anywhere in a body (tool schemas included)."""
+    offload_chars: int = 2048
+    """Text longer than this is tokenised on a worker thread, off the event loop."""
+    offload_body_bytes: int = 1024 * 1024
+    """Bodies larger than this are parsed and planned on a worker thread."""
+
+
+def safe_id(value: str, what: str) -> str:
+    """``value`` if it is a safe session or agent id (it names a journal file), else a 400."""
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value):
+        shown = value[:64] if isinstance(value, str) else type(value).__name__
+        raise ProxyError(f"invalid {what} {shown!r}: use 1-128 characters of A-Z a-z 0-9 . _ -, "
+                         "not starting with '.' or '-'", code="invalid_id", param=what.replace(" ", "_"))
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """Decode a request body. orjson refuses lone surrogates, invalid UTF-8, numbers that do not
+    fit a double and nesting beyond 1024 levels, each with a 400 here."""
+    if not raw:
+        raise ProxyError("empty request body: send a JSON object", code="invalid_json")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ProxyError(f"malformed JSON body: {e}", code="invalid_json") from None
+    except RecursionError:
+        raise ProxyError("malformed JSON body: nested too deeply", code="invalid_json") from None
+
+
+def check_depth(value: Any, limit: int, param: str) -> None:
+    """A 400 naming ``param`` when ``value`` nests deeper than ``limit``."""
+    if depth(value, limit) > limit:
+        raise ProxyError(f"'{param}' is nested more than {limit} levels deep", param=param,
+                         code="invalid_request_error")
