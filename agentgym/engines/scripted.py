@@ -74,6 +74,10 @@ class ScriptedEngine(Engine):
             yield TokenChunk(ids=(t,), logprobs=(lp,), policy_version=gen.policy_version)
         yield TokenChunk(ids=(), logprobs=(), finish_reason=gen.finish_reason, policy_version=gen.policy_version)
 
+    async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
+        """Nothing to load: later generations report ``version``."""
+        self.policy_version = version
+
     def _next(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
         n = len(self.prompts)
         self.prompts.append(tuple(prompt_ids))
