@@ -153,6 +153,10 @@ def materialize(records: Iterable[CallRecord | Call]) -> list[Call]:
                         r.prompt_base)
             continue
         base = prompts[r.prompt_base] if r.prompt_base is not None else ()
+        if r.prompt_keep > len(base):
+            log.warning("journal of %s: call %s extends %s, whose completion is missing; skipped", r.session_id,
+                        r.call_id, r.prompt_base)
+            continue
         prompt = base[: r.prompt_keep] + r.prompt_tail
         request = r.request
         if r.conv_key is not None:

@@ -248,19 +248,22 @@ class Pipeline:
         base = plan.base
         request, conv_base, conv_keep = req.raw, None, 0
         tip = base if plan.fast else None
+        if base is not None and not base.journaled:
+            tip = None  # its record never reached the disk: store this one whole
         if tip is not None and tip.raw_conv is not None:
             conv_base, conv_keep = tip.call_id, len(tip.raw_conv)
             request = {**req.raw, req.conv_key: raw[conv_keep:]}
-        tail = plan.prompt_ids[plan.keep:]
+        keep = plan.keep if base is not None and base.journaled else 0
+        tail = plan.prompt_ids[keep:]
         record = CallRecord(
             call_id=call_id, session_id=session.id, index=index, agent_id=lineage.name,
             parent_call_id=plan.parent_call_id, break_reason=plan.break_reason, new_from=plan.new_from,
-            prompt_base=base.call_id if base is not None else None, prompt_keep=plan.keep, prompt_tail=tail,
+            prompt_base=base.call_id if keep else None, prompt_keep=keep, prompt_tail=tail,
             request=request, conv_key=req.conv_key, conv_base=conv_base, conv_keep=conv_keep,
             obs_spans=plan.obs_spans,
             obs_body_spans=plan.obs_body_spans if plan.obs_body_spans != plan.obs_spans else None,
             sampling={**dataclasses.asdict(sampling), "stop": list(sampling.stop)}, dialect=dialect.name)
-        node = Node(call_id=call_id, base=base, keep=plan.keep, tail=tail, new_from=plan.new_from,
+        node = Node(call_id=call_id, base=base, keep=plan.keep, tail=plan.prompt_ids[plan.keep:], new_from=plan.new_from,
                     parent_call_id=plan.parent_call_id, obs_spans=plan.obs_spans,
                     obs_body_spans=plan.obs_body_spans, req_digest=plan.req_digest, n_conv=plan.n_conv,
                     n_raw=len(raw), prev=plan.prev, _full=plan.prompt_ids)
@@ -371,6 +374,7 @@ class Pipeline:
     async def journal_outcome(self, p: Pending, intent_written: bool) -> None:
         """Write the completion before the reply's last byte is sent; raises on failure."""
         await self._write(p, p.record.outcome_json() if intent_written else p.record.intent_json())
+        p.node.journaled = True
 
     async def _write(self, p: Pending, obj: dict[str, Any]) -> None:
         try:

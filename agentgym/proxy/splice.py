@@ -62,6 +62,9 @@ class Node:
     seq_digest: bytes = b""
     delivered: bool = False
     continued: bool = False
+    journaled: bool = False
+    """Whether the whole record (prompt and completion) is on disk: only then may later records
+    be stored as deltas from it."""
     raw_conv: list[Any] | None = None
     """The conversation as sent (tips only: the fast path compares it)."""
     canon: list[Message] | None = None
