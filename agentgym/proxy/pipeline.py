@@ -258,7 +258,7 @@ class Pipeline:
         record = CallRecord(
             call_id=call_id, session_id=session.id, index=index, agent_id=lineage.name,
             parent_call_id=plan.parent_call_id, break_reason=plan.break_reason, new_from=plan.new_from,
-            prompt_base=base.call_id if keep else None, prompt_keep=keep, prompt_tail=tail,
+            prompt_base=base.call_id if base is not None and keep else None, prompt_keep=keep, prompt_tail=tail,
             request=request, conv_key=req.conv_key, conv_base=conv_base, conv_keep=conv_keep,
             obs_spans=plan.obs_spans,
             obs_body_spans=plan.obs_body_spans if plan.obs_body_spans != plan.obs_spans else None,
