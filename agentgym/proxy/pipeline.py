@@ -184,12 +184,15 @@ class Pipeline:
                 canon = [*req.preamble, *dialect.convert(raw, 0, depth)]
             if not canon:
                 raise ProxyError("the conversation is empty: send at least one message", param=dialect.conv_key)
-            planned = lineage.plan(canon, raw, tip)
-            plan = await self._tokenise(planned, dialect) if isinstance(planned, Draft) else planned
-            limit = self.max_model_len
-            if len(plan.prompt_ids) + 1 > limit:
-                session.context_overflow = True
-                raise dialect.context_error(len(plan.prompt_ids), limit)
+            try:
+                planned = lineage.plan(canon, raw, tip)
+                plan = await self._tokenise(planned, dialect) if isinstance(planned, Draft) else planned
+                if len(plan.prompt_ids) + 1 > self.max_model_len:
+                    raise dialect.context_error(len(plan.prompt_ids), self.max_model_len)
+            except ProxyError as e:
+                if e.code == "context_length_exceeded":
+                    session.context_overflow = True  # the episode's stop reason if the harness gives up now
+                raise
             sampling = self._sampling(req.sampling, len(plan.prompt_ids))
             index = session.next_index
             session.next_index += 1
