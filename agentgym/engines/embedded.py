@@ -36,6 +36,7 @@ import queue
 import random
 import threading
 import time
+from array import array
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,14 +270,14 @@ class EmbeddedEngine(Engine):
                       sink: Callable[[int, float], None] | None = None) -> _Request:
         if self._closed:
             raise EngineError("engine is closed")
-        ids = [int(i) for i in prompt_ids]
+        ids = prompt_ids.tolist() if isinstance(prompt_ids, array) else [int(i) for i in prompt_ids]
         if not ids:
             raise EngineError("empty prompt: the engine needs at least one token")
         if len(ids) >= self.max_model_len:
             raise EngineError(f"prompt has {len(ids)} tokens but max_model_len is {self.max_model_len}: "
                               "shorten the conversation or raise max_model_len")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
+        if min(ids) < 0 or max(ids) >= self.vocab_size:
+            bad = [i for i in ids if not 0 <= i < self.vocab_size]
             raise EngineError(f"prompt has token ids outside the vocabulary [0, {self.vocab_size}): {bad[:5]}")
         if sampling.temperature < 0 or not 0 < sampling.top_p <= 1 or sampling.max_tokens < 1:
             raise EngineError(f"invalid sampling parameters {sampling}: need temperature >= 0, "

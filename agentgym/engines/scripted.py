@@ -35,18 +35,21 @@ class ScriptedEngine(Engine):
     returned verbatim). ``replies`` may also be a function ``(prompt_ids, n) -> Reply``.
 
     Every prompt it saw is kept in ``prompts`` (a list of id tuples), and every sampling in ``samplings``.
-    ``stream`` yields one token at a time, ``token_delay_s`` apart."""
+    ``stream`` yields one token at a time, ``token_delay_s`` apart. ``keep_prompts=False`` keeps
+    nothing (a zero-latency engine for benchmarks)."""
 
     name = "scripted"
 
     def __init__(self, tokenizer: Any, replies: Sequence[Reply] | Callable[[Sequence[int], int], Reply],
                  logprob: float = -0.5, delay_s: float = 0.0, model_name: str = "scripted",
-                 token_delay_s: float = 0.0) -> None:
+                 token_delay_s: float = 0.0, keep_prompts: bool = True) -> None:
         self._tokenizer = tokenizer
         self._replies = replies
         self.logprob = logprob
         self.delay_s = delay_s
         self.token_delay_s = token_delay_s
+        self.keep_prompts = keep_prompts
+        self.calls = 0
         self._model_name = model_name
         self.prompts: list[tuple[int, ...]] = []
         self.samplings: list[SamplingParams] = []
@@ -79,9 +82,11 @@ class ScriptedEngine(Engine):
         self.policy_version = version
 
     def _next(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
-        n = len(self.prompts)
-        self.prompts.append(tuple(prompt_ids))
-        self.samplings.append(sampling)
+        n = self.calls
+        self.calls += 1
+        if self.keep_prompts:
+            self.prompts.append(tuple(prompt_ids))
+            self.samplings.append(sampling)
         if callable(self._replies):
             reply = self._replies(prompt_ids, n)
         else:

@@ -70,6 +70,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from array import array
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -296,7 +297,7 @@ class VLLMEngine(Engine):
         """The exact JSON body sent to ``/v1/completions`` (pinned by the contract test)."""
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": [int(i) for i in prompt_ids],
+            "prompt": prompt_ids.tolist() if isinstance(prompt_ids, array) else [int(i) for i in prompt_ids],
             "max_tokens": max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,

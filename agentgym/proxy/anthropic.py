@@ -22,7 +22,6 @@ from typing import Any
 from agentgym.errors import ProxyError
 from agentgym.proxy import dialect as d
 from agentgym.proxy.dialect import Dialect, StreamWriter, bad, sse
-from agentgym.proxy.limits import check_depth
 from agentgym.proxy.pipeline import Request, Served
 from agentgym.tokens.messages import Message
 from agentgym.types import SamplingParams
@@ -43,7 +42,7 @@ class Messages(Dialect):
     name = "anthropic"
     conv_key = "messages"
 
-    def parse(self, body: Any, default_max_tokens: int, max_depth: int, counting: bool = False) -> Request:
+    def parse(self, body: Any, default_max_tokens: int, counting: bool = False) -> Request:
         if not isinstance(body, dict):
             raise bad("the request body must be a JSON object")
         unknown = sorted(set(body) - SUPPORTED_PARAMS)
@@ -53,7 +52,6 @@ class Messages(Dialect):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise bad("messages: a non-empty array of messages is required", "messages")
-        d.shallow_fields(body, ("messages",), max_depth)
         max_tokens = d.integer(body, "max_tokens", 1, 2**31 - 1)
         if max_tokens is None and not counting:
             raise bad("max_tokens: Field required", "max_tokens")
@@ -86,13 +84,12 @@ class Messages(Dialect):
         return Request(sampling=sampling, raw=body, conv_key="messages", preamble=preamble, tools=tools,
                        tool_choice="auto", stream=d.boolean(body, "stream"), model=d.string(body, "model"))
 
-    def convert(self, items: list[Any], offset: int, max_depth: int) -> list[Message]:
+    def convert(self, items: list[Any], offset: int) -> list[Message]:
         out: list[Message] = []
         for i, m in enumerate(items, offset):
             where = f"messages.{i}"
             if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
                 raise bad(f"{where}: must be an object with role 'user' or 'assistant'", where)
-            check_depth(m, max_depth, where)
             content = m.get("content")
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
             if not isinstance(blocks, list):

@@ -34,7 +34,8 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ class CallRecord:
     prompt_base: str | None
     """The call whose ``prompt_ids + completion_ids`` this prompt starts with."""
     prompt_keep: int
-    prompt_tail: tuple[int, ...]
+    prompt_tail: Sequence[int]
     request: JSON
     """The body as received, except that ``request[conv_key]`` holds only the items after the first
     ``conv_keep`` of ``conv_base``'s conversation."""
@@ -87,6 +88,8 @@ class CallRecord:
     valid_action: bool = True
     done: bool = False
     """Whether the outcome (completion) is known."""
+    request_json: Any = None
+    """``request`` already encoded (an ``orjson.Fragment``), when the proxy encoded it early."""
     delivered: bool = False
 
     def intent_json(self) -> JSON:
@@ -94,8 +97,9 @@ class CallRecord:
                    "index": self.index, "agent_id": self.agent_id, "parent_call_id": self.parent_call_id,
                    "break_reason": self.break_reason.value if self.break_reason else None,
                    "new_from": self.new_from, "prompt_base": self.prompt_base, "prompt_keep": self.prompt_keep,
-                   "prompt_tail": self.prompt_tail, "conv_key": self.conv_key, "conv_base": self.conv_base,
-                   "conv_keep": self.conv_keep, "request": self.request, "obs_spans": self.obs_spans,
+                   "prompt_tail": _list(self.prompt_tail), "conv_key": self.conv_key, "conv_base": self.conv_base,
+                   "conv_keep": self.conv_keep,
+                   "request": self.request_json if self.request_json is not None else self.request, "obs_spans": self.obs_spans,
                    "obs_body_spans": self.obs_body_spans, "sampling": self.sampling, "dialect": self.dialect}
         if self.done:
             d.update({k: v for k, v in self.outcome_json().items() if k not in ("v", "t")})
@@ -115,7 +119,7 @@ class CallRecord:
                   parent_call_id=d.get("parent_call_id"),
                   break_reason=BreakReason(d["break_reason"]) if d.get("break_reason") else None,
                   new_from=int(d.get("new_from", 0)), prompt_base=d.get("prompt_base"),
-                  prompt_keep=int(d.get("prompt_keep", 0)), prompt_tail=tuple(d["prompt_tail"]),
+                  prompt_keep=int(d.get("prompt_keep", 0)), prompt_tail=array("i", d["prompt_tail"]),
                   request=d.get("request") or {}, conv_key=d.get("conv_key"), conv_base=d.get("conv_base"),
                   conv_keep=int(d.get("conv_keep", 0)), obs_spans=tuple(tuple(s) for s in d.get("obs_spans", ())),
                   obs_body_spans=(tuple(tuple(s) for s in d["obs_body_spans"])
@@ -136,40 +140,45 @@ class CallRecord:
         self.done = True
 
 
+def _list(xs: Sequence[int]) -> Any:
+    return xs.tolist() if isinstance(xs, array) else xs
+
+
 def materialize(records: Iterable[CallRecord | Call]) -> list[Call]:
     """Whole :class:`Call` s (exact full prompts and requests) from records in journal order.
     Records whose base is missing are skipped with a warning; records without an outcome are
     left out."""
-    prompts: dict[str, tuple[int, ...]] = {}
+    prompts: dict[str, array] = {}
     convs: dict[str, list[Any]] = {}
     out: list[Call] = []
     for r in records:
         if isinstance(r, Call):  # a version 1 line
-            prompts[r.call_id] = r.prompt_ids + r.completion_ids
+            prompts[r.call_id] = array("i", r.prompt_ids + r.completion_ids)
             out.append(r)
             continue
         if r.prompt_base is not None and r.prompt_base not in prompts:
             log.warning("journal of %s: call %s extends %s, which is missing; skipped", r.session_id, r.call_id,
                         r.prompt_base)
             continue
-        base = prompts[r.prompt_base] if r.prompt_base is not None else ()
+        base = prompts[r.prompt_base] if r.prompt_base is not None else array("i")
         if r.prompt_keep > len(base):
             log.warning("journal of %s: call %s extends %s, whose completion is missing; skipped", r.session_id,
                         r.call_id, r.prompt_base)
             continue
-        prompt = base[: r.prompt_keep] + r.prompt_tail
+        prompt = base[: r.prompt_keep] + (r.prompt_tail if isinstance(r.prompt_tail, array)
+                                          else array("i", r.prompt_tail))
         request = r.request
         if r.conv_key is not None:
             head = convs.get(r.conv_base, []) if r.conv_base is not None else []
             conv = head[: r.conv_keep] + list(request.get(r.conv_key) or [])
             convs[r.call_id] = conv
             request = {**request, r.conv_key: conv}
-        prompts[r.call_id] = prompt + r.completion_ids
+        prompts[r.call_id] = prompt + array("i", r.completion_ids)
         if not r.done:
             continue
         out.append(Call(
             call_id=r.call_id, session_id=r.session_id, index=r.index, agent_id=r.agent_id,
-            parent_call_id=r.parent_call_id, break_reason=r.break_reason, request=request, prompt_ids=prompt,
+            parent_call_id=r.parent_call_id, break_reason=r.break_reason, request=request, prompt_ids=tuple(prompt),
             completion_ids=r.completion_ids, completion_logprobs=r.completion_logprobs, obs_spans=r.obs_spans,
             obs_body_spans=r.obs_body_spans, new_from=r.new_from, response=r.response,
             finish_reason=r.finish_reason, policy_version=r.policy_version, timings=r.timings,
@@ -178,7 +187,10 @@ def materialize(records: Iterable[CallRecord | Call]) -> list[Call]:
 
 
 class _Writer:
-    """One thread that appends queued lines, a batch at a time, and acknowledges them after."""
+    """Appends lines and acknowledges each once it is written. Without fsync a write is a copy
+    into the kernel's page cache (microseconds, survives a crash of this process): done where it
+    is asked for. With fsync, one thread writes what is queued a batch at a time and fsyncs each
+    batch once (group commit) before acknowledging its lines."""
 
     def __init__(self, fsync: bool) -> None:
         self.fsync = fsync
@@ -189,6 +201,10 @@ class _Writer:
 
     def submit(self, path: Path, line: bytes) -> concurrent.futures.Future[None]:
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        if not self.fsync:
+            with self._lock:
+                self._write([(path, line, fut)])
+            return fut
         if self._thread is None:
             with self._lock:
                 if self._thread is None:
@@ -205,10 +221,17 @@ class _Writer:
             fut.result(timeout=60)
 
     def close_file(self, path: Path) -> None:
-        if self._thread is not None:
+        if not self.fsync:
+            with self._lock:
+                self._drop(path)
+        elif self._thread is not None:
             self._q.put(("close", path, None))
 
     def stop(self) -> None:
+        if not self.fsync:
+            with self._lock:
+                for path in list(self._files):
+                    self._drop(path)
         if self._thread is not None:
             self._q.put(None)
             self._thread.join()
@@ -297,15 +320,20 @@ class CallLog:
         self.root = Path(root)
         self.dir = self.root / "calls"
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._real = self.dir.resolve()
         self.fsync = fsync
         self._writer = _Writer(fsync)
+        self._paths: dict[str, Path] = {}
 
     def path(self, session_id: str) -> Path:
         """The session's journal file. Raises :class:`ProxyError` for an unsafe id."""
-        p = self.dir / f"{safe_id(session_id, 'session id')}.jsonl"
-        if p.parent.resolve() != self._real:  # belt and braces: never outside the journal directory
-            raise ProxyError(f"journal path for {session_id!r} escapes {self.dir}", code="invalid_id")
+        p = self._paths.get(session_id)
+        if p is None:
+            p = self.dir / f"{safe_id(session_id, 'session id')}.jsonl"
+            if p.parent != self.dir:  # belt and braces: never outside the journal directory
+                raise ProxyError(f"journal path for {session_id!r} escapes {self.dir}", code="invalid_id")
+            if len(self._paths) > 65536:
+                self._paths.clear()
+            self._paths[session_id] = p
         return p
 
     def submit(self, session_id: str, obj: JSON) -> concurrent.futures.Future[None]:
@@ -314,7 +342,11 @@ class CallLog:
 
     async def write(self, session_id: str, obj: JSON) -> None:
         """Write one record and wait until it is on disk."""
-        await asyncio.wrap_future(self.submit(session_id, obj))
+        fut = self.submit(session_id, obj)
+        if fut.done():
+            fut.result()
+        else:
+            await asyncio.wrap_future(fut)
 
     def append(self, call: Call) -> None:
         """Write a whole call (not a delta) and wait for it."""

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agentgym.errors import ProxyError
-from agentgym.proxy.limits import check_depth
 from agentgym.tokens.messages import Message
 
 if TYPE_CHECKING:
@@ -57,11 +56,11 @@ class Dialect(abc.ABC):
     """The body key of the conversation (a list the pipeline compares with earlier calls')."""
 
     @abc.abstractmethod
-    def parse(self, body: Any, default_max_tokens: int, max_depth: int) -> Request:
+    def parse(self, body: Any, default_max_tokens: int) -> Request:
         """Validate a decoded body (everything but the conversation's items)."""
 
     @abc.abstractmethod
-    def convert(self, items: list[Any], offset: int, max_depth: int) -> list[Message]:
+    def convert(self, items: list[Any], offset: int) -> list[Message]:
         """Canonical messages of conversation items (``offset``: index of ``items[0]`` in the
         whole conversation, for error messages). Items of one message are never split across
         calls: the pipeline converts whole requests or the items after an earlier request."""
@@ -151,13 +150,6 @@ def stops(body: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 16:
         return tuple(s for s in stop if s)
     raise bad(f"'{key}' must be a string or an array of up to 16 strings", key)
-
-
-def shallow_fields(body: Mapping[str, Any], skip: tuple[str, ...], max_depth: int) -> None:
-    """Depth-check every top-level field except the conversation (checked item by item)."""
-    for key, value in body.items():
-        if key not in skip and isinstance(value, (dict, list)):
-            check_depth(value, max_depth, key)
 
 
 def function_tool(name: Any, description: Any, parameters: Any, where: str) -> dict[str, Any]:

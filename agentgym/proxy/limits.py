@@ -11,8 +11,11 @@ Traceback (most recent call last):
 agentgym.errors.ProxyError: invalid session id '../etc': use 1-128 characters of A-Z a-z 0-9 . _ -, not starting with '.' or '-'
 >>> parse_json(b'{"a": [1, 2]}')
 {'a': [1, 2]}
->>> depth({"a": [[{"b": 1}]]})
-4
+
+Nesting: orjson refuses bodies nested deeper than 1024 levels; the journal's encoder takes 254,
+and each call's record is encoded before anything is generated, so a deeper body is a 400 there
+(:data:`MAX_JOURNAL_DEPTH`); tool-call arguments deeper than 64 levels are refused where they
+are parsed (:data:`agentgym.tokens.messages.MAX_ARGUMENT_DEPTH`).
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from typing import Any
 import orjson
 
 from agentgym.errors import ProxyError
-from agentgym.tokens.messages import json_depth as depth
 
-__all__ = ["Limits", "check_depth", "depth", "parse_json", "safe_id"]
+__all__ = ["MAX_JOURNAL_DEPTH", "Limits", "parse_json", "safe_id"]
+
+MAX_JOURNAL_DEPTH = 254
+"""Nesting orjson encodes (deeper request bodies cannot be journaled, so they are refused)."""
 
 _SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
@@ -37,8 +42,6 @@ class Limits:
 
     max_body_bytes: int = 32 * 1024 * 1024
     """Largest request body (after decompression); larger ones get a 413."""
-    max_depth: int = 64
-    """Deepest nesting of objects and arrays anywhere in a body (tool schemas included)."""
     offload_chars: int = 2048
     """Text longer than this is tokenised on a worker thread, off the event loop."""
     offload_body_bytes: int = 1024 * 1024
@@ -65,10 +68,3 @@ def parse_json(raw: bytes) -> Any:
         raise ProxyError(f"malformed JSON body: {e}", code="invalid_json") from None
     except RecursionError:
         raise ProxyError("malformed JSON body: nested too deeply", code="invalid_json") from None
-
-
-def check_depth(value: Any, limit: int, param: str) -> None:
-    """A 400 naming ``param`` when ``value`` nests deeper than ``limit``."""
-    if depth(value, limit) > limit:
-        raise ProxyError(f"'{param}' is nested more than {limit} levels deep", param=param,
-                         code="invalid_request_error")

@@ -14,7 +14,6 @@ from typing import Any
 from agentgym.errors import ProxyError
 from agentgym.proxy import dialect as d
 from agentgym.proxy.dialect import Dialect, StreamWriter, bad, sse
-from agentgym.proxy.limits import check_depth
 from agentgym.proxy.pipeline import Request, Served
 from agentgym.tokens.messages import ROLES, Message, content_text
 from agentgym.types import SamplingParams
@@ -37,7 +36,7 @@ class ChatCompletions(Dialect):
     name = "openai"
     conv_key = "messages"
 
-    def parse(self, body: Any, default_max_tokens: int, max_depth: int) -> Request:
+    def parse(self, body: Any, default_max_tokens: int) -> Request:
         if not isinstance(body, dict):
             raise bad("the request body must be a JSON object")
         unknown = sorted(set(body) - SUPPORTED_PARAMS)
@@ -49,7 +48,6 @@ class ChatCompletions(Dialect):
             raise bad("missing required field 'messages'", "messages")
         if not isinstance(messages, list) or not messages:
             raise bad("'messages' must be a non-empty array of message objects", "messages")
-        d.shallow_fields(body, ("messages",), max_depth)
         if body.get("n", 1) != 1:
             raise bad("only n=1 is supported: send n separate requests (each is recorded as its own call)",
                       "n", code="unsupported_value")
@@ -99,9 +97,9 @@ class ChatCompletions(Dialect):
                        options={"include_usage": d.boolean(opts, "include_usage"),
                                 "logprobs": d.boolean(body, "logprobs")})
 
-    def convert(self, items: list[Any], offset: int, max_depth: int) -> list[Message]:
+    def convert(self, items: list[Any], offset: int) -> list[Message]:
         for i, m in enumerate(items, offset):
-            check_message(m, i, max_depth)
+            check_message(m, i)
         return items
 
     def reply(self, served: Served, req: Request) -> dict[str, Any]:
@@ -130,7 +128,7 @@ class ChatCompletions(Dialect):
                           code="context_length_exceeded", param="messages")
 
 
-def check_message(m: Any, i: int, max_depth: int) -> None:
+def check_message(m: Any, i: int) -> None:
     """A chat message the templates can take; a 400 naming the message otherwise."""
     where = f"messages[{i}]"
     if not isinstance(m, dict):
@@ -150,7 +148,6 @@ def check_message(m: Any, i: int, max_depth: int) -> None:
             raise bad(f"{where}.tool_calls[{j}] must have a function with a string name", f"{where}.tool_calls")
         if fn.get("arguments") is not None and not isinstance(fn["arguments"], (str, dict)):
             raise bad(f"{where}.tool_calls[{j}].function.arguments must be a JSON string", f"{where}.tool_calls")
-    check_depth(m, max_depth, where)
 
 
 def usage(served: Served) -> dict[str, int]:

@@ -29,8 +29,8 @@ from agentgym.engines.base import Engine, Generation
 from agentgym.errors import AgentGymError, EngineError, ProxyError
 from agentgym.observation import TargetsFn
 from agentgym.proxy.calllog import CallLog, CallRecord, materialize
-from agentgym.proxy.limits import Limits
-from agentgym.proxy.splice import Draft, Lineage, Node, SplicePlan
+from agentgym.proxy.limits import MAX_JOURNAL_DEPTH, Limits
+from agentgym.proxy.splice import Draft, Lineage, Node, SplicePlan, ids
 from agentgym.tokens.messages import Message
 from agentgym.tokens.render import ChatRenderer
 from agentgym.tokens.stream import IncrementalDetokenizer, ReplyStream
@@ -175,13 +175,12 @@ class Pipeline:
         async with session.lock:
             lineage = self._lineage(session, req, agent, raw, dialect)
             match = lineage.match_tip(raw)
-            depth = self.limits.max_depth
             tip = match[0] if match is not None else None
             if tip is not None and tip.canon is not None and match is not None:
-                canon = [*tip.canon, *dialect.convert(raw[match[1]:], match[1], depth)]
+                canon = [*tip.canon, *dialect.convert(raw[match[1]:], match[1])]
             else:
                 tip = None
-                canon = [*req.preamble, *dialect.convert(raw, 0, depth)]
+                canon = [*req.preamble, *dialect.convert(raw, 0)]
             if not canon:
                 raise ProxyError("the conversation is empty: send at least one message", param=dialect.conv_key)
             try:
@@ -215,7 +214,7 @@ class Pipeline:
         key = hashlib.blake2b(ident, digest_size=16).digest()
         lineage = session.lineages.get(key)
         if lineage is None:
-            system = [*req.preamble, *dialect.convert(raw[:n], 0, self.limits.max_depth)]
+            system = [*req.preamble, *dialect.convert(raw[:n], 0)]
             lineage = Lineage(name=session.lineage_name(agent), key=key, tools=req.tools, renderer=self.renderer,
                               targets=session.targets, n_system=len(system))
             session.lineages[key] = lineage
@@ -256,6 +255,11 @@ class Pipeline:
         if tip is not None and tip.raw_conv is not None:
             conv_base, conv_keep = tip.call_id, len(tip.raw_conv)
             request = {**req.raw, req.conv_key: raw[conv_keep:]}
+        try:  # encoded now: a body the journal cannot hold is the client's 400, before any work
+            request_json = orjson.Fragment(orjson.dumps(request))
+        except orjson.JSONEncodeError as e:
+            raise ProxyError(f"the request cannot be recorded: {e} (nested more than {MAX_JOURNAL_DEPTH} "
+                             "levels?)", code="invalid_request_error") from None
         keep = plan.keep if base is not None and base.journaled else 0
         tail = plan.prompt_ids[keep:]
         record = CallRecord(
@@ -265,7 +269,8 @@ class Pipeline:
             request=request, conv_key=req.conv_key, conv_base=conv_base, conv_keep=conv_keep,
             obs_spans=plan.obs_spans,
             obs_body_spans=plan.obs_body_spans if plan.obs_body_spans != plan.obs_spans else None,
-            sampling={**dataclasses.asdict(sampling), "stop": list(sampling.stop)}, dialect=dialect.name)
+            sampling={**dataclasses.asdict(sampling), "stop": list(sampling.stop)}, dialect=dialect.name,
+            request_json=request_json)
         node = Node(call_id=call_id, base=base, keep=plan.keep, tail=plan.prompt_ids[plan.keep:], new_from=plan.new_from,
                     parent_call_id=plan.parent_call_id, obs_spans=plan.obs_spans,
                     obs_body_spans=plan.obs_body_spans, req_digest=plan.req_digest, n_conv=plan.n_conv,
@@ -274,7 +279,7 @@ class Pipeline:
 
     async def count_tokens(self, req: Request, dialect: Dialect) -> int:
         """Prompt tokens the request would have (rendered whole; nothing is recorded)."""
-        canon = [*req.preamble, *dialect.convert(req.conversation, 0, self.limits.max_depth)]
+        canon = [*req.preamble, *dialect.convert(req.conversation, 0)]
         text, split, head = self.renderer.prompt_text(canon, req.tools)
         tail = text[split:]
         if len(tail) > self.limits.offload_chars:
@@ -363,7 +368,7 @@ class Pipeline:
         rec.response, rec.finish_reason, rec.policy_version = message, served.finish, gen.policy_version
         rec.valid_action, rec.done = parsed.valid, True
         rec.timings = Timings(start=p.t_start, first_token=first_token, end=time.time(), queue_s=gen.queue_s)
-        p.node.completion = gen.completion_ids
+        p.node.completion = ids(gen.completion_ids)
         p.lineage.add(p.node, p.plan, message, p.req.conversation, p.canon)
         p.session.context_overflow = False
         p.served = served

@@ -21,7 +21,6 @@ from typing import Any
 from agentgym.errors import ProxyError
 from agentgym.proxy import dialect as d
 from agentgym.proxy.dialect import Dialect, StreamWriter, bad, sse
-from agentgym.proxy.limits import check_depth
 from agentgym.proxy.openai import error_body
 from agentgym.proxy.pipeline import Request, Served
 from agentgym.tokens.messages import Message, content_text
@@ -41,7 +40,7 @@ class Responses(Dialect):
     name = "responses"
     conv_key = "input"
 
-    def parse(self, body: Any, default_max_tokens: int, max_depth: int) -> Request:
+    def parse(self, body: Any, default_max_tokens: int) -> Request:
         if not isinstance(body, dict):
             raise bad("the request body must be a JSON object")
         unknown = sorted(set(body) - SUPPORTED_PARAMS)
@@ -56,7 +55,6 @@ class Responses(Dialect):
             body = {**body, "input": [{"type": "message", "role": "user", "content": items}]}
         elif not isinstance(items, list) or not items:
             raise bad("'input' must be a string or a non-empty array of items", "input")
-        d.shallow_fields(body, ("input",), max_depth)
         preamble: list[Message] = []
         instructions = d.string(body, "instructions")
         if instructions:
@@ -92,14 +90,13 @@ class Responses(Dialect):
                        tool_choice=choice or "auto", stream=d.boolean(body, "stream"),
                        model=d.string(body, "model"))
 
-    def convert(self, items: list[Any], offset: int, max_depth: int) -> list[Message]:
+    def convert(self, items: list[Any], offset: int) -> list[Message]:
         out: list[Message] = []
         current: Message | None = None  # the assistant message being assembled
         for i, item in enumerate(items, offset):
             where = f"input[{i}]"
             if not isinstance(item, dict):
                 raise bad(f"{where} must be an object", where)
-            check_depth(item, max_depth, where)
             kind = item.get("type", "message")
             role = item.get("role")
             if kind == "message" and role == "assistant":

@@ -19,6 +19,7 @@ differently) takes the **slow path**: canonical digests of the whole conversatio
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,17 @@ from agentgym.tokens.messages import Message, chain_digest, message_key, prefix_
 from agentgym.tokens.render import ChatRenderer, Continuation, RenderedPrompt
 from agentgym.types import BreakReason
 
-__all__ = ["Draft", "Lineage", "Node", "SplicePlan"]
+__all__ = ["Draft", "Ids", "Lineage", "Node", "SplicePlan", "ids"]
+
+Ids = array
+"""Token ids in memory: ``array('i')``. A prompt is rebuilt as the parent's ids plus the new ones
+every turn; an array copies them with one memcpy, where a tuple of a few hundred thousand ints
+costs a loop and then garbage-collector passes over every element."""
+
+
+def ids(values: Sequence[int] = ()) -> array:
+    """Token ids as an :data:`Ids` array."""
+    return values if isinstance(values, array) else array("i", values)
 
 MAX_TIPS = 8
 """Recent calls of a lineage whose raw conversation is kept for the fast path."""
@@ -43,7 +54,7 @@ class Node:
     """The call whose prompt + completion this prompt starts with (``None``: from scratch)."""
     keep: int
     """Leading ids of ``base``'s prompt + completion this prompt starts with."""
-    tail: tuple[int, ...]
+    tail: array
     """This prompt's ids after those."""
     new_from: int
     parent_call_id: str | None
@@ -56,7 +67,7 @@ class Node:
     """Items of the request's conversation as sent."""
     prev: Message | None
     """The request's last message (the window of the next call starts with it)."""
-    completion: tuple[int, ...] = ()
+    completion: array = field(default_factory=ids)
     reply: Message | None = None
     reply_key: bytes = b""
     seq_digest: bytes = b""
@@ -70,9 +81,9 @@ class Node:
     canon: list[Message] | None = None
     """The request's canonical messages (tips only)."""
     window_base: Any = None
-    _full: tuple[int, ...] | None = None
+    _full: array | None = None
 
-    def prompt_ids(self) -> tuple[int, ...]:
+    def prompt_ids(self) -> array:
         """The exact prompt ids, built from the chain of bases (cached on recent calls only, so
         a long session does not hold every prompt in memory)."""
         if self._full is not None:
@@ -83,10 +94,10 @@ class Node:
             chain.append(n)
             n = n.base
         above = n._full if n is not None else None
-        full: tuple[int, ...] = ()
+        full = ids()
         for level in reversed(chain):
             b = level.base
-            base = (above or ()) + b.completion if b is not None else ()
+            base = (above if above is not None else ids()) + b.completion if b is not None else ids()
             full = base[: level.keep] + level.tail
             above = full
         self._full = full
@@ -100,7 +111,7 @@ class Node:
 class SplicePlan:
     """How to build the prompt ids of an incoming request."""
 
-    prompt_ids: tuple[int, ...]
+    prompt_ids: array
     obs_spans: tuple[tuple[int, int], ...]
     new_from: int
     parent: Node | None
@@ -128,7 +139,7 @@ class Draft:
     """A plan waiting for its text to be tokenised (possibly on a worker thread)."""
 
     text: str
-    base_ids: tuple[int, ...]
+    base_ids: Sequence[int]
     """Ids before ``text`` (the parent's, or a cached system prompt)."""
     finish: Any
     """``finish(encoding) -> SplicePlan``."""
@@ -228,7 +239,7 @@ class Lineage:
             rp = r.finish_continuation(cont, enc, new, self.targets)
             shift = len(base)
             return SplicePlan(
-                prompt_ids=base + rp.ids, obs_spans=tuple((s + shift, e + shift) for s, e in rp.obs_spans),
+                prompt_ids=base + ids(rp.ids), obs_spans=tuple((s + shift, e + shift) for s, e in rp.obs_spans),
                 obs_body_spans=tuple((s + shift, e + shift) for s, e in rp.obs_body_spans),
                 new_from=shift, parent=parent, parent_call_id=parent.call_id, break_reason=reason,
                 base=parent, keep=shift,
@@ -245,7 +256,7 @@ class Lineage:
         hit: RenderedPrompt | None = r.cached(key)
 
         def plan_of(rp: RenderedPrompt) -> SplicePlan:
-            return SplicePlan(prompt_ids=rp.ids, obs_spans=rp.obs_spans, obs_body_spans=rp.obs_body_spans,
+            return SplicePlan(prompt_ids=ids(rp.ids), obs_spans=rp.obs_spans, obs_body_spans=rp.obs_body_spans,
                               new_from=0, parent=None, parent_call_id=context.call_id if context else None,
                               break_reason=reason, req_digest=req_digest, new_digests=digests, n_conv=len(messages),
                               prev=messages[-1], full_text=rp.full_text)

@@ -15,6 +15,13 @@ from .test_splice import SYSTEM, TASK
 
 
 class SlowUpdate(ScriptedEngine):
+    started: asyncio.Event | None = None
+
+    async def generate(self, prompt_ids: Any, sampling: Any) -> Any:
+        if self.started is not None:
+            self.started.set()
+        return await super().generate(prompt_ids, sampling)
+
     async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
         await asyncio.sleep(0.3)
         await super().update_weights(state_dict, version)
@@ -27,9 +34,11 @@ def test_requests_during_an_update_wait_and_are_served_on_the_new_weights(tokeni
     sids = [h.proxy.open_session() for _ in range(4)]
 
     async def main() -> list[Any]:
+        engine.started = asyncio.Event()
         url = h.proxy.base_url(sids[0]) + "/chat/completions"
         inflight = asyncio.ensure_future(post(url, json={"messages": [SYSTEM, TASK]}))
-        await asyncio.sleep(0.05)
+        await engine.started.wait()  # generating on the old weights
+        engine.started = None
         update = asyncio.ensure_future(h.proxy.update_weights({}, version=7))
         await asyncio.sleep(0.05)
         held = [asyncio.ensure_future(post(h.proxy.base_url(s) + "/chat/completions", json={"messages": [TASK]}))
