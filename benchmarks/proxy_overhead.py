@@ -9,9 +9,13 @@ Each server runs in its own process; this process is the client (asyncio + aioht
 - ``agentgym``: agentgym's proxy with a zero-latency in-process engine (the scripted engine,
   replying the same tool call as token ids): everything the proxy does per call (validation,
   lineages, splicing, rendering, tokenising, parsing the reply, the write-ahead journal).
-- ``litellm``: LiteLLM's proxy (``litellm --config``) in front of ``direct``, when ``--litellm``
-  points at a ``litellm`` executable (install it in a venv of its own: ``pip install
-  'litellm[proxy]==1.110.2'``).
+- ``litellm``: LiteLLM's proxy (``litellm --config``, one worker) in front of ``direct``, when
+  ``--litellm`` points at a ``litellm`` executable. Install it in a venv of its own; on this
+  machine's package index ``litellm[proxy]`` does not resolve (it pins ``litellm-proxy-extras``
+  versions the index lacks), so: ``pip install litellm==1.109.3 fastapi uvicorn uvloop gunicorn
+  backoff rq orjson apscheduler fastapi-sso pyjwt python-multipart cryptography pynacl
+  websockets mcp restrictedpython rich polars expression backports-zstd tomlkit inquirerpy
+  litellm-enterprise soundfile hiredis azure-identity azure-storage-blob``.
 
 Workloads: single chat requests of 6.7 KB (system prompt, four tools, a task), each the first
 call of a new session, either all identical (a group of samples of one task) or each with its own
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -128,30 +133,44 @@ def serve_agentgym(port: int, journal: str) -> None:
     reply = [*tok.encode(REPLY_TEXT, add_special_tokens=False), tok.convert_tokens_to_ids(tok.eos_token)]
 
     async def main() -> None:
-        proxy = Proxy(ScriptedEngine(tok, lambda ids, n: reply), journal, port=port, allow_new_sessions=True,
-                      max_model_len=1 << 22)
+        proxy = Proxy(ScriptedEngine(tok, lambda ids, n: reply, keep_prompts=False), journal, port=port,
+                      allow_new_sessions=True, max_model_len=1 << 22)
         await proxy.start()
         print("READY", flush=True)
-        await asyncio.Event().wait()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
 
+    profile = os.environ.get("AGENTGYM_BENCH_PROFILE")
+    if not profile:
+        return asyncio.run(main())
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
     asyncio.run(main())
+    prof.disable()
+    prof.dump_stats(profile)
 
 
 class Server:
     def __init__(self, name: str, args: list[str], port: int, env: dict[str, str] | None = None) -> None:
+        import socket
+
         self.name, self.port = name, port
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})
-        deadline = time.time() + 180
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if "READY" in line or "Uvicorn running" in line or "Application startup complete" in line:
-                break
+        threading.Thread(target=lambda: [None for _ in self.proc.stdout or ()], daemon=True).start()  # drain
+        deadline = time.time() + 240
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.proc.returncode} before it was ready")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
             if time.time() > deadline:
                 raise RuntimeError(f"{name} did not start")
-        else:
-            raise RuntimeError(f"{name} exited before it was ready")
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout or ()], daemon=True).start()  # drain
+            time.sleep(0.2)
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -249,7 +268,7 @@ async def measure(targets: list[Target], a: argparse.Namespace) -> dict[str, Any
                                      timeout=aiohttp.ClientTimeout(total=600)) as http:
         for t in targets:
             r: dict[str, Any] = {}
-            for unique in (False, True):
+            for unique in (False, True) if "single" in a.workloads else ():
                 key = "unique" if unique else "same"
                 await single_latency(http, t, 20, unique)  # warm up
                 lat = await single_latency(http, t, a.n, unique)
@@ -258,7 +277,7 @@ async def measure(targets: list[Target], a: argparse.Namespace) -> dict[str, Any
                     rate, cpu = await throughput(http, t, c, a.seconds, unique)
                     r[key][f"rps@{c}"], r[key][f"cpu_ms@{c}"] = rate, cpu
                 print(f"  {t.name:12s} {key:6s} {r[key]}", flush=True)
-            for turns in (20, 100):
+            for turns in (20, 100) if "sessions" in a.workloads else ():
                 runs = [await session(http, t, turns, a.obs_chars) for _ in range(a.reps)]
                 r[f"session{turns}"] = {
                     turn: {"p50": pct(xs, 0.5), "p99": pct(xs, 0.99)} for turn in (1, 20, 100) if turn <= turns
@@ -275,6 +294,8 @@ def report(res: dict[str, Any], a: argparse.Namespace) -> str:
              f"zero-latency engine, {os.cpu_count()} cores (client and servers share them)", ""]
     head = f"{'':34s}" + "".join(f"{n:>{w}s}" for n in names)
     for key, title in (("same", "single request, identical"), ("unique", "single request, own task text")):
+        if key not in res[names[0]]:
+            continue
         lines += [f"{title}", head]
         for m in ("p50", "p99"):
             lines.append(f"{'  latency ' + m + ' (ms)':34s}" + "".join(f"{res[n][key][m]:{w}.2f}" for n in names))
@@ -288,7 +309,7 @@ def report(res: dict[str, Any], a: argparse.Namespace) -> str:
     lines += ["sessions: latency (ms) at turn t (turns t-2..t+1 of every run)", head]
     for turns in (20, 100):
         for turn in (1, 20, 100):
-            if turn > turns:
+            if turn > turns or f"session{turns}" not in res[names[0]]:
                 continue
             for m in ("p50", "p99"):
                 lines.append(f"{f'  {turns}-turn, turn {turn}, {m}':34s}" + "".join(
@@ -297,11 +318,11 @@ def report(res: dict[str, Any], a: argparse.Namespace) -> str:
         lines += ["", "agentgym's latency added over the pass-through (ms)"]
         for turns in (20, 100):
             for turn in (1, 20, 100):
-                if turn <= turns:
+                if turn <= turns and f"session{turns}" in res["agentgym"]:
                     ag, pt = res["agentgym"][f"session{turns}"][turn], res["passthrough"][f"session{turns}"][turn]
                     lines.append(f"  {turns}-turn session, turn {turn:3d}: p50 {ag['p50'] - pt['p50']:+7.2f}   "
                                  f"p99 {ag['p99'] - pt['p99']:+7.2f}")
-        for key in ("same", "unique"):
+        for key in ("same", "unique") if "same" in res["agentgym"] else ():
             ag, pt = res["agentgym"][key], res["passthrough"][key]
             lines.append(f"  single request ({key}): p50 {ag['p50'] - pt['p50']:+7.2f}   p99 {ag['p99'] - pt['p99']:+7.2f}")
     return "\n".join(lines)
@@ -315,6 +336,7 @@ def main() -> None:
     ap.add_argument("--journal", default="", help=argparse.SUPPRESS)
     ap.add_argument("--litellm", default="", help="path of a `litellm` executable (its own venv)")
     ap.add_argument("--only", default="", help="comma-separated targets to run")
+    ap.add_argument("--workloads", default="single,sessions", help="single, sessions or both")
     ap.add_argument("--n", type=int, default=200, help="sequential single requests for latency")
     ap.add_argument("--seconds", type=float, default=4.0, help="duration of each throughput run")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 128])
@@ -354,7 +376,8 @@ def main() -> None:
                            f"      api_base: http://127.0.0.1:{ep}/v1\n      api_key: x\n"
                            "litellm_settings:\n  drop_params: true\n")
             servers.append(Server("litellm", [a.litellm, "--config", str(cfg), "--port", str(lp), "--num_workers", "1"],
-                                  lp, env={"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}))
+                                  lp, env={"LITELLM_LOG": "ERROR", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                           "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}))
             targets.append(Target("litellm", servers[-1], False))
         if a.only:
             targets = [t for t in targets if t.name in a.only.split(",")]

@@ -141,7 +141,12 @@ class CallRecord:
 
 
 def _list(xs: Sequence[int]) -> Any:
-    return xs.tolist() if isinstance(xs, array) else xs
+    """Ids for orjson: an int32 array as a zero-copy numpy view (encoded in C)."""
+    if isinstance(xs, array) and xs.itemsize == 4:
+        import numpy as np
+
+        return np.frombuffer(xs, dtype=np.int32) if len(xs) else []
+    return list(xs)
 
 
 def materialize(records: Iterable[CallRecord | Call]) -> list[Call]:
@@ -199,11 +204,25 @@ class _Writer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    def write_now(self, path: Path, line: bytes) -> None:
+        """Write in place (no fsync): raises if the write fails."""
+        with self._lock:
+            f = self._files.get(path) or self._open(path)
+            try:
+                f.write(line)
+                f.flush()
+            except Exception:
+                self._drop(path)
+                raise
+
     def submit(self, path: Path, line: bytes) -> concurrent.futures.Future[None]:
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
         if not self.fsync:
-            with self._lock:
-                self._write([(path, line, fut)])
+            try:
+                self.write_now(path, line)
+                fut.set_result(None)
+            except Exception as e:
+                fut.set_exception(e)
             return fut
         if self._thread is None:
             with self._lock:
@@ -308,7 +327,7 @@ class _Writer:
 
 def _line(obj: JSON) -> bytes:
     try:
-        return orjson.dumps(obj) + b"\n"
+        return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE)
     except (orjson.JSONEncodeError, TypeError) as e:
         raise ProxyError(f"the call could not be journaled: {e}", status=500, code="journal_error") from e
 
@@ -341,12 +360,22 @@ class CallLog:
         return self._writer.submit(self.path(session_id), _line(obj))
 
     async def write(self, session_id: str, obj: JSON) -> None:
-        """Write one record and wait until it is on disk."""
-        fut = self.submit(session_id, obj)
-        if fut.done():
-            fut.result()
+        """Write one record and wait until it is on disk (raises if it cannot be written)."""
+        if not self.fsync:
+            self._writer.write_now(self.path(session_id), _line(obj))
         else:
-            await asyncio.wrap_future(fut)
+            await asyncio.wrap_future(self.submit(session_id, obj))
+
+    def post(self, session_id: str, obj: JSON) -> None:
+        """Write one record without waiting; a failure is logged (a lost ``delivered`` marker
+        reads as undelivered)."""
+        if self.fsync:
+            self.submit(session_id, obj).add_done_callback(_log_failure)
+            return
+        try:
+            self._writer.write_now(self.path(session_id), _line(obj))
+        except Exception as e:
+            log.warning("journal of %s: a record was lost (%s: %s)", session_id, type(e).__name__, e)
 
     def append(self, call: Call) -> None:
         """Write a whole call (not a delta) and wait for it."""
@@ -402,6 +431,12 @@ class CallLog:
 
     def sessions(self) -> list[str]:
         return sorted(p.stem for p in self.dir.glob("*.jsonl"))
+
+
+def _log_failure(fut: concurrent.futures.Future[None]) -> None:
+    e = fut.exception()
+    if e is not None:
+        log.warning("journal: a record was lost (%s: %s)", type(e).__name__, e)
 
 
 def _lines(f: Any) -> Iterator[bytes]:

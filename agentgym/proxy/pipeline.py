@@ -269,7 +269,8 @@ class Pipeline:
             request=request, conv_key=req.conv_key, conv_base=conv_base, conv_keep=conv_keep,
             obs_spans=plan.obs_spans,
             obs_body_spans=plan.obs_body_spans if plan.obs_body_spans != plan.obs_spans else None,
-            sampling={**dataclasses.asdict(sampling), "stop": list(sampling.stop)}, dialect=dialect.name,
+            sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
+                      "stop": list(sampling.stop), "seed": sampling.seed}, dialect=dialect.name,
             request_json=request_json)
         node = Node(call_id=call_id, base=base, keep=plan.keep, tail=plan.prompt_ids[plan.keep:], new_from=plan.new_from,
                     parent_call_id=plan.parent_call_id, obs_spans=plan.obs_spans,
@@ -398,8 +399,7 @@ class Pipeline:
         """The client has the whole reply: mark it (the marker is written in the background)."""
         p.record.delivered = True
         p.lineage.mark_delivered(p.node)
-        fut = self.journal.submit(p.session.id, {"v": 2, "t": "delivered", "call_id": p.record.call_id})
-        fut.add_done_callback(lambda f: f.exception())  # a lost marker reads as undelivered
+        self.journal.post(p.session.id, {"v": 2, "t": "delivered", "call_id": p.record.call_id})
 
     def abandon(self, p: Pending) -> None:
         """The client went away before the reply was complete: record what was sampled, undelivered."""
@@ -408,8 +408,7 @@ class Pipeline:
             return
         rec.finish_reason, rec.done = "cancelled", True
         rec.timings = Timings(start=p.t_start, end=time.time())
-        fut = self.journal.submit(p.session.id, rec.outcome_json())  # its intent was written first
-        fut.add_done_callback(lambda f: f.exception())
+        self.journal.post(p.session.id, rec.outcome_json())  # its intent was written first
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -55,6 +55,13 @@ log = logging.getLogger(__name__)
 CHAT, RESPONSES, MESSAGES = ChatCompletions(), Responses(), Messages()
 
 
+class _OneWrite(web.StreamResponse):
+    """Headers go out with the body, in one send (as aiohttp's own ``web.Response`` does), while
+    a failed write still tells the handler the reply was not delivered."""
+
+    _send_headers_immediately = False
+
+
 def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     """Undo ``Content-Encoding`` (gzip, deflate), never past ``limit`` decoded bytes."""
     for enc in reversed([e.strip().lower() for e in encoding.split(",") if e.strip()]):
@@ -361,7 +368,7 @@ class Proxy:
             await self.pipeline.journal_outcome(p, intent_written=False)  # never a 200 for a call not on disk
         finally:
             self._leave()
-        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        resp = _OneWrite(headers={"Content-Type": "application/json"})
         resp.content_length = len(payload)
         try:
             await resp.prepare(request)

@@ -253,24 +253,25 @@ class Lineage:
         r = self.renderer
         req_digest = digests[-1]
         key = ("prompt", req_digest, id(self.targets))
-        hit: RenderedPrompt | None = r.cached(key)
+        hit: tuple[RenderedPrompt, array] | None = r.cached(key)
 
-        def plan_of(rp: RenderedPrompt) -> SplicePlan:
-            return SplicePlan(prompt_ids=ids(rp.ids), obs_spans=rp.obs_spans, obs_body_spans=rp.obs_body_spans,
+        def plan_of(rp: RenderedPrompt, prompt: array) -> SplicePlan:
+            return SplicePlan(prompt_ids=prompt, obs_spans=rp.obs_spans, obs_body_spans=rp.obs_body_spans,
                               new_from=0, parent=None, parent_call_id=context.call_id if context else None,
                               break_reason=reason, req_digest=req_digest, new_digests=digests, n_conv=len(messages),
                               prev=messages[-1], full_text=rp.full_text)
 
         if hit is not None:
-            return plan_of(hit)
+            return plan_of(*hit)
         text, split, head = r.prompt_text(messages, self.tools)
         if split and not r.safe_split(text, split):
             split, head = 0, ()
 
         def finish(enc: Any) -> SplicePlan:
             rp = r.finish_prompt(text, split, head, enc, messages, self.targets)
-            r.remember(key, rp)
-            return plan_of(rp)
+            prompt = ids(rp.ids)
+            r.remember(key, (rp, prompt))
+            return plan_of(rp, prompt)
 
         return Draft(text=text[split:], base_ids=head, finish=finish)
 
