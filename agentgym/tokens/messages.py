@@ -108,7 +108,9 @@ def canonical_arguments(arguments: Any) -> Any:
             return arguments
         except RecursionError:
             raise ProxyError("tool-call arguments are nested too deeply", param="messages") from None
-    if isinstance(arguments, (dict, list)) and json_depth(arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+    nested = isinstance(arguments, list) or (isinstance(arguments, dict) and any(
+        isinstance(v, (dict, list)) for v in arguments.values()))
+    if nested and json_depth(arguments, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
         raise ProxyError(f"tool-call arguments are nested more than {MAX_ARGUMENT_DEPTH} levels deep",
                          param="messages")
     return arguments
