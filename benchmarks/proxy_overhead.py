@@ -224,35 +224,45 @@ async def single_latency(http: Any, target: Target, n: int, unique: bool) -> lis
     return out
 
 
-async def throughput(http: Any, target: Target, clients: int, seconds: float, unique: bool) -> tuple[float, float]:
-    """(calls/s, server CPU ms per call) with ``clients`` sending single requests back to back."""
-    done = 0
+async def throughput(http: Any, target: Target, clients: int, seconds: float, unique: bool,
+                     ) -> tuple[float, float, int]:
+    """(calls/s, server CPU ms per call, failed calls) with ``clients`` sending single requests back
+    to back."""
+    done = failed = 0
     stop = time.perf_counter() + seconds
     counter = iter(range(10**9))
 
     async def worker() -> None:
-        nonlocal done
+        nonlocal done, failed
         while time.perf_counter() < stop:
-            await call(http, target.url(), first_messages(next(counter) if unique else None))
-            done += 1
+            try:
+                await call(http, target.url(), first_messages(next(counter) if unique else None))
+                done += 1
+            except Exception:  # a server that falls over is reported, not fatal to the run
+                failed += 1
+                await asyncio.sleep(0.05)
 
     cpu0, t0 = target.server.cpu_s(), time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     wall, cpu = time.perf_counter() - t0, target.server.cpu_s() - cpu0
-    return done / wall, 1000 * cpu / max(done, 1)
+    return done / wall, 1000 * cpu / max(done, 1), failed
 
 
-async def session(http: Any, target: Target, turns: int, obs_chars: int) -> list[float]:
+async def session(http: Any, target: Target, turns: int, obs_chars: int) -> tuple[list[float], dict[int, float]]:
+    """Latency of each turn, and the server's CPU seconds at turns 0, 20, 80 and ``turns``."""
     url = target.url()
     messages = first_messages(None)
     lat = []
+    cpu = {0: target.server.cpu_s()}
     for t in range(turns):
         dt, data = await call(http, url, messages)
         lat.append(dt)
+        if t + 1 in (20, 80, turns):
+            cpu[t + 1] = target.server.cpu_s()
         msg = data["choices"][0]["message"]
         messages = [*messages, msg, {"role": "tool", "tool_call_id": msg["tool_calls"][0]["id"],
                                      "content": observation(t, obs_chars)}]
-    return lat
+    return lat, cpu
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -270,18 +280,30 @@ async def measure(targets: list[Target], a: argparse.Namespace) -> dict[str, Any
             r: dict[str, Any] = {}
             for unique in (False, True) if "single" in a.workloads else ():
                 key = "unique" if unique else "same"
-                await single_latency(http, t, 20, unique)  # warm up
-                lat = await single_latency(http, t, a.n, unique)
+                try:
+                    await single_latency(http, t, 20, unique)  # warm up
+                    lat = await single_latency(http, t, a.n, unique)
+                except Exception as e:
+                    print(f"  {t.name}: {key} failed: {type(e).__name__}: {e}", flush=True)
+                    continue
                 r[key] = {"p50": pct(lat, 0.5), "p99": pct(lat, 0.99)}
                 for c in a.concurrency:
-                    rate, cpu = await throughput(http, t, c, a.seconds, unique)
-                    r[key][f"rps@{c}"], r[key][f"cpu_ms@{c}"] = rate, cpu
+                    rate, cpu, failed = await throughput(http, t, c, a.seconds, unique)
+                    r[key][f"rps@{c}"], r[key][f"cpu_ms@{c}"], r[key][f"failed@{c}"] = rate, cpu, failed
                 print(f"  {t.name:12s} {key:6s} {r[key]}", flush=True)
             for turns in (20, 100) if "sessions" in a.workloads else ():
-                runs = [await session(http, t, turns, a.obs_chars) for _ in range(a.reps)]
+                try:
+                    runs = [await session(http, t, turns, a.obs_chars) for _ in range(a.reps)]
+                except Exception as e:
+                    print(f"  {t.name}: session{turns} failed: {type(e).__name__}: {e}", flush=True)
+                    continue
                 r[f"session{turns}"] = {
                     turn: {"p50": pct(xs, 0.5), "p99": pct(xs, 0.99)} for turn in (1, 20, 100) if turn <= turns
-                    for xs in [[x for run in runs for x in run[max(0, turn - 3):turn + 2]]]}
+                    for xs in [[x for run, _ in runs for x in run[max(0, turn - 3):turn + 2]]]}
+                windows = [(0, 20)] + ([(80, 100)] if turns == 100 else [])
+                r[f"session{turns}"]["cpu_ms"] = {
+                    f"{lo + 1}-{hi}": 1000 * sum(c[hi] - c[lo] for _, c in runs) / (len(runs) * (hi - lo))
+                    for lo, hi in windows}
                 print(f"  {t.name:12s} session{turns} {r[f'session{turns}']}", flush=True)
             res[t.name] = r
     return res
@@ -294,35 +316,44 @@ def report(res: dict[str, Any], a: argparse.Namespace) -> str:
              f"zero-latency engine, {os.cpu_count()} cores (client and servers share them)", ""]
     head = f"{'':34s}" + "".join(f"{n:>{w}s}" for n in names)
     for key, title in (("same", "single request, identical"), ("unique", "single request, own task text")):
-        if key not in res[names[0]]:
+        if not any(key in res[n] for n in names):
             continue
         lines += [f"{title}", head]
+
+        def cell(n: str, k: str, fmt: str, key: str = key) -> str:
+            v = res[n].get(key, {}).get(k)
+            return f"{v:{w}{fmt}}" if v is not None else f"{'-':>{w}s}"
+
         for m in ("p50", "p99"):
-            lines.append(f"{'  latency ' + m + ' (ms)':34s}" + "".join(f"{res[n][key][m]:{w}.2f}" for n in names))
+            lines.append(f"{'  latency ' + m + ' (ms)':34s}" + "".join(cell(n, m, ".2f") for n in names))
         for c in a.concurrency:
-            lines.append(f"{f'  calls/s, {c} concurrent':34s}" + "".join(f"{res[n][key][f'rps@{c}']:{w}.0f}"
+            lines.append(f"{f'  calls/s, {c} concurrent':34s}" + "".join(cell(n, f"rps@{c}", ".0f") for n in names))
+        for c in a.concurrency:
+            lines.append(f"{f'  server CPU ms/call @{c}':34s}" + "".join(cell(n, f"cpu_ms@{c}", ".2f")
                                                                         for n in names))
-        c = a.concurrency[-1]
-        lines.append(f"{f'  server CPU ms/call @{c}':34s}" + "".join(f"{res[n][key][f'cpu_ms@{c}']:{w}.2f}"
-                                                                    for n in names))
         lines.append("")
     lines += ["sessions: latency (ms) at turn t (turns t-2..t+1 of every run)", head]
     for turns in (20, 100):
         for turn in (1, 20, 100):
-            if turn > turns or f"session{turns}" not in res[names[0]]:
+            if turn > turns:
                 continue
             for m in ("p50", "p99"):
                 lines.append(f"{f'  {turns}-turn, turn {turn}, {m}':34s}" + "".join(
-                    f"{res[n][f'session{turns}'][turn][m]:{w}.2f}" for n in names))
+                    f"{res[n][f'session{turns}'][turn][m]:{w}.2f}" if f"session{turns}" in res[n]
+                    else f"{'-':>{w}s}" for n in names))
+    lines.append("  server CPU ms per call, turns 1-20 / 81-100 of the 100-turn sessions")
+    for win in ("1-20", "81-100"):
+        lines.append(f"{'    turns ' + win:34s}" + "".join(
+            f"{res[n].get('session100', {}).get('cpu_ms', {}).get(win, float('nan')):{w}.2f}" for n in names))
     if "agentgym" in res and "passthrough" in res:
         lines += ["", "agentgym's latency added over the pass-through (ms)"]
         for turns in (20, 100):
             for turn in (1, 20, 100):
-                if turn <= turns and f"session{turns}" in res["agentgym"]:
+                if turn <= turns and f"session{turns}" in res["agentgym"] and f"session{turns}" in res["passthrough"]:
                     ag, pt = res["agentgym"][f"session{turns}"][turn], res["passthrough"][f"session{turns}"][turn]
                     lines.append(f"  {turns}-turn session, turn {turn:3d}: p50 {ag['p50'] - pt['p50']:+7.2f}   "
                                  f"p99 {ag['p99'] - pt['p99']:+7.2f}")
-        for key in ("same", "unique") if "same" in res["agentgym"] else ():
+        for key in ("same", "unique") if "same" in res["agentgym"] and "same" in res["passthrough"] else ():
             ag, pt = res["agentgym"][key], res["passthrough"][key]
             lines.append(f"  single request ({key}): p50 {ag['p50'] - pt['p50']:+7.2f}   p99 {ag['p99'] - pt['p99']:+7.2f}")
     return "\n".join(lines)
