@@ -8,6 +8,7 @@ id                            what runs
 ============================  =======================================================
 ``agentgym/react-v0``         agentgym's stdlib-only ReAct shell agent (:mod:`.react`)
 ``mini-swe-agent/mini-v2``    mini-swe-agent 2.4.6's ``mini`` CLI (:mod:`.mini_swe_agent`)
+``anthropic/claude-code-v2``  Claude Code 2.1.332's ``claude -p`` (:mod:`.claude_code`)
 ============================  =======================================================
 
 >>> from agentgym import registries
@@ -22,6 +23,10 @@ __all__: list[str] = []  # harnesses are reached through the registry, not impor
 registries.harnesses.register(
     "agentgym/react-v0", "agentgym.harnesses.react:ReactHarness",
     description="agentgym's ReAct shell agent: one stdlib Python script, one bash tool, OpenAI chat completions",
+)
+registries.harnesses.register(
+    "anthropic/claude-code-v2", "agentgym.harnesses.claude_code:ClaudeCodeHarness",
+    description="Claude Code 2.1.332 `claude -p`, unmodified, installed offline from an npm lock (Anthropic Messages)",
 )
 registries.harnesses.register(
     "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",

@@ -11,8 +11,11 @@ is nothing to verify), ``text`` (never empty), then ``tool_use``; ``stop_reason`
 ``end_turn``, ``max_tokens``, ``stop_sequence`` or ``tool_use``.
 
 Context overflow is the 400 ``invalid_request_error`` "prompt is too long: N tokens > M maximum"
-that Claude Code compacts on. The ``thinking`` parameter is accepted but its budget is not
-enforced (the policy thinks as it samples); ``top_k`` is refused.
+that Claude Code compacts on. ``thinking`` (its budget) and ``output_config`` (effort) are
+accepted and recorded but change nothing (the policy thinks as it samples); ``top_k`` is
+refused. ``role: system`` turns inside ``messages`` (Claude Code sends its environment notes
+so) become system messages, and tools with ``defer_loading: true`` are left out of the prompt
+(they reach the model only through a tool search).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ __all__ = ["SUPPORTED_PARAMS", "Messages"]
 
 SUPPORTED_PARAMS = frozenset({
     "model", "messages", "system", "max_tokens", "metadata", "stop_sequences", "stream", "temperature", "top_p",
-    "tools", "tool_choice", "thinking", "service_tier", "context_management",
+    "tools", "tool_choice", "thinking", "service_tier", "context_management", "output_config",
 })
 SIGNATURE = "agentgym"
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -73,7 +76,7 @@ class Messages(Dialect):
         thinking = body.get("thinking")
         if thinking is not None and not (isinstance(thinking, dict) and isinstance(thinking.get("type"), str)):
             raise bad("thinking: must be an object with a 'type'", "thinking")
-        for key in ("metadata", "context_management"):
+        for key in ("metadata", "context_management", "output_config"):
             if body.get(key) is not None and not isinstance(body[key], dict):
                 raise bad(f"{key}: must be an object", key)
         d.string(body, "service_tier")
@@ -88,13 +91,15 @@ class Messages(Dialect):
         out: list[Message] = []
         for i, m in enumerate(items, offset):
             where = f"messages.{i}"
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                raise bad(f"{where}: must be an object with role 'user' or 'assistant'", where)
+            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
+                raise bad(f"{where}: must be an object with role 'user', 'assistant' or 'system'", where)
             content = m.get("content")
             blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
             if not isinstance(blocks, list):
                 raise bad(f"{where}.content: must be a string or an array of content blocks", where)
-            if m["role"] == "assistant":
+            if m["role"] == "system":  # a system turn inside the conversation (Claude Code sends one)
+                out.append({"role": "system", "content": _blocks_text(m.get("content"), where)})
+            elif m["role"] == "assistant":
                 out.append(_assistant(blocks, where))
             else:
                 out.extend(_user(blocks, where))
@@ -187,6 +192,8 @@ def _tools(tools: Any) -> list[dict[str, Any]] | None:
             kind = t.get("type") if isinstance(t, dict) else type(t).__name__
             raise bad(f"tools.{i}: only client tools with an input_schema are supported, got {str(kind)[:40]!r}",
                       f"tools.{i}", code="unsupported_value")
+        if t.get("defer_loading") is True:
+            continue  # not in the model's context until a tool search loads it: not rendered
         out.append(d.function_tool(t.get("name"), t.get("description"), t.get("input_schema"), f"tools.{i}"))
     return out or None
 
