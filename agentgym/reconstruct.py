@@ -140,12 +140,34 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
         seg.version.extend([call.policy_version] * len(call.completion_ids))
         seg.call_ids.append(call.call_id)
         tip_of[call.call_id] = seg_index
-        obs = new_observation(call.request.get("messages") or [])
+        obs = new_observation(_conversation(call.request))
         steps.append(Step(index=step_index, call_id=call.call_id, segment_index=seg_index,
                           action_span=(a0, len(seg.ids)), obs_span=(start, a0), observation=obs,
                           action=action_text(call), anchor=anchor(obs), valid=call.valid_action,
                           agent_id=call.agent_id))
     return Reconstruction(segments=tuple(s.freeze() for s in segments), steps=tuple(steps), sampled_tokens=sampled)
+
+
+def _conversation(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The request's messages, role-shaped: chat and Anthropic ``messages``, or OpenAI Responses
+    ``input`` items (tool outputs are tool results, function calls assistant turns)."""
+    if isinstance(request.get("messages"), list):
+        return list(request["messages"])
+    items = request.get("input")
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    out: list[Mapping[str, Any]] = []
+    for it in items if isinstance(items, list) else []:
+        if not isinstance(it, Mapping):
+            continue
+        kind = it.get("type", "message")
+        if kind == "function_call_output":
+            out.append({"role": "tool", "content": it.get("output")})
+        elif kind in ("function_call", "reasoning"):
+            out.append({"role": "assistant", "content": None})
+        else:
+            out.append({"role": it.get("role"), "content": it.get("content")})
+    return out
 
 
 def _superseded(calls: Sequence[Call]) -> set[str]:

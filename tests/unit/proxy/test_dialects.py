@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from agentgym.engines.scripted import ScriptedEngine
+from agentgym.reconstruct import reconstruct
 from agentgym.types import BreakReason
 
 from .conftest import BASH_TOOL, root_url, tool_reply
@@ -139,6 +140,9 @@ def test_official_clients_drive_multi_turn_sessions_that_splice_exactly(tokenize
     assert_exact_chain(calls)
     assert all(c.dialect == {"chat": "openai"}.get(dialect, dialect) and c.delivered for c in calls)
     assert [tuple(p) for p in h.engine.prompts] == [c.prompt_ids for c in calls]
+    traj = reconstruct(calls, task_id="t", trajectory_id=sid)[0]
+    assert [s.observation for s in traj.steps] == ["Read a.txt.", "contents of a.txt", "contents of a.txt"]
+    assert traj.delivered_fraction == 1.0
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
