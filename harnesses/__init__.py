@@ -9,6 +9,7 @@ id                            what runs
 ``agentgym/react-v0``         agentgym's stdlib-only ReAct shell agent (:mod:`.react`)
 ``mini-swe-agent/mini-v2``    mini-swe-agent 2.4.6's ``mini`` CLI (:mod:`.mini_swe_agent`)
 ``anthropic/claude-code-v2``  Claude Code 2.1.332's ``claude -p`` (:mod:`.claude_code`)
+``openai/codex-v1``           Codex CLI 0.171.0's ``codex exec`` (:mod:`.codex`)
 ============================  =======================================================
 
 >>> from agentgym import registries
@@ -27,6 +28,10 @@ registries.harnesses.register(
 registries.harnesses.register(
     "anthropic/claude-code-v2", "agentgym.harnesses.claude_code:ClaudeCodeHarness",
     description="Claude Code 2.1.332 `claude -p`, unmodified, installed offline from an npm lock (Anthropic Messages)",
+)
+registries.harnesses.register(
+    "openai/codex-v1", "agentgym.harnesses.codex:CodexHarness",
+    description="Codex CLI 0.171.0 `codex exec`, unmodified, installed offline from an npm lock (OpenAI Responses)",
 )
 registries.harnesses.register(
     "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",

@@ -31,8 +31,12 @@ __all__ = ["SUPPORTED_PARAMS", "Responses"]
 SUPPORTED_PARAMS = frozenset({
     "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "temperature", "top_p",
     "max_output_tokens", "stream", "store", "reasoning", "include", "metadata", "user", "prompt_cache_key",
-    "text", "truncation", "service_tier", "previous_response_id", "stream_options", "seed",
+    "text", "truncation", "service_tier", "previous_response_id", "stream_options", "seed", "client_metadata",
 })
+SERVER_TOOLS = frozenset({"web_search", "web_search_preview", "file_search", "code_interpreter", "image_generation",
+                          "computer_use_preview", "mcp"})
+"""Tools the API provider itself runs: there is nothing here to run them, so they are not offered
+to the policy (the request, journaled whole, still shows they were asked for)."""
 _ASSISTANT_SIDE = ("reasoning", "function_call")
 
 
@@ -71,7 +75,7 @@ class Responses(Dialect):
                 not isinstance(fmt, dict) or fmt.get("type") != "text"))):
             raise bad("only text output is supported ('text': {'format': {'type': 'text'}})", "text",
                       code="unsupported_value")
-        for key in ("reasoning", "metadata", "stream_options"):
+        for key in ("reasoning", "metadata", "stream_options", "client_metadata"):
             if body.get(key) is not None and not isinstance(body[key], dict):
                 raise bad(f"'{key}' must be an object", key)
         include = body.get("include")
@@ -86,9 +90,12 @@ class Responses(Dialect):
             top_p=d.number(body, "top_p", 1e-6, 1.0, 1.0),
             max_tokens=d.integer(body, "max_output_tokens", 1, 2**31 - 1) or default_max_tokens,
             seed=d.seed(body))
+        namespaces = {t["function"]["name"]: t["namespace"] for t in tools or [] if "namespace" in t}
+        for t in tools or []:
+            t.pop("namespace", None)
         return Request(sampling=sampling, raw=body, conv_key="input", preamble=preamble, tools=tools,
                        tool_choice=choice or "auto", stream=d.boolean(body, "stream"),
-                       model=d.string(body, "model"))
+                       model=d.string(body, "model"), options={"namespaces": namespaces})
 
     def convert(self, items: list[Any], offset: int) -> list[Message]:
         out: list[Message] = []
@@ -168,21 +175,44 @@ def _reasoning(item: dict[str, Any], where: str) -> str:
 
 
 def _tools(tools: Any) -> list[dict[str, Any]] | None:
+    """Function tools, with the functions of a ``namespace`` tool flattened (each remembers its
+    namespace, which its calls carry back); provider-run tools are left out."""
     if tools is None:
         return None
     if not isinstance(tools, list):
         raise bad("'tools' must be an array", "tools")
     out = []
     for i, t in enumerate(tools):
-        if not isinstance(t, dict) or t.get("type") != "function":
-            kind = t.get("type") if isinstance(t, dict) else type(t).__name__
-            raise bad(f"tools[{i}]: only function tools are supported, got {str(kind)[:40]!r}", f"tools[{i}]",
-                      code="unsupported_value")
+        kind = t.get("type") if isinstance(t, dict) else type(t).__name__
+        if kind in SERVER_TOOLS:
+            continue
+        if kind == "namespace" and isinstance(t.get("tools"), list) and isinstance(t.get("name"), str):
+            for j, f in enumerate(t["tools"]):
+                if not isinstance(f, dict) or f.get("type") != "function":
+                    raise bad(f"tools[{i}].tools[{j}]: only function tools are supported", f"tools[{i}]",
+                              code="unsupported_value")
+                tool = d.function_tool(f.get("name"), f.get("description"), f.get("parameters"), f"tools[{i}]")
+                out.append({**tool, "namespace": t["name"]})
+            continue
+        if kind != "function":
+            raise bad(f"tools[{i}]: only function and namespace tools are supported, got {str(kind)[:40]!r}",
+                      f"tools[{i}]", code="unsupported_value")
         out.append(d.function_tool(t.get("name"), t.get("description"), t.get("parameters"), f"tools[{i}]"))
     return out or None
 
 
-def _items(served: Served) -> list[dict[str, Any]]:
+def _call_item(served: Served, req: Request, i: int, tc: dict[str, Any], status: str,
+               arguments: str | None = None) -> dict[str, Any]:
+    fn = tc["function"]
+    item = {"type": "function_call", "id": f"fc_{served.call_id}_{i}", "call_id": tc["id"], "name": fn["name"],
+            "arguments": fn["arguments"] if arguments is None else arguments, "status": status}
+    ns = req.options.get("namespaces", {}).get(fn["name"])
+    if ns is not None:
+        item["namespace"] = ns
+    return item
+
+
+def _items(served: Served, req: Request) -> list[dict[str, Any]]:
     m, cid = served.message, served.call_id
     out: list[dict[str, Any]] = []
     if m.get("reasoning_content") is not None:
@@ -193,8 +223,7 @@ def _items(served: Served) -> list[dict[str, Any]]:
         out.append({"type": "message", "id": f"msg_{cid}", "status": "completed", "role": "assistant",
                     "content": [{"type": "output_text", "text": m["content"], "annotations": [], "logprobs": []}]})
     for i, tc in enumerate(m.get("tool_calls") or []):
-        out.append({"type": "function_call", "id": f"fc_{cid}_{i}", "call_id": tc["id"],
-                    "name": tc["function"]["name"], "arguments": tc["function"]["arguments"], "status": "completed"})
+        out.append(_call_item(served, req, i, tc, "completed"))
     return out
 
 
@@ -205,7 +234,7 @@ def _response(served: Served | None, req: Request, status: str, call_id: str = "
         "id": f"resp_{served.call_id if served else call_id}", "object": "response", "created_at": int(time.time()),
         "status": status, "error": error, "incomplete_details": None, "instructions": body.get("instructions"),
         "max_output_tokens": body.get("max_output_tokens"), "model": served.model if served else req.model,
-        "output": _items(served) if served else [], "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "output": _items(served, req) if served else [], "parallel_tool_calls": body.get("parallel_tool_calls", True),
         "previous_response_id": None, "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
         "store": False, "temperature": req.sampling.temperature, "text": {"format": {"type": "text"}},
         "tool_choice": body.get("tool_choice", "auto"), "tools": body.get("tools") or [],
@@ -285,8 +314,7 @@ class _ResponsesStream(StreamWriter):
             self.index += 1
             item_id = f"fc_{self.call_id}_{i}"
             fn = tc["function"]
-            item = {"type": "function_call", "id": item_id, "call_id": tc["id"], "name": fn["name"],
-                    "arguments": "", "status": "in_progress"}
+            item = _call_item(served, self.req, i, tc, "in_progress", arguments="")
             out += self._ev("response.output_item.added", output_index=self.index, item=item)
             out += self._ev("response.function_call_arguments.delta", item_id=item_id, output_index=self.index,
                             delta=fn["arguments"])

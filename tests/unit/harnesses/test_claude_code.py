@@ -34,3 +34,17 @@ def test_the_lock_pins_every_package_and_the_node_that_installs_it() -> None:
     script = install_script("/b", "/opt/x")
     assert "ci --offline --cache /b/cache" in script and "/opt/x/node/bin/node /opt/x/npm/bin/npm-cli.js" in script
     assert "COPY npm/" in ClaudeCodeHarness().dockerfile()
+
+
+def test_codex_is_configured_to_use_the_session_as_its_provider() -> None:
+    from agentgym.harnesses.codex import CodexHarness
+
+    ctx = HarnessContext(task=Task(id="t", instruction="x", env="e/x-v0"),
+                         base_url="http://127.0.0.1:9/s/abc/v1", model='pol"icy')
+    launch = CodexHarness().launch(ctx, None)
+    config = launch.env["AGENTGYM_CODEX_CONFIG"]
+    assert 'base_url = "http://127.0.0.1:9/s/abc/v1"' in config and 'wire_api = "responses"' in config
+    assert 'model = "pol\\"icy"' in config
+    assert "--dangerously-bypass-approvals-and-sandbox" in launch.cmd and launch.env["CODEX_HOME"].endswith("codex-home")
+    assert json.loads((lock_dir("codex") / "package-lock.json").read_text())["packages"][
+        "node_modules/@openai/codex"]["version"] == "0.171.0"

@@ -19,6 +19,8 @@ def test_builtin_ids_make_harnesses() -> None:
     claude = registries.harnesses.make("anthropic/claude-code-v2")
     assert isinstance(claude, Harness) and claude.id == "anthropic/claude-code-v2"
     assert claude.dialects == ("anthropic",) and claude.streams and claude.step_limit_exit_codes == (3,)
+    codex = registries.harnesses.make("openai/codex-v1")
+    assert codex.id == "openai/codex-v1" and codex.dialects == ("responses",) and codex.streams
 
 
 def test_registering_imports_no_harness_module() -> None:

@@ -1,7 +1,8 @@
-"""Claude Code in a container against the proxy: the real ``claude`` (npm lock, Node 22 from npm,
-installed offline into the task image), streaming Anthropic Messages to agentgym's proxy, whose
-scripted engine answers in the model's own tool-call format. The episode solves the task, and
-its session reconstructs with every sampled token trained (delivered_fraction 1.0)."""
+"""Claude Code and Codex CLI in a container against the proxy: the real ``claude`` and ``codex`` (npm
+locks, Node 22 from npm, installed offline into the task image), streaming Anthropic Messages and
+OpenAI Responses to agentgym's proxy, whose scripted engine answers in the model's own tool-call
+format. Each episode solves the task, and its session reconstructs with every sampled token
+trained (delivered_fraction 1.0)."""
 
 from __future__ import annotations
 
@@ -20,28 +21,33 @@ from agentgym.runtime.docker import DockerBackend
 from agentgym.runtime.images import ImageCache
 from agentgym.types import BreakReason, StopReason
 
-CALL = ('I will write the file.\n<tool_call>\n{"name": "Bash", "arguments": {"command": '
-        '"printf \'Hello, agentgym!\\\\n\' > /app/hello.txt", "description": "Write hello.txt"}}\n</tool_call>')
+WRITE = "printf 'Hello, agentgym!\\\\n' > /app/hello.txt"
+CALLS = {
+    "anthropic/claude-code-v2": '{"name": "Bash", "arguments": {"command": "%s", "description": "Write it"}}' % WRITE,
+    "openai/codex-v1": '{"name": "exec_command", "arguments": {"cmd": "%s"}}' % WRITE,
+}
 
 
 @pytest.mark.docker
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-def test_claude_code_in_docker_solves_the_task_and_reconstructs_fully(tmp_path: Path) -> None:
+@pytest.mark.parametrize("harness_id", sorted(CALLS))
+def test_npm_harness_in_docker_solves_the_task_and_reconstructs_fully(tmp_path: Path, harness_id: str) -> None:
     from agentgym.models.tiny import train_tokenizer
 
     tok = train_tokenizer()
+    call = f"I will write the file.\n<tool_call>\n{CALLS[harness_id]}\n</tool_call>"
 
     def reply(ids: Any, n: int) -> str:
-        return "Done." if "tool_response" in tok.decode(list(ids)[-300:]) else CALL
+        return "Done." if "tool_response" in tok.decode(list(ids)[-300:]) else call
 
     engine = ScriptedEngine(tok, reply, model_name="policy")
     env = registries.envs.make("terminal/hello-file-v0")
-    harness = registries.harnesses.make("anthropic/claude-code-v2")
+    harness = registries.harnesses.make(harness_id)
     task = env.tasks()[0]
 
     async def main() -> list[Any]:
-        backend = DockerBackend(run_id="e2e-claude")
+        backend = DockerBackend(run_id="e2e-npm")
         proxy = Proxy(engine, tmp_path / "run", max_model_len=200_000)
         await proxy.start()
         try:
