@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,10 @@ from agentgym.runtime.docker import DockerBackend
 from agentgym.runtime.images import ImageCache
 from agentgym.types import BreakReason, StopReason
 
-WRITE = "printf 'Hello, agentgym!\\\\n' > /app/hello.txt"
+WRITE = "printf 'Hello, agentgym!\\n' > /app/hello.txt"
 CALLS = {
-    "anthropic/claude-code-v2": '{"name": "Bash", "arguments": {"command": "%s", "description": "Write it"}}' % WRITE,
-    "openai/codex-v1": '{"name": "exec_command", "arguments": {"cmd": "%s"}}' % WRITE,
+    "anthropic/claude-code-v2": json.dumps({"name": "Bash", "arguments": {"command": WRITE, "description": "Write it"}}),
+    "openai/codex-v1": json.dumps({"name": "exec_command", "arguments": {"cmd": WRITE}}),
 }
 
 
