@@ -309,11 +309,31 @@ async def measure(targets: list[Target], a: argparse.Namespace) -> dict[str, Any
     return res
 
 
+def tokenise_ms(chars: int) -> tuple[float, int]:
+    """Median ms to tokenise one turn's new text with the tiny model's tokenizer (the floor of
+    what any token-level proxy adds per turn), and its token count."""
+    from agentgym.models.tiny import train_tokenizer
+
+    backend = train_tokenizer().backend_tokenizer
+    text = observation(7, chars)
+    times = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        n = len(backend.encode(text, add_special_tokens=False).ids)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2] * 1000, n
+
+
 def report(res: dict[str, Any], a: argparse.Namespace) -> str:
     names = list(res)
     w = 14
+    tok_ms, n_tok = tokenise_ms(a.obs_chars)
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else ["?"] * 3
     lines = [f"proxy overhead: 6.7 KB chat requests and sessions adding {a.obs_chars / 1000:.0f} KB per turn, "
-             f"zero-latency engine, {os.cpu_count()} cores (client and servers share them)", ""]
+             f"zero-latency engine, {os.cpu_count()} cores (client and servers share them); "
+             f"load average at the end {' '.join(load)}",
+             f"tokenising one turn's {a.obs_chars / 1000:.0f} KB of new text ({n_tok} tokens, tiny tokenizer): "
+             f"{tok_ms:.2f} ms", ""]
     head = f"{'':34s}" + "".join(f"{n:>{w}s}" for n in names)
     for key, title in (("same", "single request, identical"), ("unique", "single request, own task text")):
         if not any(key in res[n] for n in names):
