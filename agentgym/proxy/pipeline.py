@@ -221,10 +221,10 @@ class Pipeline:
         return lineage
 
     async def _tokenise(self, draft: Draft, dialect: Dialect) -> SplicePlan:
-        room = self.max_model_len - len(draft.base_ids)
+        room = self.max_model_len - draft.base_len
         if len(draft.text) > room * self.renderer.max_token_chars:
             # Longer than any tokenisation of it could fit: refuse before tokenising.
-            floor = len(draft.base_ids) + len(draft.text) // self.renderer.max_token_chars
+            floor = draft.base_len + len(draft.text) // self.renderer.max_token_chars
             raise dialect.context_error(floor, self.max_model_len)
         if len(draft.text) > self.limits.offload_chars:
             enc = await asyncio.get_running_loop().run_in_executor(self.executor, self.renderer.encode, draft.text)

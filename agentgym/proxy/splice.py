@@ -139,8 +139,8 @@ class Draft:
     """A plan waiting for its text to be tokenised (possibly on a worker thread)."""
 
     text: str
-    base_ids: Sequence[int]
-    """Ids before ``text`` (the parent's, or a cached system prompt)."""
+    base_len: int
+    """How many ids come before ``text`` (the parent's, or a cached system prompt's)."""
     finish: Any
     """``finish(encoding) -> SplicePlan``."""
 
@@ -232,21 +232,23 @@ class Lineage:
             digests = tuple(prefix_digests(messages, self.key, r.policy)[1:])
             return self._fresh(messages, digests, BreakReason.TEMPLATE_NOT_PREFIX if window is not None else reason,
                                context)
-        base = parent.prompt_ids() + parent.completion
+        above = parent.prompt_ids()
+        shift = len(above) + len(parent.completion)
         new = messages[k:]
 
         def finish(enc: Any) -> SplicePlan:
             rp = r.finish_continuation(cont, enc, new, self.targets)
-            shift = len(base)
+            prompt = above + parent.completion  # the one copy of the history this turn makes
+            prompt.extend(rp.ids)
             return SplicePlan(
-                prompt_ids=base + ids(rp.ids), obs_spans=tuple((s + shift, e + shift) for s, e in rp.obs_spans),
+                prompt_ids=prompt, obs_spans=tuple((s + shift, e + shift) for s, e in rp.obs_spans),
                 obs_body_spans=tuple((s + shift, e + shift) for s, e in rp.obs_body_spans),
                 new_from=shift, parent=parent, parent_call_id=parent.call_id, break_reason=reason,
                 base=parent, keep=shift,
                 req_digest=req_digest, new_digests=new_digests, n_conv=len(messages), prev=messages[-1],
                 full_text=rp.full_text, fast=fast)
 
-        return Draft(text=cont.text, base_ids=base, finish=finish)
+        return Draft(text=cont.text, base_len=shift, finish=finish)
 
     def _fresh(self, messages: list[Message], digests: tuple[bytes, ...], reason: BreakReason | None,
                context: Node | None) -> SplicePlan | Draft:
@@ -273,7 +275,7 @@ class Lineage:
             r.remember(key, (rp, prompt))
             return plan_of(rp, prompt)
 
-        return Draft(text=text[split:], base_ids=head, finish=finish)
+        return Draft(text=text[split:], base_len=len(head), finish=finish)
 
     # -- recording ---------------------------------------------------------------------------
     def add(self, node: Node, plan: SplicePlan, reply: Message, raw: list[Any], canon: list[Message]) -> None:
