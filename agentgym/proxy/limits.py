@@ -21,6 +21,7 @@ are parsed (:data:`agentgym.tokens.messages.MAX_ARGUMENT_DEPTH`).
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ import orjson
 
 from agentgym.errors import ProxyError
 
-__all__ = ["MAX_JOURNAL_DEPTH", "Limits", "parse_json", "safe_id"]
+__all__ = ["MAX_JOURNAL_DEPTH", "Limits", "decode_body", "parse_json", "safe_id"]
 
 MAX_JOURNAL_DEPTH = 254
 """Nesting orjson encodes (deeper request bodies cannot be journaled, so they are refused)."""
@@ -68,3 +69,31 @@ def parse_json(raw: bytes) -> Any:
         raise ProxyError(f"malformed JSON body: {e}", code="invalid_json") from None
     except RecursionError:
         raise ProxyError("malformed JSON body: nested too deeply", code="invalid_json") from None
+
+
+def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
+    """Undo ``Content-Encoding`` (gzip, deflate), never past ``limit`` decoded bytes."""
+    for enc in reversed([e.strip().lower() for e in encoding.split(",") if e.strip()]):
+        if enc == "identity":
+            continue
+        if enc not in ("gzip", "x-gzip", "deflate"):
+            raise ProxyError(f"unsupported Content-Encoding {enc[:40]!r}: send identity, gzip or deflate",
+                             code="invalid_body")
+        tries = (16 + zlib.MAX_WBITS,) if enc != "deflate" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+        for wbits in tries:
+            d = zlib.decompressobj(wbits)
+            try:
+                out = d.decompress(raw, limit + 1)
+            except zlib.error:
+                continue
+            if len(out) > limit:
+                raise ProxyError(f"request body is over the {limit}-byte limit once decompressed", status=413,
+                                 code="request_too_large")
+            if d.eof and not d.unused_data:
+                raw = out
+                break
+        else:
+            raise ProxyError(f"the request body does not decode as its Content-Encoding {enc!r} says",
+                             code="invalid_body")
+    return raw
+_SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}

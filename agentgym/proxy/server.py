@@ -29,7 +29,6 @@ import asyncio
 import gc
 import logging
 import uuid
-import zlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from agentgym.observation import TargetsFn
 from agentgym.proxy.anthropic import Messages
 from agentgym.proxy.calllog import CallLog, materialize
 from agentgym.proxy.dialect import Dialect
-from agentgym.proxy.limits import Limits, parse_json, safe_id
+from agentgym.proxy.limits import Limits, decode_body, parse_json, safe_id
 from agentgym.proxy.openai import ChatCompletions
 from agentgym.proxy.pipeline import Pending, PinnedSampling, Pipeline, Session
 from agentgym.proxy.responses import Responses
@@ -53,41 +52,14 @@ from agentgym.types import Call
 log = logging.getLogger(__name__)
 
 CHAT, RESPONSES, MESSAGES = ChatCompletions(), Responses(), Messages()
+_SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
-class _OneWrite(web.StreamResponse):
+class OneWrite(web.StreamResponse):
     """Headers go out with the body, in one send (as aiohttp's own ``web.Response`` does), while
     a failed write still tells the handler the reply was not delivered."""
 
     _send_headers_immediately = False
-
-
-def decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
-    """Undo ``Content-Encoding`` (gzip, deflate), never past ``limit`` decoded bytes."""
-    for enc in reversed([e.strip().lower() for e in encoding.split(",") if e.strip()]):
-        if enc == "identity":
-            continue
-        if enc not in ("gzip", "x-gzip", "deflate"):
-            raise ProxyError(f"unsupported Content-Encoding {enc[:40]!r}: send identity, gzip or deflate",
-                             code="invalid_body")
-        tries = (16 + zlib.MAX_WBITS,) if enc != "deflate" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
-        for wbits in tries:
-            d = zlib.decompressobj(wbits)
-            try:
-                out = d.decompress(raw, limit + 1)
-            except zlib.error:
-                continue
-            if len(out) > limit:
-                raise ProxyError(f"request body is over the {limit}-byte limit once decompressed", status=413,
-                                 code="request_too_large")
-            if d.eof and not d.unused_data:
-                raw = out
-                break
-        else:
-            raise ProxyError(f"the request body does not decode as its Content-Encoding {enc!r} says",
-                             code="invalid_body")
-    return raw
-_SSE = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 
 
 class Proxy:
@@ -368,7 +340,7 @@ class Proxy:
             await self.pipeline.journal_outcome(p, intent_written=False)  # never a 200 for a call not on disk
         finally:
             self._leave()
-        resp = _OneWrite(headers={"Content-Type": "application/json"})
+        resp = OneWrite(headers={"Content-Type": "application/json"})
         resp.content_length = len(payload)
         try:
             await resp.prepare(request)

@@ -39,7 +39,8 @@ from typing import Any
 
 from agentgym.errors import ProxyError
 from agentgym.observation import OBSERVATION_ROLES, TargetsFn
-from agentgym.tokens.messages import KeyPolicy, content_text, template_message
+from agentgym.tokens.messages import content_text, template_message
+from agentgym.tokens.probe import PROBE_TOOL, key_policy, pick_window, synthetic
 
 __all__ = ["ChatRenderer", "RenderedPrompt", "tools_digest_key"]
 
@@ -116,8 +117,8 @@ class ChatRenderer:
         self._cache_size = cache_size
         if self._compiled is not None and not self._direct_matches_hf():
             self._compiled = None
-        self.policy = self._key_policy()
-        self.window = window if window is not None else self._pick_window()
+        self.policy = key_policy(self)
+        self.window = window if window is not None else pick_window(self)
         if self.window not in WINDOW_MODES:
             raise ProxyError(f"window={window!r}: use one of {WINDOW_MODES}", status=500, code="server_error")
         self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=16)
@@ -146,11 +147,11 @@ class ChatRenderer:
                              f"{str(e)[:300]}", code="invalid_messages", param="messages") from None
 
     def _direct_matches_hf(self) -> bool:
-        probe = _synthetic()[0]
+        probe = synthetic()[0]
         try:
-            ours = self.render_text(probe, [_TOOL], add_generation_prompt=True)
+            ours = self.render_text(probe, [PROBE_TOOL], add_generation_prompt=True)
             self._compiled, saved = None, self._compiled
-            theirs = self.render_text(probe, [_TOOL], add_generation_prompt=True)
+            theirs = self.render_text(probe, [PROBE_TOOL], add_generation_prompt=True)
             self._compiled = saved
         except ProxyError:
             return False
@@ -343,113 +344,7 @@ class ChatRenderer:
             ids = ids[:-1]
         return str(self._decoder.decode(ids, skip_special_tokens=False))
 
-    # -- what the template does --------------------------------------------------------------
-    def _renders(self, a: Sequence[Mapping[str, Any]], b: Sequence[Mapping[str, Any]]) -> bool:
-        try:
-            return self.render_text(a, [_TOOL], True) != self.render_text(b, [_TOOL], True)
-        except ProxyError:
-            return True
-
-    def _key_policy(self) -> KeyPolicy:
-        """Which optional fields the template renders (those count in canonical keys)."""
-        user = {"role": "user", "content": "go"}
-
-        def asst(**kw: Any) -> dict[str, Any]:
-            return {"role": "assistant", "content": "ok", **kw}
-
-        def call(cid: str) -> dict[str, Any]:
-            return {"role": "assistant", "content": None, "tool_calls": [
-                {"id": cid, "type": "function", "function": {"name": "bash", "arguments": {"command": "ls"}}}]}
-
-        tail = [{"role": "tool", "tool_call_id": "x", "content": "out"}]
-        reasoning = any(self._renders([user, asst(reasoning_content="QZ1"), *rest],
-                                      [user, asst(reasoning_content="QZ2"), *rest])
-                        for rest in ([], [{"role": "user", "content": "more"}]))
-        name = self._renders([{**user, "name": "QZ1"}], [{**user, "name": "QZ2"}])
-        ids = (self._renders([user, call("QZ1"), {**tail[0], "tool_call_id": "QZ1"}],
-                             [user, call("QZ2"), {**tail[0], "tool_call_id": "QZ2"}]))
-        return KeyPolicy(reasoning=reasoning, name=name, tool_ids=ids)
-
-    def _pick_window(self) -> str:
-        for mode in ("minimal", "system"):
-            self.window = mode
-            if all(self._window_agrees(conv, tools) for conv, tools in _variants()):
-                return mode
-        return "full"
-
-    def _window_agrees(self, conv: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> bool:
-        try:
-            self.render_text(conv, tools, add_generation_prompt=True)
-        except ProxyError:
-            return True  # the template refuses this shape: no request can have it either
-        for a, msg in enumerate(conv):
-            if msg["role"] != "assistant":
-                continue
-            k = a + 1
-            prefix = self.render_text(conv[:k], tools, add_generation_prompt=False)
-            for n in range(k + 1, len(conv) + 1):
-                if conv[n - 1]["role"] == "assistant":
-                    continue
-                whole = self.render_text(conv[:n], tools, add_generation_prompt=True)
-                expect = whole[len(prefix):] if whole.startswith(prefix) else None
-                got = None
-                w = self.window_of(conv[: k - 1], conv[k - 1], tools)
-                if w is None:
-                    continue
-                window, wtools = w
-                base = self.window_text(window, wtools)
-                full = self.render_text([*window, *conv[k:n]], wtools, add_generation_prompt=True)
-                if full.startswith(base[0]):
-                    got = full[len(base[0]):]
-                if got != expect:
-                    return False
-        return True
-
 
 def tools_digest_key(tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any) -> bytes:
     """Root of a lineage's message hash chain: tools change the rendered system prompt."""
     return json.dumps([tools or [], tool_choice if tool_choice != "auto" else None], sort_keys=True).encode()
-
-
-_TOOL = {"type": "function", "function": {
-    "name": "bash", "description": "Run a shell command.",
-    "parameters": {"type": "object", "properties": {"command": {"type": "string"}}, "required": ["command"]}}}
-
-
-def _synthetic() -> list[list[dict[str, Any]]]:
-    def call(i: int, cmd: str, content: str | None = None, reasoning: str | None = None) -> dict[str, Any]:
-        m: dict[str, Any] = {"role": "assistant", "content": content, "tool_calls": [
-            {"id": f"c{i}", "type": "function", "function": {"name": "bash", "arguments": {"command": cmd}}}]}
-        if reasoning:
-            m["reasoning_content"] = reasoning
-        return m
-
-    def result(i: int, out: str) -> dict[str, Any]:
-        return {"role": "tool", "tool_call_id": f"c{i}", "content": out}
-
-    two = call(4, "ls src")
-    two["tool_calls"].append({"id": "c5", "type": "function", "function": {"name": "bash",
-                                                                         "arguments": {"command": "pwd"}}})
-    conv = [
-        {"role": "system", "content": "You are a careful agent."},
-        {"role": "user", "content": "Fix the failing test."},
-        call(1, "ls", "Let me look.", reasoning="Start by listing."),
-        result(1, "README.md\nsrc\n"),
-        call(2, "cat README.md"),
-        result(2, "# Project\n"),
-        two,
-        result(4, "main.py"),
-        result(5, "/app"),
-        {"role": "assistant", "content": "I need more detail."},
-        {"role": "user", "content": "Run the tests."},
-        call(6, "pytest", reasoning="Run them."),
-        result(6, "1 failed"),
-        {"role": "assistant", "content": "Done.", "reasoning_content": "All fixed."},
-        {"role": "user", "content": "Thanks, one more thing."},
-    ]
-    return [conv]
-
-
-def _variants() -> list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]]:
-    conv = _synthetic()[0]
-    return [(conv, [_TOOL]), (conv[1:], [_TOOL]), (conv, None)]
