@@ -145,3 +145,12 @@ def test_the_journal_and_memory_agree_for_branches_and_breaks(tokenizer: Any, ma
     chat([SYSTEM, TASK, {"role": "user", "content": "Summary: nothing yet."}])  # compaction
     calls = h.proxy.calls(sid)
     assert CallLog(h.proxy.journal.root).read(sid) == calls
+
+
+def test_with_fsync_one_thread_group_commits_and_acknowledges_after(tokenizer: Any, make_custom_proxy: Any) -> None:
+    h = make_custom_proxy(ScriptedEngine(tokenizer, lambda ids, n: tool_reply("ls")), fsync=True)
+    sid = h.proxy.open_session()
+    run_session(h, sid, 3)
+    run_session(h, h.proxy.open_session(), 2, stream=True)
+    assert h.proxy.journal._writer._thread is not None  # the group-commit thread did the writing
+    assert CallLog(h.proxy.journal.root).read(sid) == h.proxy.calls(sid)

@@ -178,6 +178,11 @@ def test_streamed_tool_calls_come_whole_after_the_streamed_text(tokenizer: Any, 
     # Text after the closing tag is shown, not dropped (and it is trained: it was sampled).
     assert content == plain["content"] == "Let me look.\nThen I will read it."
     assert plain["tool_calls"][0]["function"]["name"] == "bash"
+    # ... and every token of the reply the harness went on with (the second: a retry of the same
+    # prompt) is trained, the text after the tool call included.
+    calls = h.proxy.calls(sid)
+    traj = reconstruct(calls, task_id="t", trajectory_id=sid)[0]
+    assert traj.trained_tokens == len(calls[1].completion_ids) == traj.sampled_tokens // 2
 
 
 async def _post(url: str, body: dict[str, Any]) -> httpx.Response:
