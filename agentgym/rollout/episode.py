@@ -126,6 +126,12 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
                 await runtime.stop()
             except Exception as e:  # a runtime that will not stop is logged, not fatal
                 log.warning("could not stop runtime of %s: %s", sid, e)
+    if proxy.context_overflow(sid) and stop in (StopReason.COMPLETED, StopReason.HARNESS_ERROR):
+        # The harness stopped after its last request was refused for its length: the episode
+        # outgrew the context (not a harness bug).
+        stop = StopReason.CONTEXT_OVERFLOW
+        if error is not None and error.boundary == "harness":
+            error = ErrorInfo(type="ContextOverflow", boundary="proxy", message=error.message)
     engine_errors = proxy.session_errors(sid)
     if engine_errors and (error is None or stop == StopReason.HARNESS_ERROR):
         # the harness gave up because the engine failed it: the engine's failure, not the agent's

@@ -28,7 +28,7 @@ PUBLIC = {
                             "losses"],
     "agentgym.gym": ["SUBMIT", "GymEnv", "make"],
     "agentgym.paths": ["cache_dir"],
-    "agentgym.engines": ["Engine", "Generation", "engine_spec", "load_engine"],
+    "agentgym.engines": ["Engine", "Generation", "TokenChunk", "engine_spec", "load_engine"],
     "agentgym.engines.routed": ["SERVING_AGENT", "AgentRoutedEngine", "serving_agent"],
     "agentgym.agents": ["MAIN_AGENT", "agent_role", "is_main"],
     "agentgym.models": ["CHAT_TEMPLATE", "DEFAULT_SYSTEM_PROMPT", "ENDOFTEXT", "IM_END", "IM_START",
