@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentgym.errors import AgentGymError, EnvError
+from agentgym.errors import AgentGymError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -69,7 +69,9 @@ def quickstart(
 
 @app.command()
 def rollout(
-    env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
+    env: Annotated[str, typer.Option(help="A registered env id (see `agentgym envs list`), a task directory or a "
+                                     "directory of tasks (Harbor or Terminal-Bench 1), a SWE-bench-style "
+                                     ".json/.jsonl file, or module:attr.")],
     harness: Annotated[str, typer.Option(help="Harness id (see `agentgym harnesses list`).")] = "agentgym/react-v0",
     model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
     samples: Annotated[int, typer.Option(help="Episodes per task.")] = 4,
@@ -85,10 +87,17 @@ def rollout(
     from agentgym.engines import load_engine
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
+    from agentgym import registries
+    from agentgym.check import select_tasks
+
     try:
+        # Everything the run needs is checked before the model loads (minutes for a real one).
+        suite = load_env_target(env)
+        selected = select_tasks(suite, _task_ids(tasks))
+        registries.harnesses.spec(harness)
         engine = load_engine(model)
-        cfg = RolloutConfig(env=env, harness=harness, samples=samples,
-                            task_ids=[t for t in tasks.split(",") if t] or None, out_dir=out, runtime=runtime,
+        cfg = RolloutConfig(env=suite, harness=harness, samples=samples,
+                            task_ids=[t.id for t in selected] if tasks else None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
                             default_max_tokens=max_tokens)
         try:
@@ -145,23 +154,12 @@ def export_cmd(
 
 
 def load_env_target(target: str) -> Env:
-    """An environment from a command's ENV argument: a registered id, or a path to a Harbor task
-    directory or a directory of them (read by a :class:`~agentgym.envs.harbor.HarborEnv`).
-    The one place the commands resolve that argument; general task sources can replace it."""
-    path = Path(target).expanduser().absolute()
-    if path.is_dir():
-        from agentgym.envs.harbor import HarborEnv
+    """An environment from a command's ENV argument (:func:`agentgym.sources.env_from`: a
+    registered id, a task directory or a directory of tasks, a SWE-bench-style file, or
+    ``module:attr``), read before anything heavy is loaded."""
+    from agentgym.sources import env_from
 
-        env = HarborEnv(path, env_id=target)
-        if not env.tasks():
-            raise EnvError(f"{path} holds no Harbor task (a directory with instruction.md and task.toml)")
-        return env
-    if target.startswith(("/", ".", "~")) or path.exists():
-        raise EnvError(f"{target} is not a directory of Harbor tasks (nor a registered env id)")
-    from agentgym import registries
-
-    made: Env = registries.envs.make(target)
-    return made
+    return env_from(target)
 
 
 def _task_ids(tasks: str) -> list[str] | None:

@@ -88,7 +88,8 @@ class Env(abc.ABC):
     def runtime_spec(self, task: Task, **overrides: Any) -> RuntimeSpec:
         """The sandbox of ``task``: its image, workdir, limits, environment and network."""
         fields: dict[str, Any] = dict(image=task.image, workdir=task.workdir, memory=task.limits.memory,
-                                      cpus=task.limits.cpus, network=task.network, env=dict(task.env_vars),
+                                      cpus=task.limits.cpus, pids=task.limits.pids, network=task.network,
+                                      env=dict(task.env_vars),
                                       hidden=tuple(p for p in (task.tests_dir, task.solution_dir) if p))
         fields.update(overrides)
         return RuntimeSpec(**fields)
@@ -126,6 +127,13 @@ class Env(abc.ABC):
         """Run the task's reference solution in ``runtime`` (``agentgym check env`` expects the
         reward 1 after it). The default has none."""
         raise EnvError(f"{self.id}: {task.id} has no reference solution")
+
+    def notes(self, task: Task) -> list[str]:
+        """What of ``task``'s definition agentgym does not honour (fields it ignores, features it
+        lacks), one line each: ``agentgym envs show`` lists them and :func:`agentgym.env_from`
+        warns about them, so nothing is dropped silently. The default names the task's
+        ``metadata["ignored_fields"]``."""
+        return [f"ignored field: {name}" for name in task.metadata.get("ignored_fields") or ()]
 
     def anchor(self, observation: str) -> str:
         """Anchor-state key for step-level grouping (GiGPO); override for env-specific state."""

@@ -44,7 +44,8 @@ class GymEnv(gymnasium.Env):
     """An :class:`~agentgym.env.Env` as a ``gymnasium.Env`` (shell commands in, text out).
 
     Args:
-        env: an :class:`~agentgym.env.Env` or a registered env id.
+        env: an :class:`~agentgym.env.Env`, a registered env id, a task directory, a SWE-bench-style
+            file or ``module:attr`` (:func:`agentgym.sources.env_from`).
         task_id: always run this task (default: ``options["task_id"]`` or a seeded random pick).
         backend: a runtime backend or its name (``docker``, ``local``, ``auto``).
         max_steps: commands before the episode is truncated (and evaluated).
@@ -56,10 +57,10 @@ class GymEnv(gymnasium.Env):
 
     def __init__(self, env: Env | str, task_id: str | None = None, backend: RuntimeBackend | str = "docker",
                  max_steps: int = 30, command_timeout: float = 60.0, max_output: int = 10_000) -> None:
-        from agentgym import registries
         from agentgym.runtime import get_backend
+        from agentgym.sources import env_from
 
-        self.env: Env = registries.envs.make(env) if isinstance(env, str) else env
+        self.env: Env = env_from(env)
         self.task_id = task_id
         self._own_backend = isinstance(backend, str)
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
@@ -128,5 +129,6 @@ class GymEnv(gymnasium.Env):
 
 
 def make(env_id: str, **kwargs: Any) -> GymEnv:
-    """A registered environment as a ``gymnasium.Env`` (see :class:`GymEnv` for ``kwargs``)."""
+    """An environment (a registered id, a task directory, a SWE-bench-style file, ``module:attr``)
+    as a ``gymnasium.Env`` (see :class:`GymEnv` for ``kwargs``)."""
     return GymEnv(env_id, **kwargs)

@@ -35,6 +35,7 @@ from typing import Any
 
 from agentgym import export, registries
 from agentgym.engines.base import Engine
+from agentgym.env import Env
 from agentgym.errors import ConfigError
 from agentgym.jsonl import read_records
 from agentgym.proxy.pipeline import PinnedSampling
@@ -42,13 +43,16 @@ from agentgym.proxy.server import Proxy
 from agentgym.rollout.episode import EpisodeSpec, run_episode
 from agentgym.runtime import get_backend
 from agentgym.runtime.images import ImageCache
+from agentgym.sources import env_from
 from agentgym.types import Task, Trajectory
 
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    env: str
-    """Environment suite id, e.g. ``terminal/basic-v0``."""
+    env: str | Env
+    """The environment: a registered id (``terminal/basic-v0``), a task directory or a directory
+    of tasks, a SWE-bench-style file, ``module:attr``, or an :class:`Env`
+    (:func:`agentgym.sources.env_from`)."""
     harness: str
     """Harness id, e.g. ``agentgym/react-v0`` or ``mini-swe-agent/mini-v2``."""
     samples: int = 4
@@ -109,13 +113,13 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         raise ConfigError(f"RolloutConfig.network must be 'proxy' or 'host', got {config.network!r}")
     out = Path(config.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = registries.envs.make(config.env)
+    env = env_from(config.env)
     harness = registries.harnesses.make(config.harness, **config.harness_kwargs)
     tasks = select_tasks(env, config.task_ids)
     backend = backend or get_backend(config.runtime)
     journal = out / "episodes.jsonl"
     (out / "run.json").write_text(json.dumps({
-        "env": config.env, "harness": config.harness, "samples": config.samples, "backend": backend.name,
+        "env": config.env if isinstance(config.env, str) else env.id, "harness": config.harness, "samples": config.samples, "backend": backend.name,
         "model": engine.model_name,
         "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
@@ -130,7 +134,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     new: list[Trajectory] = []
     if todo:
         await backend.cleanup()
-        progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress)
+        progress = _Progress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress)
         images = ImageCache(backend, on_status=progress.note)
         # Also on a Unix socket (<out>/sock/proxy.sock): what runtimes with network="proxy" reach.
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,

@@ -80,6 +80,9 @@ class RuntimeSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     memory: str | None = "2g"
     cpus: float | None = None
+    pids: int | None = None
+    """Most processes the sandbox may hold (``None``: the backend's default). Docker enforces
+    ``memory``, ``cpus`` and ``pids``; the local runtime none of them (wall-clock timeouts only)."""
     network: str = "host"
     """``host`` (the host's network: the proxy on 127.0.0.1), ``none`` (loopback only) or
     ``proxy`` (loopback only, plus the proxy at ``127.0.0.1:<proxy.port>`` through a forwarder
@@ -220,6 +223,9 @@ class RuntimeBackend(abc.ABC):
     isolation: str = "container"
     """What keeps its sandboxes apart from the host: ``container`` (Docker), ``bubblewrap`` or
     ``none`` (the local runtime)."""
+    enforced_limits: ClassVar[tuple[str, ...]] = ("timeout",)
+    """Which of a task's limits its sandboxes enforce (``timeout``, ``memory``, ``cpus``,
+    ``pids``): ``agentgym envs show`` says which are not."""
 
     def describe_isolation(self) -> str:
         """One line for messages: what this backend's sandboxes isolate."""

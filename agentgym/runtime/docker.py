@@ -455,7 +455,7 @@ class DockerRuntime(Runtime):
         try:
             runtime = await self._backend.start(RuntimeSpec(
                 image=tag, workdir=self.workdir, env=dict(self.spec.env), memory=self.spec.memory,
-                cpus=self.spec.cpus, network="none", labels=dict(self.spec.labels), mounts=mounts,
+                cpus=self.spec.cpus, pids=self.spec.pids, network="none", labels=dict(self.spec.labels), mounts=mounts,
                 writable_mounts={str(reward_dir): spec.reward_dir}, init=False))
         except BaseException:
             with contextlib.suppress(Exception):
@@ -487,6 +487,7 @@ class DockerBackend(RuntimeBackend):
     """
 
     name = "docker"
+    enforced_limits = ("timeout", "memory", "cpus", "pids")
 
     def describe_isolation(self) -> str:
         return "Docker: each episode in its own container, reaching only the proxy (--network none + a Unix socket)"
@@ -584,8 +585,8 @@ class DockerBackend(RuntimeBackend):
             kwargs["memswap_limit"] = spec.memory  # no swap: hitting the limit is an OOM kill
         if spec.cpus:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
-        if self.pids_limit:
-            kwargs["pids_limit"] = self.pids_limit
+        if spec.pids or self.pids_limit:
+            kwargs["pids_limit"] = spec.pids or self.pids_limit
         try:
             container = self.client.containers.run(spec.image, **kwargs)
         except docker.errors.APIError as e:
