@@ -4,7 +4,7 @@
     agentgym train --config X.toml [--set k=v]  train: rollouts, step-level updates, weight sync
     agentgym rollout --env E --harness H --model M --samples N --out DIR
     agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
-    agentgym envs list | agentgym harnesses list
+    agentgym envs list | agentgym envs show ID|PATH | agentgym harnesses list
     agentgym check env ID|PATH [--tasks a,b] [--runtime R]   oracle scores 1, doing nothing 0
     agentgym prebuild ID|PATH [--harness H]     build task images (and a harness layer) ahead of a run
     agentgym model build-tiny --out DIR
@@ -305,6 +305,51 @@ def envs_list() -> None:
     from agentgym import registries
 
     _list(registries.envs)
+
+
+@envs_app.command("show")
+def envs_show(
+    target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A registered env id, a task directory or a "
+                                          "directory of tasks, a SWE-bench-style .json/.jsonl file, or module:attr.")],
+) -> None:
+    """The tasks of an environment: image, limits, where they run, and what of their definition
+    agentgym does not honour."""
+    import warnings
+
+    from agentgym.runtime import get_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes are listed below, per task
+        try:
+            env = load_env_target(target)
+        except AgentGymError as e:
+            _fail(e)
+    tasks = env.tasks()
+    backends = [get_backend("docker"), get_backend("local")]
+    try:
+        typer.echo(f"{env.id}: {len(tasks)} task(s)")
+        for task in tasks:
+            lim = task.limits
+            typer.echo(f"\n{task.id}")
+            built = f" (built from {task.dockerfile_dir})" if task.dockerfile_dir else (
+                " (prebuilt: must exist locally, nothing is pulled)" if task.image else "")
+            typer.echo(f"  image     {task.image or '-'}{built}")
+            parts = [f"timeout {lim.timeout_s:g}s", f"memory {lim.memory or '-'}", f"cpus {lim.cpus or '-'}",
+                     f"pids {lim.pids or 'default'}", f"steps {lim.max_steps}", f"network {task.network}"]
+            typer.echo(f"  limits    {', '.join(parts)}")
+            for backend in backends:
+                reason = env.unsupported(task, backend)
+                if reason:
+                    typer.echo(f"  {backend.name:<9} no: {reason}")
+                else:
+                    unenforced = [k for k in ("memory", "cpus", "pids") if k not in backend.enforced_limits]
+                    extra = f" (does not limit {', '.join(unenforced)})" if unenforced else ""
+                    typer.echo(f"  {backend.name:<9} yes{extra}")
+            for note in env.notes(task):
+                typer.echo(f"  not honoured: {note}")
+    finally:
+        for backend in backends:
+            backend.close()
 
 
 @harnesses_app.command("list")

@@ -64,6 +64,7 @@ from agentgym.runtime.images import (
     dockerfile_base_images,
 )
 from agentgym.runtime.local import pid_alive, proc_start_time
+from agentgym.runtime.standins import ensure_standin, standin_for
 from agentgym.runtime.trusted import tamper_evidence, trusted_mounts
 
 T = TypeVar("T")
@@ -505,6 +506,9 @@ class DockerBackend(RuntimeBackend):
         self._pid = os.getpid()
         self._pid_start = proc_start_time(self._pid)
         self._closed = False
+        self.on_status: Callable[[str], None] = lambda message: None
+        """Hears what a long image build is doing (stand-in base images, verifier tools); set by
+        progress UIs."""
         # Best effort at interpreter exit: a killed process leaves containers for cleanup().
         atexit.register(_atexit_close, weakref.ref(self))
 
@@ -651,7 +655,11 @@ class DockerBackend(RuntimeBackend):
             try:
                 api.inspect_image(image)
             except docker.errors.ImageNotFound as e:
-                raise RuntimeError_(f"image {image!r} is missing and no Dockerfile directory was given") from e
+                standin = standin_for(image)
+                if standin is None:
+                    raise RuntimeError_(f"image {image!r} is missing (nothing is pulled), no Dockerfile directory was "
+                                        "given, and it has no stand-in (docs/environments.md, 'Offline images')") from e
+                ensure_standin(api, image, standin, on_status=self.on_status)
             return image
         ctx = Path(dockerfile_dir)
         dockerfile = ctx / "Dockerfile"
@@ -664,10 +672,17 @@ class DockerBackend(RuntimeBackend):
             for base in dockerfile_base_images(dockerfile.read_text()):
                 try:
                     base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
+                    continue
                 except docker.errors.ImageNotFound as e:
-                    hint = " Run `agentgym setup`." if base.startswith("agentgym/") else ""
-                    raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
-                                        f"(nothing is pulled).{hint}") from e
+                    standin = standin_for(base)
+                    if standin is None:
+                        hint = " Run `agentgym setup`." if base.startswith("agentgym/") else (
+                            " Build or load it, or give it a stand-in in AGENTGYM_BASE_IMAGES "
+                            "(docs/environments.md, 'Offline images').")
+                        raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
+                                            f"(nothing is pulled) and has no stand-in.{hint}") from e
+                ensure_standin(api, base, standin, on_status=self.on_status)
+                base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
             digest = context_hash(ctx, base_ids)
             if not force:
                 with contextlib.suppress(docker.errors.ImageNotFound):

@@ -41,6 +41,7 @@ from agentgym.envs.harbor.task import (
 from agentgym.envs.harbor.tb1 import parse_pytest_summary
 from agentgym.errors import EnvError
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
+from agentgym.runtime.standins import OFFLINE_PRELUDE
 from agentgym.types import Task
 from agentgym.verify import run_verifier
 
@@ -237,7 +238,7 @@ class HarborEnv(Env):
             raise EnvError(f"{task.id}: no tests/test.sh to evaluate with")
         timeout = float(task.metadata.get("verifier_timeout_s", DEFAULT_VERIFIER_TIMEOUT_S))
         env = {"TEST_DIR": TESTS_DIR, **dict(task.metadata.get("verifier_env") or {})}
-        run = await run_verifier(runtime, f"bash {TESTS_DIR}/test.sh", trusted_image=task.image,
+        run = await run_verifier(runtime, f"{OFFLINE_PRELUDE}bash {TESTS_DIR}/test.sh", trusted_image=task.image,
                                  mounts={task.tests_dir: TESTS_DIR}, env=env, timeout=timeout, workdir=task.workdir)
         details = self._check_run(task, run.result, timeout)
         details.update(isolation=run.isolation, tampering=run.evidence)
@@ -277,7 +278,7 @@ class HarborEnv(Env):
                 shutil.copytree(task.tests_dir, tmp, dirs_exist_ok=True)
             shutil.copy2(root / "run-tests.sh", Path(tmp) / "run-tests.sh")
             os.chmod(tmp, 0o755)
-            run = await run_verifier(runtime, f"bash {TESTS_DIR}/run-tests.sh", trusted_image=task.image,
+            run = await run_verifier(runtime, f"{OFFLINE_PRELUDE}bash {TESTS_DIR}/run-tests.sh", trusted_image=task.image,
                                      mounts={tmp: TESTS_DIR}, env=dict(task.metadata.get("verifier_env") or {}),
                                      timeout=timeout, workdir=task.workdir)
         details = self._check_run(task, run.result, timeout)

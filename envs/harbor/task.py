@@ -266,6 +266,9 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
         verifier_timeout = float(verifier.get("timeout_sec") or DEFAULT_VERIFIER_TIMEOUT_S)
         build_timeout = float(environment.get("build_timeout_sec", 600.0))
         pids = int(ext["pids_limit"]) if ext.get("pids_limit") is not None else None
+        storage_mb = environment.get("storage_mb")
+        if environment.get("storage"):
+            storage_mb = _size_to_mb(str(environment["storage"]))
         network = _network(environment, notes, "environment") or "host"
     except (TypeError, ValueError) as e:
         raise EnvError(f"{toml_file}: {e}") from e
@@ -274,8 +277,8 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
     notes += [f"unknown key {k} (Harbor ignores it too)" for k in _walk_unknown(config)]
     if steps:
         names = ", ".join(str(s.get("name")) for s in steps if isinstance(s, Mapping))
-        blockers.append(f"a multi-step task ({len(steps)} steps: {names}): agentgym runs one instruction and "
-                        "one verifier per episode")
+        blockers.append(f"a multi-step task ([[steps]] {names}; multi_step_reward_strategy): agentgym runs one "
+                        "instruction and one verifier per episode")
     if str(environment.get("os", "linux")).lower() != "linux":
         blockers.append(f"environment.os = {environment['os']!r}: only Linux containers run here")
     if environment.get("gpus") or environment.get("tpu") or environment.get("gpu_types"):
@@ -288,9 +291,10 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
     for where, sec in (("verifier", verifier), ("agent", agent)):
         if sec.get("user") is not None:
             notes.append(f"{where}.user = {sec['user']!r}: runs as the image's default user (root)")
-        if sec.get("network_mode") is not None:
-            notes.append(f"{where}.network_mode = {sec['network_mode']!r}: not applied per phase (the agent reaches "
-                         "only the proxy in rollouts; the verifier never has a network)")
+        if sec.get("network_mode") is not None or sec.get("allowed_hosts"):
+            hosts = f" (allowed_hosts {', '.join(sec.get('allowed_hosts') or [])})" if sec.get("allowed_hosts") else ""
+            notes.append(f"{where}.network_mode = {sec.get('network_mode')!r}{hosts}: not applied per phase (the "
+                         "agent reaches only the proxy in rollouts; the verifier never has a network)")
     if environment.get("storage_mb") or environment.get("storage"):
         notes.append("environment.storage_mb: disk size is not limited")
     if environment.get("mcp_servers"):
@@ -362,7 +366,7 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
         "reward_key": str(reward_key) if reward_key else None,
         "healthcheck": dict(healthcheck) if healthcheck else None,
         "build_timeout_s": build_timeout,
-        "storage_mb": environment.get("storage_mb"),
+        "storage_mb": storage_mb,
         "steps": [str(s.get("name")) for s in steps if isinstance(s, Mapping)],
         "local": bool(ext.get("local", False)),
         "local_reason": str(ext.get("local_reason") or (
