@@ -167,6 +167,10 @@ def env_from(target: str | os.PathLike[str] | Env, *, validate: bool = True, **k
             shown = "; ".join(notes[:8]) + (f"; ... ({len(notes)} in all; `agentgym envs show` lists them)"
                                             if len(notes) > 8 else "")
             warnings.warn(f"{env.id}: not honoured by agentgym: {shown}", stacklevel=2)
+        blocked = [(t.id, str(t.metadata.get("unsupported"))) for t in tasks if t.metadata.get("unsupported")]
+        if blocked:
+            shown = "; ".join(f"{tid} ({why})" for tid, why in blocked[:5]) + (" ..." if len(blocked) > 5 else "")
+            warnings.warn(f"{env.id}: {len(blocked)} task(s) cannot run: {shown}", stacklevel=2)
     return env
 
 

@@ -252,3 +252,71 @@ def test_gymnasium_wrapper_on_the_local_runtime(tmp_path: Path) -> None:
         assert (reward, terminated, truncated) == (0.0, False, True) and "evaluation" in info
     finally:
         env.close()
+
+
+def test_reward_json_keeps_every_key_and_reward_key_picks_the_training_reward(tmp_path: Path) -> None:
+    script = PREFIX + "echo '{\"reward\": 0.5, \"style\": 1, \"speed\": 0.25}' > $L/reward.json; echo 0 > $L/reward.txt"
+    reward, details = evaluate_locally(make_task(tmp_path / "a", test_sh=script))
+    # reward.json wins over reward.txt (Harbor's order), and no key is dropped.
+    assert reward == 0.5 and details["rewards"] == {"reward": 0.5, "style": 1.0, "speed": 0.25}
+    toml = FULL_TOML.replace("local = true", 'local = true\nreward_key = "speed"')
+    reward, details = evaluate_locally(make_task(tmp_path / "b", toml=toml, test_sh=script))
+    assert reward == 0.25 and details["reward_key"] == "speed"
+
+
+def test_a_reward_json_without_the_training_key_names_its_keys(tmp_path: Path) -> None:
+    script = PREFIX + "echo '{\"accuracy\": 1, \"style\": 0}' > $L/reward.json"
+    with pytest.raises(EnvError, match=r"no key 'reward' \(keys: accuracy, style\)"):
+        evaluate_locally(make_task(tmp_path, test_sh=script))
+
+
+def test_reward_env_option_and_read_rewards() -> None:
+    from agentgym.envs.harbor import read_reward, read_rewards
+
+    assert read_rewards("1", None) == ({"reward": 1.0}, "ok")
+    assert read_rewards(None, '{"a": 1, "b": 2.5}') == ({"a": 1.0, "b": 2.5}, "ok")
+    assert read_rewards(None, '{"a": "1"}')[0] is None and read_rewards(None, '{"a": NaN}')[0] is None
+    assert read_reward(None, '{"a": 1, "b": 2.5}', "b") == (2.5, "ok")
+    assert HarborEnv(TERMINAL_TASKS, reward_key="b").reward_key == "b"
+
+
+def test_limits_env_templates_canary_and_per_task_pids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTGYM_TEST_TOKEN", "t0k")
+    toml = FULL_TOML.replace('env = { MODE = "x" }', 'env = { MODE = "${AGENTGYM_TEST_TOKEN}", D = "${NOPE_X:-dflt}" }')
+    toml = toml.replace("local = true", "local = true\npids_limit = 64")
+    d = make_task(tmp_path, toml=toml)
+    (d / "instruction.md").write_text("<!-- harbor-canary GUID 123 -->\n\nDo the thing.\n")
+    task = load_harbor_task(d)
+    assert dict(task.env_vars) == {"MODE": "t0k", "D": "dflt"} and task.instruction == "Do the thing.\n"
+    spec = HarborEnv(d).runtime_spec(task)
+    assert (spec.pids, spec.memory, spec.cpus) == (64, "4096m", 2.0)
+    missing = make_task(tmp_path / "m", toml=FULL_TOML.replace('MODE = "x"', 'MODE = "${AGENTGYM_UNSET_VAR_X}"'))
+    assert "AGENTGYM_UNSET_VAR_X" in load_harbor_task(missing).metadata["unsupported"]
+
+
+@pytest.mark.parametrize(("command", "ok"), [("test -d /app", True), ("false", False)])
+def test_healthcheck_runs_before_the_agent(tmp_path: Path, command: str, ok: bool) -> None:
+    toml = FULL_TOML + f'\n[environment.healthcheck]\ncommand = "{command}"\ninterval_sec = 0.05\nretries = 2\n'
+    d = make_task(tmp_path, toml=toml)
+
+    async def main() -> None:
+        env = HarborEnv(d)
+        rt = await env.start(env.tasks()[0], LocalBackend(tmp_root=str(tmp_path)))
+        await rt.stop()
+
+    if ok:
+        asyncio.run(main())
+    else:
+        with pytest.raises(EnvError, match="healthcheck failed 2 times"):
+            asyncio.run(main())
+
+
+def test_multi_step_and_sidecar_tasks_load_and_say_why_they_cannot_run() -> None:
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "tasks"
+    multi = load_harbor_task(fixtures / "harbor-multi-step")
+    assert multi.metadata["steps"] == ["write", "append"] and multi.instruction.startswith('Write "one"')
+    assert "multi-step" in multi.metadata["unsupported"]
+    sidecar = load_harbor_task(fixtures / "harbor-sidecar")
+    assert "sidecar service(s) db" in sidecar.metadata["unsupported"]
+    with pytest.raises(EnvError, match="cannot be scored"):
+        asyncio.run(HarborEnv(fixtures / "harbor-sidecar").evaluate(sidecar, None))  # type: ignore[arg-type]
