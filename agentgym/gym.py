@@ -3,7 +3,8 @@
 ``reset`` starts a fresh runtime for one task (``task_id``, ``options["task_id"]`` or a seeded
 random pick) and returns its instruction. ``step(command)`` runs a shell command and returns
 ``exit code: N`` plus its output; ``step("submit")`` (or the step limit) runs the env's
-verifier and returns its reward. Runtimes are async; they run on a private event-loop thread.
+verifier and returns its reward. A multi-step task (:meth:`Env.stages`) answers ``submit`` with
+its next instruction until the last one, whose ``submit`` returns the combined reward. Runtimes are async; they run on a private event-loop thread.
 
 >>> import agentgym
 >>> env = agentgym.make("terminal/hello-file-v0", backend="local")
@@ -92,7 +93,14 @@ class GymEnv(gymnasium.Env):
         self.task = self.env.task(wanted) if wanted else random.Random(seed).choice(self.env.tasks())
         self.runtime = self._run(self.env.start(self.task, self.backend))
         self._steps = 0
-        return self.task.instruction, {"task_id": self.task.id, "workdir": self.task.workdir}
+        self._stages = self.env.stages(self.task)
+        self._stage = 0
+        self._evaluations: list[Evaluation] = []
+        self._run(self.env.prepare_stage(self.task, self.runtime, 0))
+        info = {"task_id": self.task.id, "workdir": self.task.workdir}
+        if len(self._stages) > 1:
+            info.update(stage=self._stages[0].name, stages=len(self._stages))
+        return self._stages[0].instruction, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self.runtime is None or self.task is None:
@@ -112,8 +120,21 @@ class GymEnv(gymnasium.Env):
         return obs, 0.0, False, False, info
 
     def _finish(self, terminated: bool) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Verify the current stage; a multi-stage task then goes on to its next instruction (the
+        observation), unless this was its last stage, the step limit is reached or the stage
+        gates the rest (:meth:`Env.continue_after`)."""
         assert self.runtime is not None and self.task is not None
-        evaluation: Evaluation = self._run(self.env.evaluate(self.task, self.runtime))
+        task, stages = self.task, self._stages
+        final = self._stage == len(stages) - 1
+        evaluation: Evaluation = self._run(self.env.evaluate_stage(task, self.runtime, self._stage, final=final))
+        self._evaluations.append(evaluation)
+        if not final and terminated and self.env.continue_after(task, self._stage, evaluation):
+            self._stage += 1
+            self._run(self.env.prepare_stage(task, self.runtime, self._stage))
+            return (stages[self._stage].instruction, 0.0, False, False,
+                    {"stage": stages[self._stage].name, "stage_evaluation": dict(evaluation.details)})
+        if len(stages) > 1:
+            evaluation = self.env.combine(task, self._evaluations)
         self._stop_runtime()
         return (f"reward: {evaluation.reward:g}", evaluation.reward, terminated, not terminated,
                 {"evaluation": dict(evaluation.details)})

@@ -122,6 +122,10 @@ class VerifierSpec:
     reward_dir: str = "/logs/verifier"
     """Where an empty host directory is mounted read-write: what the verifier writes there is
     read on the host, so nothing the agent left in the sandbox can stand in for it."""
+    keep: bool = False
+    """The episode goes on after this verification (a stage of a multi-stage task): the agent's
+    sandbox stays as it is (processes included) and the verifier works on a copy of its files
+    (Docker) or in place (the local sandbox, whose commands leave no process behind)."""
 
 
 @dataclass
@@ -202,8 +206,9 @@ class Runtime(abc.ABC):
         """End the episode for verification: stop every process it started (the whole sandbox's,
         not only the harness's) and return a fresh sandbox over its final files, in which
         ``spec.trusted_image``'s programs run, ``spec.mounts`` appear and ``spec.reward_dir`` is
-        an empty host directory. This runtime cannot be used afterwards. Runtimes that cannot
-        seal raise ``NotImplementedError`` (the verifier then runs in place, unprotected)."""
+        an empty host directory. This runtime cannot be used afterwards, unless ``spec.keep``.
+        Runtimes that cannot seal raise ``NotImplementedError`` (the verifier then runs in place,
+        unprotected)."""
         raise NotImplementedError(f"{type(self).__name__} cannot seal")
 
     async def __aenter__(self) -> Runtime:

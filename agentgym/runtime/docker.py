@@ -180,6 +180,7 @@ class DockerRuntime(Runtime):
         self._oom_kills = 0
         self._stopped = False
         self._owned_image: str | None = None
+        self._seals = 0
 
     def __repr__(self) -> str:
         return f"DockerRuntime(name={self.name!r}, image={self.image!r})"
@@ -440,9 +441,11 @@ class DockerRuntime(Runtime):
         self._check_live()
         api = self._api
         evidence = await self._backend._call(tamper_evidence, api, self.container_id, spec.reward_dir)
-        tag = f"agentgym-sealed/{self.name.lower()}:latest"
+        self._seals += 1
+        tag = f"agentgym-sealed/{self.name.lower()}:{self._seals}"
         await self.snapshot(tag)
-        await self.stop()
+        if not spec.keep:
+            await self.stop()
         mounts: dict[str, str] = {}
         isolation = "fresh container from the agent's files, no agent process, no network"
         if spec.trusted_image:

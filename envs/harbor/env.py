@@ -13,6 +13,7 @@ reward to ``/logs/verifier/reward.txt`` (or ``reward.json``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from agentgym.env import Env, Evaluation
+from agentgym.env import Env, Evaluation, Stage
 from agentgym.envs.harbor.task import (
     DEFAULT_REWARD_KEY,
     DEFAULT_VERIFIER_TIMEOUT_S,
@@ -40,7 +41,7 @@ from agentgym.envs.harbor.task import (
 )
 from agentgym.envs.harbor.tb1 import parse_pytest_summary
 from agentgym.errors import EnvError
-from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
+from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
 from agentgym.runtime.standins import OFFLINE_PRELUDE
 from agentgym.types import Task
 from agentgym.verify import run_verifier
@@ -234,6 +235,9 @@ class HarborEnv(Env):
             raise EnvError(f"{task.id}: cannot be scored: {task.metadata['unsupported']}")
         if task.metadata.get("format") == "terminal-bench":
             return await self._evaluate_tb1(task, runtime)
+        steps = list(task.metadata.get("step_defs") or [])
+        if steps:  # the last step's verifier on the final state (an episode runs every stage)
+            return await self.evaluate_stage(task, runtime, len(steps) - 1, final=True)
         if not task.tests_dir:
             raise EnvError(f"{task.id}: no tests/test.sh to evaluate with")
         timeout = float(task.metadata.get("verifier_timeout_s", DEFAULT_VERIFIER_TIMEOUT_S))
@@ -243,7 +247,7 @@ class HarborEnv(Env):
         details = self._check_run(task, run.result, timeout)
         details.update(isolation=run.isolation, tampering=run.evidence)
         rewards, reason = read_rewards(run.text("reward.txt"), run.text("reward.json"))
-        key = str(task.metadata.get("reward_key") or self.reward_key or DEFAULT_REWARD_KEY)
+        key = self._reward_key(task)
         reward, why = read_reward(run.text("reward.txt"), run.text("reward.json"), key)
         if reward is None:
             raise EnvError(f"{task.id}: the verifier did not score the episode: {why if rewards else reason} "
@@ -292,6 +296,126 @@ class HarborEnv(Env):
         details.update(tests=tests, resolved=resolved, rewards={DEFAULT_REWARD_KEY: float(resolved)},
                        reward_key=DEFAULT_REWARD_KEY)
         return Evaluation(reward=float(resolved), details=details)
+
+    def runtime_spec(self, task: Task, **overrides: Any) -> RuntimeSpec:
+        """The default spec, with every step's tests and solutions hidden too (a sandbox that
+        shows the host, the local runtime, must not show them)."""
+        root = Path(str(task.metadata.get("path") or ""))
+        extra = tuple(str(p) for p in (root / "tests", root / "solution", root / "steps")
+                      if task.metadata.get("step_defs") and p.exists())
+        spec = super().runtime_spec(task, **overrides)
+        return dataclasses.replace(spec, hidden=tuple(dict.fromkeys((*spec.hidden, *extra)))) if extra else spec
+
+    # -- multi-step tasks (Harbor's [[steps]]) ----------------------------------------------------
+    def stages(self, task: Task) -> list[Stage]:
+        """One stage per ``[[steps]]`` entry (its ``instruction.md`` and agent timeout), else one."""
+        steps = list(task.metadata.get("step_defs") or [])
+        if not steps:
+            return super().stages(task)
+        return [Stage(name=s["name"], instruction=s["instruction"], timeout_s=s["agent_timeout_s"]) for s in steps]
+
+    async def prepare_stage(self, task: Task, runtime: Runtime, index: int) -> None:
+        """A step's files: ``steps/<name>/workdir/`` uploaded into the workdir and its
+        ``setup.sh`` run there, then the step's healthcheck. On a runtime that verified the
+        previous step in place, its tests and reward directory are emptied first."""
+        steps = list(task.metadata.get("step_defs") or [])
+        if not steps:
+            return
+        step = steps[index]
+        if index and not runtime.uses_images:
+            await runtime.exec(f"find {TESTS_DIR} /logs/verifier -mindepth 1 -delete 2>/dev/null; true", timeout=60)
+        if step["workdir_dir"]:
+            await runtime.upload_dir(step["workdir_dir"], task.workdir)
+            if (Path(step["workdir_dir"]) / "setup.sh").is_file():
+                result = await runtime.exec(f"bash {task.workdir.rstrip('/')}/setup.sh", timeout=600,
+                                            workdir=task.workdir)
+                if not result.ok:
+                    raise EnvError(f"{task.id}: step {step['name']!r}: setup.sh exited {result.exit_code}: "
+                                   f"{tail(result.stdout + result.stderr)[-800:]}")
+        if step["healthcheck"]:
+            await self._healthcheck(task, runtime, dict(step["healthcheck"]))
+
+    async def evaluate_stage(self, task: Task, runtime: Runtime, index: int, *, final: bool) -> Evaluation:
+        """A step's verifier: its ``tests/`` over the task's ``tests/`` at ``/tests``, its
+        ``test.sh`` (else the task's), its timeout and env. Steps before the last are verified
+        without ending the episode (:attr:`~agentgym.runtime.base.VerifierSpec.keep`)."""
+        steps = list(task.metadata.get("step_defs") or [])
+        if not steps:
+            return await super().evaluate_stage(task, runtime, index, final=final)
+        step = steps[index]
+        with tempfile.TemporaryDirectory(prefix="agentgym-step-") as tmp:
+            for source in (task.tests_dir or str(Path(str(task.metadata["path"])) / "tests"), step["tests_dir"]):
+                if source and Path(source).is_dir():
+                    shutil.copytree(source, tmp, dirs_exist_ok=True)
+            os.chmod(tmp, 0o755)
+            if not (Path(tmp) / "test.sh").is_file():
+                raise EnvError(f"{task.id}: step {step['name']!r} has no tests/test.sh (nor has the task)")
+            timeout = float(step["verifier_timeout_s"])
+            env = {"TEST_DIR": TESTS_DIR, **dict(step["verifier_env"])}
+            run = await run_verifier(runtime, f"{OFFLINE_PRELUDE}bash {TESTS_DIR}/test.sh", trusted_image=task.image,
+                                     mounts={tmp: TESTS_DIR}, env=env, timeout=timeout, workdir=task.workdir,
+                                     keep=not final)
+        details = self._check_run(task, run.result, timeout)
+        details.update(isolation=run.isolation, tampering=run.evidence, step=step["name"])
+        rewards, reason = read_rewards(run.text("reward.txt"), run.text("reward.json"))
+        if rewards is None:
+            raise EnvError(f"{task.id}: the verifier of step {step['name']!r} did not score it: {reason} (exit "
+                           f"{run.result.exit_code}; output tail: {tail(run.result.stdout + run.result.stderr)[-800:]})")
+        key = self._reward_key(task)
+        details.update(reward_file="ok", rewards=dict(rewards), reward_key=key)
+        return Evaluation(reward=rewards.get(key, 0.0), details=details)
+
+    def continue_after(self, task: Task, index: int, evaluation: Evaluation) -> bool:
+        """Harbor's ``min_reward``: a number gates the ``reward`` key, a table each of its keys
+        (a missing key fails)."""
+        steps = list(task.metadata.get("step_defs") or [])
+        gate = steps[index]["min_reward"] if steps else None
+        if gate is None:
+            return True
+        thresholds = {DEFAULT_REWARD_KEY: float(gate)} if isinstance(gate, (int, float)) else dict(gate)
+        rewards = dict(evaluation.details.get("rewards") or {})
+        return all(rewards.get(k, float("-inf")) >= float(v) for k, v in thresholds.items())
+
+    def combine(self, task: Task, evaluations: Sequence[Evaluation]) -> Evaluation:
+        """Harbor's ``multi_step_reward_strategy``: ``mean`` (default) averages every key over
+        the steps that ran (a key a step lacks counts 0); ``final`` keeps the last step's. The
+        training reward is ``reward_key`` of the result; each step's evaluation is kept in
+        ``details["stages"]``."""
+        per_step = [dict(e.details.get("rewards") or {}) for e in evaluations]
+        if task.metadata.get("multi_step_reward_strategy") == "final":
+            rewards = per_step[-1]
+        else:
+            keys = sorted({k for r in per_step for k in r})
+            rewards = {k: sum(r.get(k, 0.0) for r in per_step) / len(per_step) for k in keys}
+        key = self._reward_key(task)
+        if key not in rewards:
+            raise EnvError(f"{task.id}: the steps' rewards have no key {key!r} (keys: {', '.join(sorted(rewards))}); "
+                           "choose the training reward with HarborEnv(reward_key=...) or [metadata.agentgym] reward_key")
+        last = evaluations[-1].details
+        details = {"rewards": rewards, "reward_key": key, "reward_file": "ok",
+                   "strategy": task.metadata.get("multi_step_reward_strategy", "mean"),
+                   "stages": [dict(e.details) for e in evaluations],
+                   "steps_run": len(evaluations), "steps": len(task.metadata.get("step_defs") or []),
+                   "tampering": [t for e in evaluations for t in e.details.get("tampering") or []],
+                   **{k: last[k] for k in ("stdout", "stderr", "exit_code", "isolation") if k in last}}
+        return Evaluation(reward=rewards[key], step_rewards=[e.reward for e in evaluations], details=details)
+
+    async def oracle_stage(self, task: Task, runtime: Runtime, index: int) -> ExecResult:
+        """A step's ``solution/solve.sh`` (else the task's ``solution/``), as :meth:`oracle` runs it."""
+        steps = list(task.metadata.get("step_defs") or [])
+        if not steps:
+            return await self.oracle(task, runtime)
+        solution = steps[index]["solution_dir"] or task.solution_dir
+        if not solution:
+            raise EnvError(f"{task.id}: step {steps[index]['name']!r} has no solution/solve.sh")
+        await runtime.exec(f"find {SOLUTION_DIR} -mindepth 1 -delete 2>/dev/null; true", timeout=60)
+        await runtime.upload_dir(solution, SOLUTION_DIR)
+        env = dict(task.metadata.get("solution_env") or {})
+        return await runtime.exec(f"bash {SOLUTION_DIR}/solve.sh", timeout=steps[index]["agent_timeout_s"], env=env,
+                                  workdir=task.workdir)
+
+    def _reward_key(self, task: Task) -> str:
+        return str(task.metadata.get("reward_key") or self.reward_key or DEFAULT_REWARD_KEY)
 
     async def oracle(self, task: Task, runtime: Runtime) -> ExecResult:
         """Upload ``solution/`` to ``/solution`` and run ``bash /solution/solve.sh`` in the

@@ -16,7 +16,9 @@ read by :mod:`.tb1`; :func:`load_task` picks the reader).
 what agentgym does with each, are :data:`SCHEMA`: every field is either honoured, or reported
 (:meth:`HarborEnv.notes <agentgym.envs.harbor.HarborEnv.notes>`, ``agentgym envs show``, a
 warning on load), or makes the task unsupported with the reason (a compose sidecar, Windows, a
-GPU, several steps). Keys Harbor does not know are reported too (Harbor ignores them).
+GPU, a separate verifier environment). Keys Harbor does not know are reported too (Harbor
+ignores them). Multi-step tasks (``[[steps]]``, ``steps/<name>/``) run as Harbor runs them:
+one stage per step in one sandbox (:meth:`HarborEnv.stages <agentgym.envs.harbor.HarborEnv.stages>`).
 ``tests/unit/envs/test_harbor_schema.py`` proves this reader equal to Harbor's own model on
 Harbor's template tasks and pins :data:`SCHEMA` to the model's fields.
 
@@ -69,7 +71,7 @@ UNSUPPORTED = "unsupported"
 SCHEMA: dict[str, dict[str, str]] = {
     "": {"schema_version": HONOURED, "version": HONOURED, "task": HONOURED, "metadata": HONOURED,
          "verifier": HONOURED, "agent": HONOURED, "environment": HONOURED, "solution": HONOURED,
-         "source": HONOURED, "multi_step_reward_strategy": UNSUPPORTED, "steps": UNSUPPORTED,
+         "source": HONOURED, "multi_step_reward_strategy": HONOURED, "steps": HONOURED,
          "artifacts": REPORTED},
     "task": {"name": HONOURED, "version": HONOURED, "description": HONOURED, "authors": HONOURED,
              "keywords": HONOURED},
@@ -275,10 +277,11 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
 
     # What agentgym does not honour: reported, or (when it changes what the task is) a blocker.
     notes += [f"unknown key {k} (Harbor ignores it too)" for k in _walk_unknown(config)]
-    if steps:
-        names = ", ".join(str(s.get("name")) for s in steps if isinstance(s, Mapping))
-        blockers.append(f"a multi-step task ([[steps]] {names}; multi_step_reward_strategy): agentgym runs one "
-                        "instruction and one verifier per episode")
+    step_defs = _steps(root, steps, notes, blockers, agent_timeout=agent_timeout, verifier_env=verifier) \
+        if steps else []
+    strategy = config.get("multi_step_reward_strategy") or "mean"
+    if strategy not in ("mean", "final"):
+        raise EnvError(f"{toml_file}: multi_step_reward_strategy must be 'mean' or 'final', got {strategy!r}")
     if str(environment.get("os", "linux")).lower() != "linux":
         blockers.append(f"environment.os = {environment['os']!r}: only Linux containers run here")
     if environment.get("gpus") or environment.get("tpu") or environment.get("gpu_types"):
@@ -348,9 +351,8 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
     task_id = root.name
     if instruction_file.is_file():
         instruction = strip_canary(instruction_file.read_text())
-    else:  # a multi-step task: its first step's instruction, for listings (it cannot run)
-        first = root / "steps" / str(steps[0].get("name")) / "instruction.md"
-        instruction = strip_canary(first.read_text()) if first.is_file() else ""
+    else:  # a multi-step task: its first step's instruction (the agent gets each in turn)
+        instruction = step_defs[0]["instruction"] if step_defs else ""
     reward_key = ext.get("reward_key")
     metadata: dict[str, Any] = {
         "format": "harbor",
@@ -368,6 +370,8 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
         "build_timeout_s": build_timeout,
         "storage_mb": storage_mb,
         "steps": [str(s.get("name")) for s in steps if isinstance(s, Mapping)],
+        "step_defs": step_defs,
+        "multi_step_reward_strategy": strategy,
         "local": bool(ext.get("local", False)),
         "local_reason": str(ext.get("local_reason") or (
             "" if ext.get("local") else "the task does not declare [metadata.agentgym] local = true")),
@@ -390,6 +394,60 @@ def load_harbor_task(path: str | os.PathLike[str], *, env_id: str = "harbor",
         solution_dir=str(solution_dir) if (solution_dir / "solve.sh").is_file() else None,
         metadata=metadata,
     )
+
+
+def _steps(root: Path, steps: list[Any], notes: list[str], blockers: list[str], *, agent_timeout: float,
+           verifier_env: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Harbor's ``[[steps]]``: each step's instruction, limits, tests, solution and workdir, as
+    Harbor runs them (``steps/<name>/``: ``instruction.md``, ``tests/`` over the task's
+    ``tests/``, ``solution/solve.sh``, ``workdir/`` uploaded before the step with its
+    ``setup.sh`` run)."""
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, step in enumerate(steps):
+        if not isinstance(step, Mapping) or not step.get("name"):
+            raise EnvError(f"{root / 'task.toml'}: [[steps]] entry {i + 1} needs a name")
+        name = str(step["name"])
+        if name.casefold() in seen or "/" in name or name in (".", ".."):
+            raise EnvError(f"{root / 'task.toml'}: step name {name!r} is repeated or not a directory name")
+        seen.add(name.casefold())
+        d = root / "steps" / name
+        if not (d / "instruction.md").is_file():
+            raise EnvError(f"Harbor task {root}: steps/{name}/instruction.md is missing")
+        agent = dict(step.get("agent") or {})
+        verifier = dict(step.get("verifier") or {})
+        for key in step:
+            if key not in ("name", "agent", "verifier", "min_reward", "healthcheck", "artifacts"):
+                notes.append(f"unknown key steps.{name}.{key} (Harbor ignores it too)")
+        if verifier.get("environment") is not None or verifier.get("environment_mode") == "separate":
+            blockers.append(f"step {name!r} has a separate verifier environment, which is not supported")
+        if verifier.get("collect"):
+            blockers.append(f"step {name!r} has [[steps.verifier.collect]] hooks (compose services): not supported")
+        for where, sec in (("agent", agent), ("verifier", verifier)):
+            if sec.get("user") is not None:
+                notes.append(f"steps.{name}.{where}.user = {sec['user']!r}: runs as the image's default user (root)")
+            if sec.get("network_mode") is not None:
+                notes.append(f"steps.{name}.{where}.network_mode = {sec['network_mode']!r}: not applied per phase")
+        if step.get("artifacts"):
+            notes.append(f"steps.{name}.artifacts: not collected")
+        tests = d / "tests"
+        solution = d / "solution"
+        workdir = d / "workdir"
+        out.append({
+            "name": name,
+            "instruction": strip_canary((d / "instruction.md").read_text()),
+            "agent_timeout_s": float(agent.get("timeout_sec") or agent_timeout),
+            # Harbor's step verifier keeps its own default (600 s), not the task's.
+            "verifier_timeout_s": float(verifier.get("timeout_sec") or DEFAULT_VERIFIER_TIMEOUT_S),
+            "verifier_env": resolve_env_templates({**dict(verifier_env.get("env") or {}),
+                                                   **dict(verifier.get("env") or {})}),
+            "min_reward": step.get("min_reward"),
+            "healthcheck": dict(step["healthcheck"]) if step.get("healthcheck") else None,
+            "tests_dir": str(tests) if tests.is_dir() else None,
+            "solution_dir": str(solution) if (solution / "solve.sh").is_file() else None,
+            "workdir_dir": str(workdir) if workdir.is_dir() else None,
+        })
+    return out
 
 
 def unloadable_task(path: Path, error: Exception, *, env_id: str) -> Task:

@@ -6,7 +6,8 @@
 - a Terminal-Bench 1 task (``task.yaml``, ``FROM ghcr.io/laude-institute/t-bench/python-3-13``,
   the template's ``run-tests.sh``: ``uv init; uv add pytest==8.4.1; uv run pytest``), graded by
   Terminal-Bench's pytest parser: 0 and 1;
-- ``agentgym check env`` on the directory of fixture tasks, as a user runs it.
+- ``agentgym check env`` on the directory of fixture tasks, as a user runs it (a multi-step task
+  included; the compose-sidecar task is skipped, naming its sidecar).
 
 The base images are local stand-ins (:mod:`agentgym.runtime.standins`), built on first use.
 """
@@ -76,10 +77,10 @@ def test_check_env_on_a_directory_of_imported_tasks(tmp_path: Path) -> None:
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "harbor-ubuntu-uv" in out and "tb1-word-count" in out
-    assert out.count("nothing=0 ok    oracle=1 ok") == 2
-    assert "harbor-multi-step" in out and "skipped: cannot run on the docker runtime: a multi-step task" in out
+    # The multi-step task runs its two steps in one container (the first verified on a copy).
+    assert out.count("nothing=0 ok    oracle=1 ok") == 3 and "harbor-multi-step" in out
     assert "skipped: cannot run on the docker runtime: environment/docker-compose.yaml runs sidecar service(s) db" in out
-    assert "2 ok, 2 skipped" in out
+    assert "3 ok, 1 skipped" in out
 
 
 def test_per_task_limits_reach_the_container(docker_backend: DockerBackend, tmp_path: Path) -> None:

@@ -311,12 +311,70 @@ def test_healthcheck_runs_before_the_agent(tmp_path: Path, command: str, ok: boo
             asyncio.run(main())
 
 
-def test_multi_step_and_sidecar_tasks_load_and_say_why_they_cannot_run() -> None:
+def test_multi_step_tasks_load_their_steps_and_sidecars_say_why_they_cannot_run() -> None:
     fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "tasks"
     multi = load_harbor_task(fixtures / "harbor-multi-step")
     assert multi.metadata["steps"] == ["write", "append"] and multi.instruction.startswith('Write "one"')
-    assert "multi-step" in multi.metadata["unsupported"]
+    assert multi.metadata["unsupported"] == "" and multi.metadata["multi_step_reward_strategy"] == "mean"
+    write, append = multi.metadata["step_defs"]
+    assert (write["agent_timeout_s"], write["min_reward"], append["verifier_timeout_s"]) == (60.0, 1.0, 30.0)
+    assert append["workdir_dir"] and not write["workdir_dir"]
     sidecar = load_harbor_task(fixtures / "harbor-sidecar")
     assert "sidecar service(s) db" in sidecar.metadata["unsupported"]
     with pytest.raises(EnvError, match="cannot be scored"):
         asyncio.run(HarborEnv(fixtures / "harbor-sidecar").evaluate(sidecar, None))  # type: ignore[arg-type]
+
+
+MULTI_STEP = Path(__file__).resolve().parents[2] / "fixtures" / "tasks" / "harbor-multi-step"
+
+
+def test_a_multi_step_task_runs_its_steps_in_one_sandbox_through_the_gym_adapter(tmp_path: Path) -> None:
+    from agentgym.gym import GymEnv
+
+    env = GymEnv(str(MULTI_STEP), backend=LocalBackend(tmp_root=str(tmp_path)))
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs.startswith('Write "one"') and info["stages"] == 2
+        env.step("echo one > /app/log.txt")
+        obs, reward, terminated, _, info = env.step("submit")
+        assert obs.startswith("Append the contents") and not terminated and info["stage"] == "append"
+        assert env.step("cat /app/extra.bak")[0].endswith("two\n")  # setup.sh of the step ran after its upload
+        env.step("cat /app/extra.txt >> /app/log.txt")
+        _, reward, terminated, _, info = env.step("submit")
+        assert (reward, terminated) == (1.0, True)
+        details = info["evaluation"]
+        assert details["rewards"] == {"reward": 1.0, "wrote": 0.5, "appended": 0.5} and details["steps_run"] == 2
+    finally:
+        env.close()
+
+
+def test_min_reward_stops_a_multi_step_task_and_the_mean_covers_the_steps_that_ran(tmp_path: Path) -> None:
+    from agentgym.gym import GymEnv
+
+    env = GymEnv(str(MULTI_STEP), backend=LocalBackend(tmp_root=str(tmp_path)))
+    try:
+        env.reset(seed=0)
+        _, reward, terminated, _, info = env.step("submit")  # step 'write' scores 0 < min_reward 1.0
+        assert (reward, terminated, info["evaluation"]["steps_run"]) == (0.0, True, 1)
+    finally:
+        env.close()
+
+
+def test_a_multi_step_task_in_a_rollout(tmp_path: Path) -> None:
+    import json as _json
+
+    from agentgym.engines.scripted import ScriptedEngine
+    from agentgym.models.tiny import train_tokenizer
+    from agentgym.rollout.runner import RolloutConfig, run_rollouts
+
+    def call(command: str) -> str:
+        return "<tool_call>" + _json.dumps({"name": "bash", "arguments": {"command": command}}) + "</tool_call>"
+
+    engine = ScriptedEngine(train_tokenizer(), [call("echo one > /app/log.txt"), "Done.",
+                                                call("cat /app/extra.txt >> /app/log.txt"), "Done."])
+    config = RolloutConfig(env=str(MULTI_STEP), harness="agentgym/react-v0", samples=1, out_dir=str(tmp_path / "out"),
+                           runtime="local", progress=False)
+    result = asyncio.run(run_rollouts(config, engine))
+    (traj,) = result.main
+    assert traj.reward == 1.0 and traj.stop_reason.value == "completed", traj.error
+    assert [s["step"] for s in traj.metadata["eval"]["stages"]] == ["write", "append"]

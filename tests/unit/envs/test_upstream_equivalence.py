@@ -100,7 +100,7 @@ def test_harbor_task_toml_reads_as_harbor_reads_it(rel: str, tmp_path: Path) -> 
                 continue
             where = f"{section}.{name}" if section else name
             assert name in reported or where in reported, f"{where} = {values[name]!r} is neither honoured nor reported"
-            if status == UNSUPPORTED and name not in ("network_mode", "multi_step_reward_strategy"):
+            if status == UNSUPPORTED:
                 assert md["unsupported"], f"{where} should make the task unsupported"
 
 
