@@ -84,11 +84,10 @@ def rollout(
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
 ) -> None:
     """Run tasks x samples with a harness against a model; writes a trajectory dataset."""
-    from agentgym.engines import load_engine
-    from agentgym.rollout.runner import RolloutConfig, run_rollouts
-
     from agentgym import registries
     from agentgym.check import select_tasks
+    from agentgym.engines import load_engine
+    from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
     try:
         # Everything the run needs is checked before the model loads (minutes for a real one).

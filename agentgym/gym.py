@@ -97,7 +97,7 @@ class GymEnv(gymnasium.Env):
         self._stage = 0
         self._evaluations: list[Evaluation] = []
         self._run(self.env.prepare_stage(self.task, self.runtime, 0))
-        info = {"task_id": self.task.id, "workdir": self.task.workdir}
+        info: dict[str, Any] = {"task_id": self.task.id, "workdir": self.task.workdir}
         if len(self._stages) > 1:
             info.update(stage=self._stages[0].name, stages=len(self._stages))
         return self._stages[0].instruction, info

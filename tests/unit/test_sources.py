@@ -75,7 +75,7 @@ def test_a_swe_bench_file_reaches_swe_env(tmp_path: Path) -> None:
 def test_module_attr_names_an_env_across_processes() -> None:
     env = env_from("tests.unit.test_sources:TinyEnv", n=2)
     assert [t.id for t in env.tasks()] == ["t0", "t1"]
-    with pytest.raises(EnvError, match="cannot load the env 'tests.unit.nowhere:X'"):
+    with pytest.raises(EnvError, match=r"cannot load the env 'tests\.unit\.nowhere:X'"):
         env_from("tests.unit.nowhere:X")
 
 
@@ -83,9 +83,9 @@ def test_what_was_tried_is_said(tmp_path: Path) -> None:
     with pytest.raises(EnvError, match="no such file or directory"):
         env_from("./my-tasks")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(EnvError, match="not a task collection agentgym reads.*task.yaml"):
+    with pytest.raises(EnvError, match=r"not a task collection agentgym reads.*task\.yaml"):
         env_from(str(tmp_path / "empty"))
-    with pytest.raises(EnvError, match="not a registered env id: unknown env id 'terminal/helo-file-v0'. Did you mean"):
+    with pytest.raises(EnvError, match=r"not a registered env id: unknown env id 'terminal/helo-file-v0'\. Did you mean"):
         env_from("terminal/helo-file-v0")
     assert env_from(TinyEnv(n=0)).tasks() == []  # an Env passes through as it is...
     with pytest.raises(EnvError, match="has no tasks"), registries.envs.override("tests/none-v0", TinyEnv, n=0):
