@@ -96,8 +96,8 @@ def dockerfile_base_images(dockerfile: str) -> list[str]:
     """Images named in ``FROM`` lines and ``COPY --from=<image>``, minus references to build
     stages (by name or index) and ``scratch``.
 
-    >>> dockerfile_base_images("FROM python:3.12-slim AS b\nCOPY --from=ghcr.io/astral-sh/uv:0.9.7 /uv /x\n"
-    ...                        "FROM b\nCOPY --from=b /a /a\n")
+    >>> dockerfile_base_images("FROM python:3.12-slim AS b\\nCOPY --from=ghcr.io/astral-sh/uv:0.9.7 /uv /x\\n"
+    ...                        "FROM b\\nCOPY --from=b /a /a\\n")
     ['python:3.12-slim', 'ghcr.io/astral-sh/uv:0.9.7']
     """
     stages: set[str] = set()
