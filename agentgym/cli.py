@@ -221,6 +221,7 @@ def check_env_cmd(
                 console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style))
                 progress.advance(bar)
 
+            backend.status_listener = lambda m: progress.update(bar, description=m)
             report = asyncio.run(check_env(env, backend, task_ids=[t.id for t in selected],
                                            on_status=lambda m: progress.update(bar, description=m),
                                            on_result=on_result))
@@ -279,6 +280,7 @@ def prebuild_cmd(
                     console.print(line, markup=False)
                 progress.advance(bar)
 
+            backend.status_listener = lambda m: progress.update(bar, description=m)
             built = asyncio.run(prebuild(env, backend, harness=layer, task_ids=[t.id for t in selected],
                                          on_start=lambda m: progress.update(bar, description=f"building {m}"),
                                          on_built=on_built))

@@ -136,6 +136,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         await backend.cleanup()
         progress = _Progress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress)
         images = ImageCache(backend, on_status=progress.note)
+        backend.status_listener = progress.note  # what a stand-in base image build is doing
         # Also on a Unix socket (<out>/sock/proxy.sock): what runtimes with network="proxy" reach.
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
                       max_model_len=config.max_model_len, pinned_sampling=config.pinned_sampling)

@@ -6,7 +6,7 @@ All methods are async; blocking backends (the docker SDK, subprocess) run in wor
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -231,6 +231,14 @@ class RuntimeBackend(abc.ABC):
     enforced_limits: ClassVar[tuple[str, ...]] = ("timeout",)
     """Which of a task's limits its sandboxes enforce (``timeout``, ``memory``, ``cpus``,
     ``pids``): ``agentgym envs show`` says which are not."""
+
+    status_listener: Callable[[str], None] | None = None
+    """Hears what a long preparation is doing (a stand-in base image, the verifier tools); set by
+    progress UIs (``backend.status_listener = bar.note``)."""
+
+    def report_status(self, message: str) -> None:
+        if self.status_listener is not None:
+            self.status_listener(message)
 
     def describe_isolation(self) -> str:
         """One line for messages: what this backend's sandboxes isolate."""

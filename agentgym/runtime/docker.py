@@ -509,9 +509,6 @@ class DockerBackend(RuntimeBackend):
         self._pid = os.getpid()
         self._pid_start = proc_start_time(self._pid)
         self._closed = False
-        self.on_status: Callable[[str], None] = lambda message: None
-        """Hears what a long image build is doing (stand-in base images, verifier tools); set by
-        progress UIs."""
         # Best effort at interpreter exit: a killed process leaves containers for cleanup().
         atexit.register(_atexit_close, weakref.ref(self))
 
@@ -662,7 +659,7 @@ class DockerBackend(RuntimeBackend):
                 if standin is None:
                     raise RuntimeError_(f"image {image!r} is missing (nothing is pulled), no Dockerfile directory was "
                                         "given, and it has no stand-in (docs/environments.md, 'Offline images')") from e
-                ensure_standin(api, image, standin, on_status=self.on_status)
+                ensure_standin(api, image, standin, on_status=self.report_status)
             return image
         ctx = Path(dockerfile_dir)
         dockerfile = ctx / "Dockerfile"
@@ -684,7 +681,7 @@ class DockerBackend(RuntimeBackend):
                             "(docs/environments.md, 'Offline images').")
                         raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
                                             f"(nothing is pulled) and has no stand-in.{hint}") from e
-                ensure_standin(api, base, standin, on_status=self.on_status)
+                ensure_standin(api, base, standin, on_status=self.report_status)
                 base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
             digest = context_hash(ctx, base_ids)
             if not force:

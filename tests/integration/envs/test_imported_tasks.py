@@ -102,3 +102,16 @@ def test_per_task_limits_reach_the_container(docker_backend: DockerBackend, tmp_
 
     host = asyncio.run(main())
     assert (host["PidsLimit"], host["NanoCpus"], host["Memory"]) == (64, 500_000_000, 1024 * 2**20)
+
+
+def test_a_swe_bench_file_given_as_env_is_graded_by_swebench(tmp_path: Path) -> None:
+    """``--env instances.jsonl`` reaches SWEEnv: the untouched repository is not resolved, the
+    gold patch is (swebench's parser and resolution status, ``tests/integration/envs/test_swe.py``)."""
+    from agentgym.envs import SWE_INSTANCES
+
+    instances = tmp_path / "instances.jsonl"
+    instances.write_text(SWE_INSTANCES.read_text().splitlines()[0] + "\n")
+    r = subprocess.run([sys.executable, "-m", "agentgym.cli", "check", "env", str(instances), "--runtime", "docker"],
+                       capture_output=True, text=True, timeout=1800, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "nothing=0 ok    oracle=1 ok" in r.stdout and "1 task(s) on docker: 1 ok" in r.stdout
