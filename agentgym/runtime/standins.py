@@ -209,7 +209,8 @@ echo "  uv"
 echo "  uvx"
 echo "everything's installed!"
 """
-_tools_lock = threading.Lock()
+_tools_lock = threading.RLock()
+_image_locks: dict[str, threading.Lock] = {}
 
 
 def _tools_spec() -> dict[str, Any]:
@@ -344,6 +345,13 @@ def ensure_standin(api: Any, image: str, standin: StandIn,
     """Build ``image``'s stand-in (and the minimal Debian root and the tools it starts from)
     unless an image of that name, built from the same recipe, is there. Never replaces an image
     agentgym did not build. Returns ``image``."""
+    with _tools_lock:
+        lock = _image_locks.setdefault(image, threading.Lock())
+    with lock:  # two task builds on one missing base build its stand-in once
+        return _ensure_standin(api, image, standin, on_status)
+
+
+def _ensure_standin(api: Any, image: str, standin: StandIn, on_status: Callable[[str], None] | None) -> str:
     import docker.errors
 
     from agentgym.paths import cache_dir
@@ -354,12 +362,15 @@ def ensure_standin(api: Any, image: str, standin: StandIn,
     dockerfile = standin_dockerfile(image, standin)
     minbase_id = ""
     if not standin.scratch:
-        try:
-            minbase_id = str(api.inspect_image(MINBASE_IMAGE)["Id"])
-        except docker.errors.ImageNotFound:
-            say(f"building {MINBASE_IMAGE} from Debian packages (once)")
-            build_rootfs_image(MINBASE_IMAGE, on_status=say)
-            minbase_id = str(api.inspect_image(MINBASE_IMAGE)["Id"])
+        with _tools_lock:
+            minbase_lock = _image_locks.setdefault(MINBASE_IMAGE, threading.Lock())
+        with minbase_lock:
+            try:
+                minbase_id = str(api.inspect_image(MINBASE_IMAGE)["Id"])
+            except docker.errors.ImageNotFound:
+                say(f"building {MINBASE_IMAGE} from Debian packages (once)")
+                build_rootfs_image(MINBASE_IMAGE, on_status=say)
+                minbase_id = str(api.inspect_image(MINBASE_IMAGE)["Id"])
     digest = hashlib.sha256("\0".join([dockerfile, minbase_id, tools.name if tools else ""]).encode()).hexdigest()
     with contextlib.suppress(docker.errors.ImageNotFound):
         labels = api.inspect_image(image)["Config"].get("Labels") or {}
