@@ -156,9 +156,16 @@ def load_env_target(target: str) -> Env:
     """An environment from a command's ENV argument (:func:`agentgym.sources.env_from`: a
     registered id, a task directory or a directory of tasks, a SWE-bench-style file, or
     ``module:attr``), read before anything heavy is loaded."""
+    import warnings
+
     from agentgym.sources import env_from
 
-    return env_from(target)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = env_from(target)
+    for w in caught:  # what the tasks ask for that agentgym does not honour, as plain lines
+        typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+    return env
 
 
 def _task_ids(tasks: str) -> list[str] | None:
@@ -198,6 +205,8 @@ def check_env_cmd(
 ) -> None:
     """For each task: build its image, then check that doing nothing scores 0 and the reference
     solution (oracle) scores 1, each in a fresh runtime. Exits 1 when any task fails."""
+    from rich.markup import escape
+
     from agentgym.check import check_env, format_failure, format_line, format_summary, select_tasks
     from agentgym.runtime import get_backend
 
@@ -218,7 +227,7 @@ def check_env_cmd(
             def on_result(result: Any) -> None:
                 style = "red" if result.failed else ("yellow" if result.skipped else "")
                 line = format_line(result, width)
-                console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style))
+                console.print(f"[{style}]{escape(line)}[/]" if style else line, markup=bool(style))
                 progress.advance(bar)
 
             backend.status_listener = lambda m: progress.update(bar, description=m)
