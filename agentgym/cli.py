@@ -283,7 +283,9 @@ def prebuild_cmd(
             def on_built(item: Any) -> None:
                 what = "" if item.layer == "task" else f"+ {item.layer} "
                 line = f"{item.task_id:<{width}}  {item.seconds:6.1f}s  {what}{item.image or 'FAILED'}"
-                if item.error:
+                if item.skipped:
+                    console.print(f"{item.task_id:<{width}}       -  skipped: {item.skipped}", markup=False)
+                elif item.error:
                     console.print(f"{line}\n{item.error}", style="red", markup=False)
                 else:
                     console.print(line, markup=False)
@@ -298,6 +300,7 @@ def prebuild_cmd(
     finally:
         backend.close()
     failed = [b for b in built if not b.ok]
+    built = [b for b in built if not b.skipped]
     console.print(f"{len(built)} image(s) ready in {time.perf_counter() - t0:.1f}s"
                   + (f", {len(failed)} FAILED" if failed else ""), style="bold red" if failed else "bold")
     if failed:
