@@ -216,12 +216,13 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     from agentgym.models.tiny import quiet_transformers
 
     quiet_transformers()
+    # The environment first: a wrong id or path fails before anything is written or loaded.
+    env = env_from(config.env)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_run(out, config)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    env = env_from(config.env)
     all_tasks = [t.id for t in select_tasks(env, config.task_ids)]
     if config.heldout_tasks >= len(all_tasks):
         raise ConfigError(f"heldout_tasks ({config.heldout_tasks}) leaves no task to train on ({len(all_tasks)} tasks)")

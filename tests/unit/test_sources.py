@@ -144,3 +144,10 @@ def test_envs_show_lists_images_limits_runtimes_and_what_is_not_honoured(tmp_pat
     assert "harbor-multi-step\n" in text and "local     yes (does not limit memory, cpus, pids)" in text
     local = CliRunner().invoke(app, ["envs", "show", "terminal/hello-file-v0"]).output
     assert "local     yes (does not limit memory, cpus, pids)" in local and "docker    yes\n" in local
+
+
+def test_train_takes_a_path_and_checks_it_before_anything_else(tmp_path: Path) -> None:
+    out = tmp_path / "train"
+    r = CliRunner().invoke(app, ["train", "--set", f"env={tmp_path / 'no-such-tasks'}", "--set", f"out={out}"])
+    assert r.exit_code == 2 and "no-such-tasks: no such file or directory" in r.output
+    assert not out.exists()
