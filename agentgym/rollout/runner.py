@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ from agentgym.runtime import get_backend
 from agentgym.runtime.images import ImageCache
 from agentgym.sources import env_from
 from agentgym.types import Task, Trajectory
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
 
         try:
             with progress:
+                await _build_images(todo, env, harness, backend, images)
                 await asyncio.gather(*(one(s) for s in todo))
         finally:
             await proxy.stop()
@@ -161,6 +165,23 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     parquet = export.write_parquet(everything, out / "trajectories.parquet")
     return RolloutResult(trajectories=everything, out_dir=out, journal=journal, parquet=parquet,
                          backend=backend.name, skipped=skipped, seconds=time.time() - t0, retried=retried)
+
+
+async def _build_images(todo: Sequence[EpisodeSpec], env: Env, harness: Any, backend: Any,
+                        images: ImageCache) -> None:
+    """Every image the episodes need, built before the first episode starts, one after another
+    (so image builds are not episode time, and do not compete with each other for the CPU). A
+    build that fails is left to the episodes, which record it as their runtime error."""
+    seen: set[str] = set()
+    for spec in todo:
+        task = spec.task
+        if task.id in seen or env.unsupported(task, backend):
+            continue
+        seen.add(task.id)
+        try:
+            await images.image_for(task, harness)
+        except Exception as e:  # recorded on each episode of the task when it tries again
+            log.warning("the image of %s does not build: %s", task.id, e)
 
 
 def latest_attempts(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
