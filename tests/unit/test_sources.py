@@ -98,7 +98,8 @@ def test_a_broken_or_unsupported_task_does_not_hide_its_suite(tmp_path: Path) ->
     (suite / "broken").mkdir()
     (suite / "broken" / "task.toml").write_text("[verifier\n")
     (suite / "broken" / "instruction.md").write_text("x")
-    env = env_from(str(suite))
+    with pytest.warns(UserWarning, match="2 task.s. cannot run: broken .cannot be loaded"):
+        env = env_from(str(suite))
     by_id = {t.id: t for t in env.tasks()}
     from agentgym.runtime import get_backend
 
