@@ -4,7 +4,7 @@
     agentgym train --config X.toml [--set k=v]  train: rollouts, step-level updates, weight sync
     agentgym rollout --env E --harness H --model M --samples N --out DIR
     agentgym export IN OUT [--format hf|trl-sft|trl-grpo|verl] [filters]   datasets for trainers
-    agentgym envs list | agentgym harnesses list
+    agentgym envs list | agentgym envs show ID|PATH | agentgym harnesses list
     agentgym check env ID|PATH [--tasks a,b] [--runtime R]   oracle scores 1, doing nothing 0
     agentgym check harness ID|PATH [--runtime R]  its dialect, streaming, calls, segments on a trivial task
     agentgym prebuild ID|PATH [--harness H]     build task images (and a harness layer) ahead of a run
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentgym.errors import AgentGymError, EnvError
+from agentgym.errors import AgentGymError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -73,7 +73,9 @@ VERBOSE_HELP = "More detail: progress notes, library warnings, tracebacks (-vv: 
 
 @app.command()
 def rollout(
-    env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
+    env: Annotated[str, typer.Option(help="A registered env id (see `agentgym envs list`), a task directory or a "
+                                     "directory of tasks (Harbor or Terminal-Bench 1), a SWE-bench-style "
+                                     ".json/.jsonl file, or module:attr.")],
     harness: Annotated[str, typer.Option(help="Harness id (see `agentgym harnesses list`) or a TOML harness "
                                          "spec's path.")] = "agentgym/react-v0",
     model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
@@ -96,14 +98,20 @@ def rollout(
     from agentgym.console import configure_output
 
     configure_output(verbose)
+    from agentgym.check import select_tasks
     from agentgym.engines import load_engine
     from agentgym.errors import storage_error
+    from agentgym.harness import load_harness
     from agentgym.rollout.metrics import format_summary
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
     try:
-        cfg = RolloutConfig(env=env, harness=harness, samples=samples,
-                            task_ids=[t for t in tasks.split(",") if t] or None, out_dir=out, runtime=runtime,
+        # Everything the run needs is checked before the model loads (minutes for a real one).
+        suite = load_env_target(env)
+        selected = select_tasks(suite, _task_ids(tasks))
+        load_harness(harness)
+        cfg = RolloutConfig(env=suite, harness=harness, samples=samples,
+                            task_ids=[t.id for t in selected] if tasks else None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
                             default_max_tokens=max_tokens, progress=progress, handle_signals=True)
         engine = load_engine(model)
@@ -212,23 +220,19 @@ def export_cmd(
 
 
 def load_env_target(target: str) -> Env:
-    """An environment from a command's ENV argument: a registered id, or a path to a Harbor task
-    directory or a directory of them (read by a :class:`~agentgym.envs.harbor.HarborEnv`).
-    The one place the commands resolve that argument; general task sources can replace it."""
-    path = Path(target).expanduser().absolute()
-    if path.is_dir():
-        from agentgym.envs.harbor import HarborEnv
+    """An environment from a command's ENV argument (:func:`agentgym.sources.env_from`: a
+    registered id, a task directory or a directory of tasks, a SWE-bench-style file, or
+    ``module:attr``), read before anything heavy is loaded."""
+    import warnings
 
-        env = HarborEnv(path, env_id=target)
-        if not env.tasks():
-            raise EnvError(f"{path} holds no Harbor task (a directory with instruction.md and task.toml)")
-        return env
-    if target.startswith(("/", ".", "~")) or path.exists():
-        raise EnvError(f"{target} is not a directory of Harbor tasks (nor a registered env id)")
-    from agentgym import registries
+    from agentgym.sources import env_from
 
-    made: Env = registries.envs.make(target)
-    return made
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = env_from(target)
+    for w in caught:  # what the tasks ask for that agentgym does not honour, as plain lines
+        typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+    return env
 
 
 def _task_ids(tasks: str) -> list[str] | None:
@@ -268,6 +272,8 @@ def check_env_cmd(
 ) -> None:
     """For each task: build its image, then check that doing nothing scores 0 and the reference
     solution (oracle) scores 1, each in a fresh runtime. Exits 1 when any task fails."""
+    from rich.markup import escape
+
     from agentgym.check import check_env, format_failure, format_line, format_summary, select_tasks
     from agentgym.runtime import get_backend
 
@@ -288,9 +294,10 @@ def check_env_cmd(
             def on_result(result: Any) -> None:
                 style = "red" if result.failed else ("yellow" if result.skipped else "")
                 line = format_line(result, width)
-                console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style))
+                console.print(f"[{style}]{escape(line)}[/]" if style else line, markup=bool(style))
                 progress.advance(bar)
 
+            backend.status_listener = lambda m: progress.update(bar, description=m)
             report = asyncio.run(check_env(env, backend, task_ids=[t.id for t in selected],
                                            on_status=lambda m: progress.update(bar, description=m),
                                            on_result=on_result))
@@ -344,12 +351,15 @@ def prebuild_cmd(
             def on_built(item: Any) -> None:
                 what = "" if item.layer == "task" else f"+ {item.layer} "
                 line = f"{item.task_id:<{width}}  {item.seconds:6.1f}s  {what}{item.image or 'FAILED'}"
-                if item.error:
+                if item.skipped:
+                    console.print(f"{item.task_id:<{width}}       -  skipped: {item.skipped}", markup=False)
+                elif item.error:
                     console.print(f"{line}\n{item.error}", style="red", markup=False)
                 else:
                     console.print(line, markup=False)
                 progress.advance(bar)
 
+            backend.status_listener = lambda m: progress.update(bar, description=m)
             built = asyncio.run(prebuild(env, backend, harness=layer, task_ids=[t.id for t in selected],
                                          on_start=lambda m: progress.update(bar, description=f"building {m}"),
                                          on_built=on_built))
@@ -358,6 +368,7 @@ def prebuild_cmd(
     finally:
         backend.close()
     failed = [b for b in built if not b.ok]
+    built = [b for b in built if not b.skipped]
     console.print(f"{len(built)} image(s) ready in {time.perf_counter() - t0:.1f}s"
                   + (f", {len(failed)} FAILED" if failed else ""), style="bold red" if failed else "bold")
     if failed:
@@ -375,6 +386,51 @@ def envs_list() -> None:
     from agentgym import registries
 
     _list(registries.envs)
+
+
+@envs_app.command("show")
+def envs_show(
+    target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A registered env id, a task directory or a "
+                                          "directory of tasks, a SWE-bench-style .json/.jsonl file, or module:attr.")],
+) -> None:
+    """The tasks of an environment: image, limits, where they run, and what of their definition
+    agentgym does not honour."""
+    import warnings
+
+    from agentgym.runtime import get_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes are listed below, per task
+        try:
+            env = load_env_target(target)
+        except AgentGymError as e:
+            _fail(e)
+    tasks = env.tasks()
+    backends = [get_backend("docker"), get_backend("local")]
+    try:
+        typer.echo(f"{env.id}: {len(tasks)} task(s)")
+        for task in tasks:
+            lim = task.limits
+            typer.echo(f"\n{task.id}")
+            built = f" (built from {task.dockerfile_dir})" if task.dockerfile_dir else (
+                " (prebuilt: must exist locally, nothing is pulled)" if task.image else "")
+            typer.echo(f"  image     {task.image or '-'}{built}")
+            parts = [f"timeout {lim.timeout_s:g}s", f"memory {lim.memory or '-'}", f"cpus {lim.cpus or '-'}",
+                     f"pids {lim.pids or 'default'}", f"steps {lim.max_steps}", f"network {task.network}"]
+            typer.echo(f"  limits    {', '.join(parts)}")
+            for backend in backends:
+                reason = env.unsupported(task, backend)
+                if reason:
+                    typer.echo(f"  {backend.name:<9} no: {reason}")
+                else:
+                    unenforced = [k for k in ("memory", "cpus", "pids") if k not in backend.enforced_limits]
+                    extra = f" (does not limit {', '.join(unenforced)})" if unenforced else ""
+                    typer.echo(f"  {backend.name:<9} yes{extra}")
+            for note in env.notes(task):
+                typer.echo(f"  not honoured: {note}")
+    finally:
+        for backend in backends:
+            backend.close()
 
 
 @harnesses_app.command("list")

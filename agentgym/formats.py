@@ -40,7 +40,7 @@ from typing import Any
 from agentgym import export
 from agentgym.errors import ConfigError, StorageError, storage_error
 from agentgym.filters import TrajectoryFilter, apply_filter
-from agentgym.jsonl import read_records
+from agentgym.proxy.calllog import read_calls
 from agentgym.types import Call, Segment, Trajectory
 
 __all__ = ["FORMATS", "ExportReport", "conversation", "data_file", "export_dataset", "load_calls", "read_source"]
@@ -104,7 +104,7 @@ def load_calls(run_dir: Path, session_ids: Sequence[str]) -> dict[str, Call]:
     """The calls of these sessions, by call id (a torn last line is skipped)."""
     calls: dict[str, Call] = {}
     for sid in dict.fromkeys(session_ids):
-        for c in read_records(run_dir / "calls" / f"{sid}.jsonl", Call.from_json):
+        for c in read_calls(run_dir / "calls" / f"{sid}.jsonl"):
             calls[c.call_id] = c
     return calls
 

@@ -3,7 +3,8 @@
 ``reset`` starts a fresh runtime for one task (``task_id``, ``options["task_id"]`` or a seeded
 random pick) and returns its instruction. ``step(command)`` runs a shell command and returns
 ``exit code: N`` plus its output; ``step("submit")`` (or the step limit) runs the env's
-verifier and returns its reward. Runtimes are async; they run on a private event-loop thread.
+verifier and returns its reward. A multi-step task (:meth:`Env.stages`) answers ``submit`` with
+its next instruction until the last one, whose ``submit`` returns the combined reward. Runtimes are async; they run on a private event-loop thread.
 
 >>> import agentgym
 >>> env = agentgym.make("terminal/hello-file-v0", backend="local")
@@ -44,7 +45,8 @@ class GymEnv(gymnasium.Env):
     """An :class:`~agentgym.env.Env` as a ``gymnasium.Env`` (shell commands in, text out).
 
     Args:
-        env: an :class:`~agentgym.env.Env` or a registered env id.
+        env: an :class:`~agentgym.env.Env`, a registered env id, a task directory, a SWE-bench-style
+            file or ``module:attr`` (:func:`agentgym.sources.env_from`).
         task_id: always run this task (default: ``options["task_id"]`` or a seeded random pick).
         backend: a runtime backend or its name (``docker``, ``local``, ``auto``).
         max_steps: commands before the episode is truncated (and evaluated).
@@ -56,10 +58,10 @@ class GymEnv(gymnasium.Env):
 
     def __init__(self, env: Env | str, task_id: str | None = None, backend: RuntimeBackend | str = "docker",
                  max_steps: int = 30, command_timeout: float = 60.0, max_output: int = 10_000) -> None:
-        from agentgym import registries
         from agentgym.runtime import get_backend
+        from agentgym.sources import env_from
 
-        self.env: Env = registries.envs.make(env) if isinstance(env, str) else env
+        self.env: Env = env_from(env)
         self.task_id = task_id
         self._own_backend = isinstance(backend, str)
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
@@ -91,7 +93,14 @@ class GymEnv(gymnasium.Env):
         self.task = self.env.task(wanted) if wanted else random.Random(seed).choice(self.env.tasks())
         self.runtime = self._run(self.env.start(self.task, self.backend))
         self._steps = 0
-        return self.task.instruction, {"task_id": self.task.id, "workdir": self.task.workdir}
+        self._stages = self.env.stages(self.task)
+        self._stage = 0
+        self._evaluations: list[Evaluation] = []
+        self._run(self.env.prepare_stage(self.task, self.runtime, 0))
+        info: dict[str, Any] = {"task_id": self.task.id, "workdir": self.task.workdir}
+        if len(self._stages) > 1:
+            info.update(stage=self._stages[0].name, stages=len(self._stages))
+        return self._stages[0].instruction, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self.runtime is None or self.task is None:
@@ -111,8 +120,21 @@ class GymEnv(gymnasium.Env):
         return obs, 0.0, False, False, info
 
     def _finish(self, terminated: bool) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Verify the current stage; a multi-stage task then goes on to its next instruction (the
+        observation), unless this was its last stage, the step limit is reached or the stage
+        gates the rest (:meth:`Env.continue_after`)."""
         assert self.runtime is not None and self.task is not None
-        evaluation: Evaluation = self._run(self.env.evaluate(self.task, self.runtime))
+        task, stages = self.task, self._stages
+        final = self._stage == len(stages) - 1
+        evaluation: Evaluation = self._run(self.env.evaluate_stage(task, self.runtime, self._stage, final=final))
+        self._evaluations.append(evaluation)
+        if not final and terminated and self.env.continue_after(task, self._stage, evaluation):
+            self._stage += 1
+            self._run(self.env.prepare_stage(task, self.runtime, self._stage))
+            return (stages[self._stage].instruction, 0.0, False, False,
+                    {"stage": stages[self._stage].name, "stage_evaluation": dict(evaluation.details)})
+        if len(stages) > 1:
+            evaluation = self.env.combine(task, self._evaluations)
         self._stop_runtime()
         return (f"reward: {evaluation.reward:g}", evaluation.reward, terminated, not terminated,
                 {"evaluation": dict(evaluation.details)})
@@ -128,5 +150,6 @@ class GymEnv(gymnasium.Env):
 
 
 def make(env_id: str, **kwargs: Any) -> GymEnv:
-    """A registered environment as a ``gymnasium.Env`` (see :class:`GymEnv` for ``kwargs``)."""
+    """An environment (a registered id, a task directory, a SWE-bench-style file, ``module:attr``)
+    as a ``gymnasium.Env`` (see :class:`GymEnv` for ``kwargs``)."""
     return GymEnv(env_id, **kwargs)

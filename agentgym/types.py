@@ -99,6 +99,8 @@ class TaskLimits:
     max_steps: int = 30
     memory: str | None = "2g"
     cpus: float | None = None
+    pids: int | None = None
+    """Most processes the sandbox may hold (``None``: the backend's default)."""
 
 
 @dataclass(frozen=True)

@@ -266,28 +266,7 @@ class CallLog:
         process queued is written first)."""
         p = self.path(session_id)
         self._writer.sync()
-        if not p.exists():
-            return []
-        by_id: dict[str, CallRecord] = {}
-        out: list[CallRecord | Call] = []
-        with open(p, "rb") as f:
-            for n, line in enumerate(_lines(f), 1):
-                try:
-                    d = orjson.loads(line)
-                    kind = d.get("t") if d.get("v") == 2 else "v1"
-                    if kind == "v1":
-                        out.append(Call.from_json(d))
-                    elif kind == "call" and d["call_id"] not in by_id:
-                        rec = CallRecord.from_json(d)
-                        by_id[rec.call_id] = rec
-                        out.append(rec)
-                    elif kind == "outcome" and d["call_id"] in by_id:
-                        by_id[d["call_id"]].set_outcome(d)
-                    elif kind == "delivered" and d["call_id"] in by_id:
-                        by_id[d["call_id"]].delivered = True
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                    log.warning("%s:%d: skipping an unreadable record (%s)", p, n, type(e).__name__)
-        return out
+        return read_journal(p)
 
     def read(self, session_id: str) -> list[Call]:
         """All calls of a session in arrival order, each whole; a torn last line is skipped."""
@@ -295,6 +274,40 @@ class CallLog:
 
     def sessions(self) -> list[str]:
         return sorted(p.stem for p in self.dir.glob("*.jsonl"))
+
+
+def read_journal(path: str | os.PathLike[str]) -> list[CallRecord | Call]:
+    """A session journal's records in journal order, outcomes and deliveries merged in; v1
+    records (one whole call per line) read as they are; a torn or unreadable line is skipped
+    with a warning. A missing file has no records."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    by_id: dict[str, CallRecord] = {}
+    out: list[CallRecord | Call] = []
+    with open(p, "rb") as f:
+        for n, line in enumerate(_lines(f), 1):
+            try:
+                d = orjson.loads(line)
+                kind = d.get("t") if d.get("v") == 2 else "v1"
+                if kind == "v1":
+                    out.append(Call.from_json(d))
+                elif kind == "call" and d["call_id"] not in by_id:
+                    rec = CallRecord.from_json(d)
+                    by_id[rec.call_id] = rec
+                    out.append(rec)
+                elif kind == "outcome" and d["call_id"] in by_id:
+                    by_id[d["call_id"]].set_outcome(d)
+                elif kind == "delivered" and d["call_id"] in by_id:
+                    by_id[d["call_id"]].delivered = True
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                log.warning("%s:%d: skipping an unreadable record (%s)", p, n, type(e).__name__)
+    return out
+
+
+def read_calls(path: str | os.PathLike[str]) -> list[Call]:
+    """A session journal's calls, each whole, in arrival order (:func:`read_journal`, materialised)."""
+    return materialize(read_journal(path))
 
 
 def _log_failure(fut: concurrent.futures.Future[None]) -> None:

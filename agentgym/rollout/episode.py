@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentgym.env import Env
+from agentgym.env import Env, Stage
 from agentgym.errors import AgentGymError, EnvError
 from agentgym.harness import Harness, HarnessContext
 from agentgym.proxy.server import Proxy
 from agentgym.reconstruct import reconstruct
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.runtime.images import ImageCache, slug
+from agentgym.stages import run_stages
 from agentgym.types import ErrorInfo, StopReason, Task, Trajectory
 
 log = logging.getLogger(__name__)
@@ -91,23 +92,36 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             # forwarder to its Unix socket, and nothing else (whatever the task's own network).
             network=network, proxy=proxy.endpoint() if network == "proxy" else None,
             labels={"agentgym.task": slug(task.id), "agentgym.session": sid})
-        # The agent's commands see paths as the runtime's processes do (the local runtime's fake root).
-        shown = dataclasses.replace(task, instruction=runtime.rewrite(task.instruction))
-        ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
-                             max_steps=max_steps or task.limits.max_steps)
-        phase = "agent"
-        lap("agent_s")
-        result = await harness.run(ctx, runtime, timeout=timeout)
-        lap("verify_s")
-        stop = harness_stop = harness.stop_reason(result)
-        if stop not in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
-            tail = (result.stderr or result.stdout)[-2000:]
-            error = ErrorInfo(type="HarnessError" if stop != StopReason.TIMEOUT else "ExecTimeout",
-                              boundary="harness",
-                              message=f"{harness.id} ended with {stop.value} (exit {result.exit_code} after "
-                                      f"{result.duration_s:.1f}s of {timeout:.0f}s): {tail}")
-        phase = "verify"
-        evaluation = await env.evaluate(task, runtime)
+        live = runtime
+
+        async def act(stage: Stage, index: int) -> None:
+            # One harness run per stage (most tasks have one); the first stage that ends badly
+            # gives the episode its stop reason.
+            nonlocal result, stop, harness_stop, error
+            # The agent's commands see paths as the runtime's processes do (the local runtime's fake root).
+            shown = dataclasses.replace(task, instruction=live.rewrite(stage.instruction))
+            ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
+                                 max_steps=max_steps or task.limits.max_steps)
+            limit = timeout_s or stage.timeout_s or timeout
+            result = await harness.run(ctx, live, timeout=limit)
+            ended = harness.stop_reason(result)
+            if harness_stop is None or stop in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
+                stop = harness_stop = ended
+            if ended not in (StopReason.COMPLETED, StopReason.STEP_LIMIT) and error is None:
+                tail = (result.stderr or result.stdout)[-2000:]
+                where = f" in stage {stage.name!r}" if stage.name else ""
+                error = ErrorInfo(type="HarnessError" if ended != StopReason.TIMEOUT else "ExecTimeout",
+                                  boundary="harness",
+                                  message=f"{harness.id} ended with {ended.value}{where} (exit {result.exit_code} "
+                                          f"after {result.duration_s:.1f}s of {limit:.0f}s): {tail}")
+
+        def on_phase(name: str) -> None:
+            nonlocal phase
+            phase = name
+            if name in ("agent", "verify"):  # the episode's clock: time in the harness, in verifiers
+                lap(f"{name}_s")
+
+        evaluation = await run_stages(env, task, runtime, act, on_phase=on_phase)
         lap("verify_s")
         reward = float(evaluation.reward)
         details = dict(evaluation.details)

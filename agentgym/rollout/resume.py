@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agentgym.jsonl import append_lines, read_records
+from agentgym.proxy.calllog import read_journal
 from agentgym.types import Trajectory
 
 __all__ = ["INTERRUPTED_FILE", "SESSIONS_FILE", "HalfEpisode", "ResumeState", "read_resume_state"]
@@ -74,7 +75,8 @@ class ResumeState:
 
 
 def count_calls(path: Path) -> int:
-    return len(read_records(path, lambda r: r)) if path.exists() else 0
+    """The calls a session journal holds (the proxy writes several records per call)."""
+    return len(read_journal(path))
 
 
 def read_resume_state(out: Path, journal: Sequence[Trajectory]) -> ResumeState:

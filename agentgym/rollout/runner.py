@@ -58,8 +58,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentgym import export, registries
+from agentgym import export
 from agentgym.engines.base import Engine
+from agentgym.env import Env
 from agentgym.errors import ConfigError, StorageError, storage_error
 from agentgym.harness import load_harness
 from agentgym.jsonl import append_lines, read_records
@@ -77,6 +78,7 @@ from agentgym.rollout.resume import (
 )
 from agentgym.runtime import get_backend
 from agentgym.runtime.images import ImageCache
+from agentgym.sources import env_from
 from agentgym.types import Task, Trajectory
 
 log = logging.getLogger(__name__)
@@ -87,8 +89,10 @@ STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
 
 @dataclass(frozen=True)
 class RolloutConfig:
-    env: str
-    """Environment suite id, e.g. ``terminal/basic-v0``."""
+    env: str | Env
+    """The environment: a registered id (``terminal/basic-v0``), a task directory or a directory
+    of tasks, a SWE-bench-style file, ``module:attr``, or an :class:`Env`
+    (:func:`agentgym.sources.env_from`)."""
     harness: str
     """Harness id, e.g. ``agentgym/react-v0`` or ``mini-swe-agent/mini-v2``, or the path of a
     TOML harness spec (:func:`agentgym.harness.load_harness`)."""
@@ -269,7 +273,7 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
     if config.network not in ("proxy", "host"):
         raise ConfigError(f"RolloutConfig.network must be 'proxy' or 'host', got {config.network!r}")
     out = Path(config.out_dir)
-    env = registries.envs.make(config.env)
+    env = env_from(config.env)
     harness = load_harness(config.harness, **config.harness_kwargs)
     tasks = select_tasks(env, config.task_ids)
     with RunLock(out):
@@ -286,7 +290,8 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
                       tasks: list[Task], out: Path, t0: float) -> RolloutResult:
     journal = out / "episodes.jsonl"
     _write(out / "run.json", json.dumps({
-        "env": config.env, "harness": config.harness, "samples": config.samples, "backend": backend.name,
+        "env": config.env if isinstance(config.env, str) else env.id, "harness": config.harness,
+        "samples": config.samples, "backend": backend.name,
         "model": engine.model_name,
         "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
@@ -314,9 +319,10 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     images = ImageCache(backend)
     if todo:
         await backend.cleanup()
-        progress = _Progress(len(todo), f"{config.harness} on {config.env} ({backend.name})", config.progress,
+        progress = _Progress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress,
                              metrics)
         images.on_status = progress.note
+        backend.status_listener = progress.note  # what a stand-in base image build is doing
         # Also on a Unix socket (<out>/sock/proxy.sock): what runtimes with network="proxy" reach.
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
                       max_model_len=config.max_model_len, pinned_sampling=config.pinned_sampling)
@@ -347,6 +353,7 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
             stopper.install()
         try:
             with progress:
+                await _build_images(todo, env, harness, backend, images)
                 await _run_all([one(s) for s in todo], stopper.event)
         finally:
             stopper.uninstall()
@@ -441,6 +448,23 @@ def _guard_call_journal(proxy: Proxy, storage: _Storage) -> None:
             storage.failed(e, journal.path(call.session_id))
 
     journal.append = guarded
+
+
+async def _build_images(todo: Sequence[EpisodeSpec], env: Env, harness: Any, backend: Any,
+                        images: ImageCache) -> None:
+    """Every image the episodes need, built before the first episode starts, one after another
+    (so image builds are not episode time, and do not compete with each other for the CPU). A
+    build that fails is left to the episodes, which record it as their runtime error."""
+    seen: set[str] = set()
+    for spec in todo:
+        task = spec.task
+        if task.id in seen or env.unsupported(task, backend):
+            continue
+        seen.add(task.id)
+        try:
+            await images.image_for(task, harness)
+        except Exception as e:  # recorded on each episode of the task when it tries again
+            log.warning("the image of %s does not build: %s", task.id, e)
 
 
 def latest_attempts(trajectories: Sequence[Trajectory]) -> list[Trajectory]:

@@ -64,6 +64,7 @@ from agentgym.runtime.images import (
     dockerfile_base_images,
 )
 from agentgym.runtime.local import pid_alive, proc_start_time
+from agentgym.runtime.standins import ensure_standin, standin_for
 from agentgym.runtime.trusted import tamper_evidence, trusted_mounts
 
 T = TypeVar("T")
@@ -179,6 +180,7 @@ class DockerRuntime(Runtime):
         self._oom_kills = 0
         self._stopped = False
         self._owned_image: str | None = None
+        self._seals = 0
 
     def __repr__(self) -> str:
         return f"DockerRuntime(name={self.name!r}, image={self.image!r})"
@@ -439,9 +441,11 @@ class DockerRuntime(Runtime):
         self._check_live()
         api = self._api
         evidence = await self._backend._call(tamper_evidence, api, self.container_id, spec.reward_dir)
-        tag = f"agentgym-sealed/{self.name.lower()}:latest"
+        self._seals += 1
+        tag = f"agentgym-sealed/{self.name.lower()}:{self._seals}"
         await self.snapshot(tag)
-        await self.stop()
+        if not spec.keep:
+            await self.stop()
         mounts: dict[str, str] = {}
         isolation = "fresh container from the agent's files, no agent process, no network"
         if spec.trusted_image:
@@ -455,7 +459,7 @@ class DockerRuntime(Runtime):
         try:
             runtime = await self._backend.start(RuntimeSpec(
                 image=tag, workdir=self.workdir, env=dict(self.spec.env), memory=self.spec.memory,
-                cpus=self.spec.cpus, network="none", labels=dict(self.spec.labels), mounts=mounts,
+                cpus=self.spec.cpus, pids=self.spec.pids, network="none", labels=dict(self.spec.labels), mounts=mounts,
                 writable_mounts={str(reward_dir): spec.reward_dir}, init=False))
         except BaseException:
             with contextlib.suppress(Exception):
@@ -492,6 +496,7 @@ class DockerBackend(RuntimeBackend):
     """
 
     name = "docker"
+    enforced_limits = ("timeout", "memory", "cpus", "pids")
 
     def describe_isolation(self) -> str:
         return "Docker: each episode in its own container, reaching only the proxy (--network none + a Unix socket)"
@@ -589,8 +594,8 @@ class DockerBackend(RuntimeBackend):
             kwargs["memswap_limit"] = spec.memory  # no swap: hitting the limit is an OOM kill
         if spec.cpus:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
-        if self.pids_limit:
-            kwargs["pids_limit"] = self.pids_limit
+        if spec.pids or self.pids_limit:
+            kwargs["pids_limit"] = spec.pids or self.pids_limit
         try:
             container = self.client.containers.run(spec.image, **kwargs)
         except docker.errors.APIError as e:
@@ -662,7 +667,11 @@ class DockerBackend(RuntimeBackend):
             try:
                 api.inspect_image(image)
             except docker.errors.ImageNotFound as e:
-                raise RuntimeError_(f"image {image!r} is missing and no Dockerfile directory was given") from e
+                standin = standin_for(image)
+                if standin is None:
+                    raise RuntimeError_(f"image {image!r} is missing (nothing is pulled), no Dockerfile directory was "
+                                        "given, and it has no stand-in (docs/environments.md, 'Offline images')") from e
+                ensure_standin(api, image, standin, on_status=self.report_status)
             return image
         ctx = Path(dockerfile_dir)
         dockerfile = ctx / "Dockerfile"
@@ -675,10 +684,17 @@ class DockerBackend(RuntimeBackend):
             for base in dockerfile_base_images(dockerfile.read_text()):
                 try:
                     base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
+                    continue
                 except docker.errors.ImageNotFound as e:
-                    hint = " Run `agentgym setup`." if base.startswith("agentgym/") else ""
-                    raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
-                                        f"(nothing is pulled).{hint}") from e
+                    standin = standin_for(base)
+                    if standin is None:
+                        hint = " Run `agentgym setup`." if base.startswith("agentgym/") else (
+                            " Build or load it, or give it a stand-in in AGENTGYM_BASE_IMAGES "
+                            "(docs/environments.md, 'Offline images').")
+                        raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
+                                            f"(nothing is pulled) and has no stand-in.{hint}") from e
+                ensure_standin(api, base, standin, on_status=self.report_status)
+                base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
             digest = context_hash(ctx, base_ids)
             if not force:
                 with contextlib.suppress(docker.errors.ImageNotFound):

@@ -90,17 +90,26 @@ def context_hash(dockerfile_dir: str | os.PathLike[str], extra: Iterable[str] = 
 
 
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?", re.I | re.M)
+_COPY_FROM_RE = re.compile(r"^\s*(?:COPY|ADD)\s+(?:--\S+\s+)*?--from=(?P<image>\S+)", re.I | re.M)
 
 
 def dockerfile_base_images(dockerfile: str) -> list[str]:
-    """Images named in ``FROM`` lines, minus references to earlier build stages."""
+    """Images named in ``FROM`` lines and ``COPY --from=<image>``, minus references to build
+    stages (by name or index) and ``scratch``.
+
+    >>> dockerfile_base_images("FROM python:3.12-slim AS b\\nCOPY --from=ghcr.io/astral-sh/uv:0.9.7 /uv /x\\n"
+    ...                        "FROM b\\nCOPY --from=b /a /a\\n")
+    ['python:3.12-slim', 'ghcr.io/astral-sh/uv:0.9.7']
+    """
     stages: set[str] = set()
     images: list[str] = []
-    for m in _FROM_RE.finditer(dockerfile):
+    events = sorted([(m.start(), "from", m) for m in _FROM_RE.finditer(dockerfile)]
+                    + [(m.start(), "copy", m) for m in _COPY_FROM_RE.finditer(dockerfile)], key=lambda e: e[0])
+    for _, kind, m in events:
         image = m.group("image")
-        if image.lower() not in stages and image != "scratch":
+        if image.lower() not in stages and image != "scratch" and not image.isdigit() and image not in images:
             images.append(image)
-        if m.group("stage"):
+        if kind == "from" and m.group("stage"):
             stages.add(m.group("stage").lower())
     return images
 

@@ -29,7 +29,8 @@ Each runtime gets a temporary directory that plays the container's ``/`` (the *f
     absolute paths as ``"${AGENTGYM_ROOT:-}/logs/..."`` (``AGENTGYM_ROOT`` is the fake root).
     Only for machines that cannot run ``bwrap``, and trusted code.
 
-In both modes ``RuntimeSpec.memory``, ``cpus`` and ``mounts`` are not enforced, and a timeout
+In both modes ``RuntimeSpec.memory``, ``cpus``, ``pids`` and ``mounts`` are not enforced (bubblewrap
+has no resource limits; ``LocalBackend.enforced_limits`` says so), and a timeout
 kills the command's whole process tree. Without isolation, "the whole tree" is found three ways,
 since a process can leave its process group (``setpgid``) or its session (``setsid``, ``nohup
 ... &``, daemons): the command's process group, every process of its session, and every process

@@ -13,7 +13,8 @@ import orjson
 
 from agentgym.engines.base import TokenChunk
 from agentgym.engines.scripted import ScriptedEngine
-from agentgym.proxy.calllog import CallLog
+from agentgym.proxy.calllog import CallLog, read_calls
+from agentgym.rollout.resume import count_calls
 from agentgym.types import SamplingParams
 
 from .conftest import BASH_TOOL, post, tool_reply
@@ -63,6 +64,8 @@ def test_reading_back_gives_whole_calls_with_exact_prompts(tokenizer: Any, make_
     for s in (sid, stream_sid):
         in_memory = h.proxy.calls(s)
         assert CallLog(h.proxy.journal.root).read(s) == in_memory  # a fresh reader: what is on disk
+        path = h.proxy.journal.path(s)  # what exports and resumes read, with no CallLog
+        assert read_calls(path) == in_memory and count_calls(path) == len(in_memory)
         assert [c.prompt_ids for c in in_memory] == [tuple(p) for p in h.engine.prompts[: len(in_memory)]] \
             or s == stream_sid
         assert in_memory[-1].request["messages"][0] == SYSTEM and len(in_memory[-1].request["messages"]) > 6
