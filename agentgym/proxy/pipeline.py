@@ -360,7 +360,7 @@ class Pipeline:
                 f"the engine returned {len(gen.completion_ids)} tokens with non-finite or missing logprobs"))
         stop_seq = None
         if p.replay is not None:  # the recorded reply, as the parent's harness got it (tool-call ids too)
-            message: Message = dict(p.replay.response)  # type: ignore[assignment]
+            message: Message = dict(p.replay.response)
             finish, valid = p.replay.finish_reason, p.replay.valid_action
         else:
             text = self.renderer.decode(gen.completion_ids)

@@ -31,7 +31,9 @@ __all__ = ["BRANCH_KEY", "Branch", "branch_from", "branch_summary"]
 
 @dataclass(frozen=True)
 class Branch:
-    """Replay ``calls`` (the first ``turn`` calls of trajectory ``parent_id``), then sample."""
+    """Replay ``calls`` (the first ``turn`` calls of trajectory ``parent_id``), then sample. A
+    branch at turn 0 replays nothing: it is a fresh episode of ``task_id`` (a continuation from
+    the task's root)."""
 
     parent_id: str
     task_id: str

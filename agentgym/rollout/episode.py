@@ -171,7 +171,7 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}
     if details.get("tampering"):
         meta["tampering"] = list(details["tampering"])
-    if spec.branch is not None:
+    if spec.branch is not None and spec.branch.turn > 0:
         meta[BRANCH_KEY] = branch_summary(spec.branch, calls)
     try:
         return reconstruct(calls, task_id=task.id, trajectory_id=sid, reward=reward, stop_reason=stop,
