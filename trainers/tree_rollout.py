@@ -46,7 +46,7 @@ from agentgym.types import BRANCH_KEY, StopReason, Trajectory
 from .tree_alloc import allocate_prefix_continuations, allocate_root_budget, backup_values
 
 __all__ = ["PrefixCandidate", "SuccessPredictor", "TaskTree", "TreeRolloutConfig", "plan_branches", "plan_roots",
-           "tree_rollouts"]
+           "prefix_candidates", "tree_rollouts"]
 
 RunWave = Callable[[Mapping[str, int], Sequence[Branch]], Awaitable[RolloutResult]]
 """``run(samples_by_task, branches)``: runs (or resumes) the iteration's episodes so far into one

@@ -38,6 +38,7 @@ PUBLIC = {
     "agentgym.proxy": ["CallLog", "Proxy"],
     "agentgym.proxy.replay": ["Replay"],
     "agentgym.rollout": ["Branch", "EpisodeSpec", "RolloutConfig", "RolloutResult", "run_episode", "run_rollouts"],
+    "agentgym.rollout.branch": ["BRANCH_KEY", "Branch", "branch_from", "branch_summary"],
     "agentgym.rollout.lock": ["LOCK_FILE", "RunDirLocked", "RunLock"],
     "agentgym.rollout.resume": ["INTERRUPTED_FILE", "SESSIONS_FILE", "HalfEpisode", "ResumeState",
                                 "read_resume_state"],
