@@ -271,12 +271,14 @@ def _report(trajectories: Sequence[Trajectory], roots: Mapping[str, int], branch
             by_task.setdefault(t.task_id, []).append(t)
     targets: dict[str, float] = {}
     observed: dict[str, float] = {}
+    fresh_all: list[float] = []
     for task_id, trajs in by_task.items():
         tree = TaskTree(trajs)
         targets[task_id] = tree.root_value
         fresh = [outcome(t) for t in trajs if not isinstance(t.metadata.get(BRANCH_KEY), Mapping)]
         if fresh:
             observed[task_id] = sum(fresh) / len(fresh)
+            fresh_all += fresh
         predictor.update(task_id, tree.root_value, tree.leaves[0])
     brier = [(predicted[t] - observed[t]) ** 2 for t in observed if t in predicted]
     return {
@@ -290,6 +292,7 @@ def _report(trajectories: Sequence[Trajectory], roots: Mapping[str, int], branch
         "roots_by_task": dict(roots),
         "predicted_success": dict(predicted),
         "root_success": observed,
+        "root_success_rate": sum(f >= 1.0 for f in fresh_all) / len(fresh_all) if fresh_all else 0.0,
         "value_targets": targets,
         "predictor_brier": sum(brier) / len(brier) if brier else None,
     }
