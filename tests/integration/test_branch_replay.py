@@ -45,9 +45,10 @@ def tokenizer() -> Any:
     return train_tokenizer()
 
 
-def rollout(out: Path, engine: ScriptedEngine, harness: str = "agentgym/react-v0", **kw: Any) -> RolloutResult:
+def rollout(out: Path, engine: ScriptedEngine, harness: str = "agentgym/react-v0", runtime: str = "local",
+            **kw: Any) -> RolloutResult:
     cfg = RolloutConfig(env="terminal/hello-file-v0", harness=harness, samples=1, out_dir=str(out),
-                        runtime="local", progress=False, max_steps=5, concurrency=1, **kw)
+                        runtime=runtime, progress=False, max_steps=5, concurrency=1, **kw)
     return asyncio.run(run_rollouts(cfg, engine))
 
 
@@ -61,15 +62,17 @@ def prefix_through(t: Trajectory, turns: int) -> tuple[int, ...]:
     return t.segments[step.segment_index].input_ids[: step.action_span[1]]
 
 
-def test_a_branch_replays_t_actions_in_a_fresh_runtime_token_for_token(tokenizer: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("runtime", ["local", pytest.param("docker", marks=pytest.mark.docker)])
+def test_a_branch_replays_t_actions_in_a_fresh_runtime_token_for_token(tokenizer: Any, tmp_path: Path,
+                                                                        runtime: str) -> None:
     out = tmp_path / "run"
-    root = by_sample(rollout(out, ScriptedEngine(tokenizer, [NOTE, SOLVE, "Done."])))[0]
+    root = by_sample(rollout(out, ScriptedEngine(tokenizer, [NOTE, SOLVE, "Done."]), runtime=runtime))[0]
     assert (root.reward, root.num_steps, root.stop_reason) == (1.0, 3, StopReason.COMPLETED)
 
     # Branch at t = 2: the engine is asked only for call 3 (it would fail the task if asked earlier).
     fresh = ScriptedEngine(tokenizer, ["All done, the file is there."])
     branch = branch_from(root, 2, out / "calls")
-    result = rollout(out, fresh, branches=[branch])
+    result = rollout(out, fresh, runtime=runtime, branches=[branch])
     root_again, child = by_sample(result)
     assert root_again.id == root.id and result.skipped == 1  # the root was not run again
     assert child.sample_index == 1 and fresh.calls == 1
