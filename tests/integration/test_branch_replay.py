@@ -148,3 +148,27 @@ def test_a_non_deterministic_branch_records_a_divergence_and_samples_on(tokenize
     assert group.parents == ({child.id: (root.id, 1)} if at else {})
     batch = StepBatch.from_groups([group])
     assert int(batch.action_mask.sum()) == root.trained_tokens + child.trained_tokens
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_branch_of_a_mini_swe_agent_episode_replays_in_a_fresh_container(tokenizer: Any, tmp_path: Path) -> None:
+    """mini-swe-agent (PyPI, unmodified) is deterministic given its replies: it branches without
+    divergence, its replayed actions re-run in a new container, and only call 3 is sampled."""
+    out = tmp_path / "run"
+    submit = bash("echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT")
+    solve = bash("echo 'Hello, agentgym!' > /app/hello.txt")
+    root = by_sample(rollout(out, ScriptedEngine(tokenizer, [NOTE, solve, submit]), "mini-swe-agent/mini-v2",
+                             runtime="docker"))[0]
+    assert (root.reward, root.num_steps, root.stop_reason) == (1.0, 3, StopReason.COMPLETED), root.error
+    fresh = ScriptedEngine(tokenizer, [submit])
+    result = rollout(out, fresh, "mini-swe-agent/mini-v2", runtime="docker", branches=[branch_from(root, 2, out / "calls")])
+    child = by_sample(result)[1]
+    assert fresh.calls == 1 and (child.reward, child.num_steps) == (1.0, 3)
+    assert child.metadata["branch"]["divergence"] is None and child.metadata["branch"]["shared_turns"] == 2
+    assert [s.action for s in child.steps[:2]] == [s.action for s in root.steps[:2]]
+    assert prefix_through(child, 2) == prefix_through(root, 2)
+    mine = read_calls(out / "calls" / f"{child.session_id}.jsonl")
+    theirs = read_calls(out / "calls" / f"{root.session_id}.jsonl")
+    assert [c.prompt_ids for c in mine] == [c.prompt_ids for c in theirs]
+    assert child.trained_tokens == len(mine[2].completion_ids)
