@@ -32,6 +32,11 @@ rollout's outcome and each main rollout keeps exactly ``subagents_per_main`` of 
 (``policies = "per-agent"``: an :class:`~agentgym.engines.routed.AgentRoutedEngine`, checkpoints
 under ``agents/<role>/``).
 
+With ``rollout = "tree"`` step 1 spends the same ``tasks_per_iteration x group_size`` episodes as
+trees: fresh roots split by ``V_root``, then branches from their turn-level prefixes chosen by
+``V_pref``, each replaying its prefix's recorded calls through the proxy in a fresh runtime
+(:mod:`agentgym.trainers.tree_rollout`; ``metrics["tree"]``); pair it with ``estimator = "tree"``.
+
 Restarting the same command resumes from the newest checkpoint: the model, optimizer and RNG
 states are restored, the engine gets the checkpoint's weights, rollouts of iterations after it
 are set aside (their policy was never saved), and each iteration's update happens once.
