@@ -31,6 +31,7 @@ and Brier score are reported every iteration (``metrics["tree"]``) and it is sav
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -249,7 +250,7 @@ async def tree_rollouts(run: RunWave, task_ids: Sequence[str], budget: int, pred
     waves = config.waves
     for w in range(waves):
         share = left // (waves - w)
-        planned, unplaced = plan_branches(result.main, share, predictor, config, calls_dir)
+        planned, unplaced = plan_branches(_planned(result.main, roots, branches), share, predictor, config, calls_dir)
         left -= share
         fresh = [Branch(parent_id="", task_id=task_ids[i % len(task_ids)], turn=0, calls=())
                  for i in range(unplaced)]  # a branch at the root is a fresh episode
@@ -257,7 +258,20 @@ async def tree_rollouts(run: RunWave, task_ids: Sequence[str], budget: int, pred
             continue
         branches += planned + fresh
         result = await run(roots, branches)
+    mine = _planned(result.trajectories, roots, branches)
+    result = dataclasses.replace(result, trajectories=mine)
     return result, _report(result.main, roots, branches, predicted, predictor)
+
+
+def _planned(trajectories: Sequence[Trajectory], roots: Mapping[str, int],
+             branches: Sequence[Branch]) -> list[Trajectory]:
+    """The episodes of this plan so far. A rollout directory returns every episode in its journal,
+    and a resumed iteration's journal may hold episodes of waves not planned yet: planning from
+    them would number its branches differently from the run it resumes."""
+    n = dict(roots)
+    for b in branches:
+        n[b.task_id] = n.get(b.task_id, 0) + 1
+    return [t for t in trajectories if t.sample_index < n.get(t.task_id, 0)]
 
 
 def _report(trajectories: Sequence[Trajectory], roots: Mapping[str, int], branches: Sequence[Branch],

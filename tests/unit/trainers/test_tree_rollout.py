@@ -28,7 +28,7 @@ from agentgym.types import Call, Step, StopReason, Trajectory
 
 
 def traj(tid: str, turns: int, reward: float, task: str = "t", parent: str | None = None, shared: int = 0,
-         stop: StopReason = StopReason.COMPLETED) -> Trajectory:
+         stop: StopReason = StopReason.COMPLETED, sample: int = 0) -> Trajectory:
     steps = tuple(Step(index=i, call_id=f"{tid}-{i:04d}", segment_index=0, action_span=(0, 0)) for i in range(turns))
     meta: dict[str, Any] = {}
     if parent is not None:
@@ -38,7 +38,7 @@ def traj(tid: str, turns: int, reward: float, task: str = "t", parent: str | Non
 
     seg = Segment(input_ids=(1,), action_mask=(1,), obs_mask=(0,), logprobs=(0.0,), turn_index=(0,), policy_version=(0,))
     return Trajectory(id=tid, task_id=task, session_id=tid, segments=(seg,), steps=steps, reward=reward,
-                      stop_reason=stop, metadata=meta)
+                      stop_reason=stop, metadata=meta, sample_index=sample)
 
 
 def journal(root: Path, trajectories: Sequence[Trajectory]) -> Path:
@@ -132,7 +132,7 @@ def test_an_iteration_runs_roots_then_waves_within_the_budget(tmp_path: Path) ->
             if (task, i) not in made:
                 tid = f"{task}-{i}"
                 made[(task, i)] = traj(tid, 3, float(i % 2), task=task, parent=b.parent_id if b and b.turn else None,
-                                       shared=b.turn if b else 0)
+                                       shared=b.turn if b else 0, sample=i)
                 journal(tmp_path, [made[(task, i)]])
         return RolloutResult(trajectories=list(made.values()), out_dir=tmp_path, journal=tmp_path, parquet=tmp_path,
                              backend="none", skipped=0, seconds=0.0)
@@ -146,3 +146,35 @@ def test_an_iteration_runs_roots_then_waves_within_the_budget(tmp_path: Path) ->
     assert metrics["roots"] == 6 and metrics["branches"] == 6 and metrics["divergence_rate"] == 0.0
     assert metrics["predicted_success"] == {"a": 0.5, "b": 0.5} and set(metrics["value_targets"]) == {"a", "b"}
     assert set(p.counts) == {"a", "b"}  # trained online on the backed-up root values
+
+
+def test_a_resumed_iteration_plans_the_same_episodes(tmp_path: Path) -> None:
+    """An interrupted iteration's journal already holds some branches; resuming it must plan the
+    same roots and branches (same sample numbers), not branch from episodes of later waves."""
+    made: dict[tuple[str, int], Trajectory] = {}
+    plans: list[list[tuple[int, list[tuple[str, str, int]]]]] = [[], []]
+
+    def runner(k: int, stop_after: int | None) -> Any:
+        async def run(samples: Mapping[str, int], branches: Sequence[Branch]) -> RolloutResult:
+            plans[k].append((sum(samples.values()), [(b.task_id, b.parent_id, b.turn) for b in branches]))
+            nxt = dict(samples)
+            specs = [(t, i, None) for t, n in samples.items() for i in range(n)]
+            for b in branches:
+                specs.append((b.task_id, nxt[b.task_id], b))
+                nxt[b.task_id] += 1
+            for task, i, b in specs[:stop_after]:
+                if (task, i) not in made:
+                    made[(task, i)] = traj(f"{task}-{i}", 2 + i % 3, float(i % 2), task=task,
+                                           parent=b.parent_id if b and b.turn else None, shared=b.turn if b else 0,
+                                           sample=i)
+                    journal(tmp_path, [made[(task, i)]])
+            return RolloutResult(trajectories=list(made.values()), out_dir=tmp_path, journal=tmp_path,
+                                 parquet=tmp_path, backend="none", skipped=0, seconds=0.0)
+        return run
+
+    cfg = TreeRolloutConfig(waves=2)
+    first, _ = asyncio.run(tree_rollouts(runner(0, None), ["a"], 10, SuccessPredictor(cfg), cfg, tmp_path / "calls"))
+    # the same journal again (every episode already there), as a resumed iteration sees it
+    again, _ = asyncio.run(tree_rollouts(runner(1, None), ["a"], 10, SuccessPredictor(cfg), cfg, tmp_path / "calls"))
+    assert plans[0] == plans[1] and len(plans[0]) == 3
+    assert sorted(t.id for t in again.main) == sorted(t.id for t in first.main) and len(first.main) == 10
