@@ -115,3 +115,29 @@ def test_the_first_request_that_differs_is_sampled_and_carries_the_divergence(
     assert engine.calls == 3 + 3 - at
     traj = reconstruct(calls, task_id="t", trajectory_id="child")[0]
     assert traj.sampled_tokens == sum(len(c.completion_ids) for c in calls[at:])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+@pytest.mark.parametrize("dialect", ["anthropic", "chat", "responses"])
+def test_every_dialect_replays_to_the_official_clients_without_divergence(tokenizer: Any, make_proxy: Any,
+                                                                          dialect: str, stream: bool) -> None:
+    """Codex's Responses and Claude Code's Messages too: the recorded reply, formatted by the
+    dialect again (tool-call ids included), is echoed back so that the next request matches."""
+    from .conftest import root_url
+    from .test_dialects import SESSIONS, replies
+
+    h = make_proxy(ScriptedEngine(tokenizer, replies()))
+
+    def base(sid: str) -> str:
+        return h.proxy.base_url(sid) if dialect != "anthropic" else f"{root_url(h)}/s/{sid}"
+
+    first = h.proxy.open_session("parent")
+    outs = h.run(SESSIONS[dialect](base(first), stream))
+    parent = h.proxy.close_session(first)
+    child = h.proxy.open_session("child", replay=parent)
+    assert h.run(SESSIONS[dialect](base(child), stream)) == outs
+    calls = h.proxy.calls(child)
+    assert h.engine.calls == 3  # all three answered from the recording
+    assert [c.replayed_from for c in calls] == [c.call_id for c in parent]
+    assert [c.prompt_ids for c in calls] == [c.prompt_ids for c in parent]
+    assert all(c.divergence is None and c.delivered for c in calls)
