@@ -5,7 +5,10 @@
 
 A dialect (:mod:`.openai`, :mod:`.responses`, :mod:`.anthropic`) turns its wire format into a
 :class:`Request` and a :class:`Served` call back into its wire format; everything between is
-here and knows no dialect. The work per call is proportional to what is new in it: the
+here and knows no dialect. A session opened with recorded calls to replay (a branch, :mod:`.replay`) takes the recorded
+completion instead of generating while its requests match them.
+
+The work per call is proportional to what is new in it: the
 conversation is compared with the lineage's latest request as sent (one C-level comparison),
 and only the items after it are converted, validated, hashed, rendered and tokenised; text
 longer than :attr:`Limits.offload_chars` is tokenised on a worker thread.
@@ -358,17 +361,17 @@ class Pipeline:
         if len(gen.logprobs) != len(gen.completion_ids) or not all(map(math.isfinite, gen.logprobs)):
             raise self._engine_failed(p.session, EngineError(
                 f"the engine returned {len(gen.completion_ids)} tokens with non-finite or missing logprobs"))
+        text = self.renderer.decode(gen.completion_ids)
         stop_seq = None
+        if gen.finish_reason == "stop":
+            for s in p.sampling.stop:
+                if s and s in text:
+                    text, stop_seq = text[: text.index(s)], s
+                    break
         if p.replay is not None:  # the recorded reply, as the parent's harness got it (tool-call ids too)
             message: Message = dict(p.replay.response)
             finish, valid = p.replay.finish_reason, p.replay.valid_action
         else:
-            text = self.renderer.decode(gen.completion_ids)
-            if gen.finish_reason == "stop":
-                for s in p.sampling.stop:
-                    if s and s in text:
-                        text, stop_seq = text[: text.index(s)], s
-                        break
             parsed = parse_hermes(text, f"{p.session.id[:8]}{p.record.index}", tools_offered=bool(p.req.tools))
             message = {"role": "assistant", "content": parsed.content}
             if parsed.tool_calls:
