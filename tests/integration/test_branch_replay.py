@@ -75,6 +75,7 @@ def test_a_branch_replays_t_actions_in_a_fresh_runtime_token_for_token(tokenizer
     result = rollout(out, fresh, runtime=runtime, branches=[branch])
     root_again, child = by_sample(result)
     assert root_again.id == root.id and result.skipped == 1  # the root was not run again
+    assert (result.summary.branches, result.summary.divergence_rate) == (1, 0.0)
     assert child.sample_index == 1 and fresh.calls == 1
     # The replayed actions ran again in the child's own runtime: the verifier sees hello.txt.
     assert (child.reward, child.stop_reason, child.num_steps) == (1.0, StopReason.COMPLETED, 3)
@@ -141,6 +142,8 @@ def test_a_non_deterministic_branch_records_a_divergence_and_samples_on(tokenize
     assert fresh.calls == len(calls) - at
     assert child.metadata["branch"]["divergence"] == "prompt_differs"
     assert child.metadata["branch"]["divergence_call"] == at and child.metadata["branch"]["shared_turns"] == at
+    assert (result.summary.branches, result.summary.divergence_rate) == (1, 1.0)  # the rollout's own figures
+    assert result.summary.divergences == {"prompt_differs": 1}
     # Not a crash, not a corrupt trajectory: it completes, reconstructs, and trains what it sampled.
     assert child.stop_reason == StopReason.COMPLETED and child.error is None and child.reward == 1.0
     assert child.trained_tokens == child.sampled_tokens == sum(len(c.completion_ids) for c in calls[at:])
