@@ -115,6 +115,7 @@ def test_the_first_request_that_differs_is_sampled_and_carries_the_divergence(
     assert engine.calls == 3 + 3 - at
     traj = reconstruct(calls, task_id="t", trajectory_id="child")[0]
     assert traj.sampled_tokens == sum(len(c.completion_ids) for c in calls[at:])
+    assert all(Call.from_json(c.to_json()) == c for c in calls)  # the typed fields survive a whole-call record
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
