@@ -255,7 +255,8 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     # The environment first: a wrong id or path fails before anything is written or loaded.
     env = env_from(config.env)
     multi = multiagent_config(config.estimator, config.multi_agent)
-    tree = TreeRolloutConfig.from_mapping(config.tree) if config.rollout == "tree" else None
+    tree_config = TreeRolloutConfig.from_mapping(config.tree)  # checked even when unused: a typo is an error
+    tree = tree_config if config.rollout == "tree" else None
     if tree is not None and multi is not None:
         raise ConfigError("rollout = 'tree' branches the main agent's episodes; it does not combine with "
                           "multi-agent training (mgrpo / [multi_agent]) yet")
