@@ -68,8 +68,11 @@ def test_one_iteration_spends_the_grpo_budget_as_trees_and_trains_each_token_onc
     groups, _ = select_groups(trajs, cfg)
     batch = StepBatch.from_groups(groups)
     sampled = sum(t.sampled_tokens for g in groups for t in g.trajectories)
-    assert int(batch.action_mask.sum()) == sampled == m["update"]["action_tokens"] == m["tokens_trained"]
+    assert int(batch.action_mask.sum()) == sampled == m["update"]["action_tokens"]
+    assert m["tokens_trained"] == m["tokens_sampled"]  # over every episode: replayed tokens are neither
     assert replayed_tokens > 0 or not kids
     # the tree reaches the batch: branches share their parent's nodes for the shared turns
-    shared = sum(b["shared_turns"] for b in (k.metadata["branch"] for k in kids))
+    trained = [t for g in groups for t in g.trajectories]
+    shared = sum(t.metadata["branch"]["shared_turns"] for t in trained if "branch" in t.metadata
+                 and any(p.id == t.metadata["branch"]["parent"] for p in trained))
     assert batch.num_rows - len(set(batch.tree_node.tolist())) == shared
