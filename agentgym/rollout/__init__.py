@@ -1,10 +1,12 @@
 """The rollout service: tasks x samples over runtimes, journaled and resumable.
 
 - :mod:`.runner` — :func:`run_rollouts` and its :class:`RolloutConfig`;
-- :mod:`.episode` — one episode (:func:`run_episode`): runtime, harness, proxy session, reward.
+- :mod:`.episode` — one episode (:func:`run_episode`): runtime, harness, proxy session, reward;
+- :mod:`.branch` — a :class:`Branch`: an episode replaying another's first calls (tree rollouts).
 """
 
+from agentgym.rollout.branch import Branch
 from agentgym.rollout.episode import EpisodeSpec, run_episode
 from agentgym.rollout.runner import RolloutConfig, RolloutResult, run_rollouts
 
-__all__ = ["EpisodeSpec", "RolloutConfig", "RolloutResult", "run_episode", "run_rollouts"]
+__all__ = ["Branch", "EpisodeSpec", "RolloutConfig", "RolloutResult", "run_episode", "run_rollouts"]

@@ -19,10 +19,11 @@ from agentgym.errors import AgentGymError, EnvError
 from agentgym.harness import Harness, HarnessContext
 from agentgym.proxy.server import Proxy
 from agentgym.reconstruct import reconstruct
+from agentgym.rollout.branch import Branch, branch_summary
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.runtime.images import ImageCache, slug
 from agentgym.stages import run_stages
-from agentgym.types import ErrorInfo, StopReason, Task, Trajectory
+from agentgym.types import BRANCH_KEY, ErrorInfo, StopReason, Task, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class EpisodeSpec:
     run_id: str
     session_id: str | None = None
     """The proxy session (and call-journal file) of the episode; a fresh one when ``None``."""
+    branch: Branch | None = None
+    """Replay these recorded calls first (a branch of another episode: :mod:`.branch`)."""
 
 
 def new_session_id(task: Task, sample_index: int) -> str:
@@ -59,7 +62,7 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     task = spec.task
     sid = spec.session_id or new_session_id(task, spec.sample_index)
     proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index},
-                       targets=harness.observation_targets)
+                       targets=harness.observation_targets, replay=spec.branch.calls if spec.branch else None)
     started = mark = time.time()
     timings: dict[str, float] = {"image_s": 0.0, "sandbox_s": 0.0, "agent_s": 0.0, "verify_s": 0.0}
     timing = "image_s"  # the phase the clock runs for
@@ -168,6 +171,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}
     if details.get("tampering"):
         meta["tampering"] = list(details["tampering"])
+    if spec.branch is not None and spec.branch.turn > 0:
+        meta[BRANCH_KEY] = branch_summary(spec.branch, calls)
     try:
         return reconstruct(calls, task_id=task.id, trajectory_id=sid, reward=reward, stop_reason=stop,
                            harness=harness.id, env=task.env, sample_index=spec.sample_index, error=error,

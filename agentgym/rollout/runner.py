@@ -53,7 +53,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from agentgym.harness import load_harness
 from agentgym.jsonl import append_lines, read_records
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.proxy.server import Proxy
+from agentgym.rollout.branch import Branch
 from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode
 from agentgym.rollout.lock import RunLock
 from agentgym.rollout.metrics import RunMetrics, RunSummary, dumps
@@ -118,6 +119,18 @@ class RolloutConfig:
     handle_signals: bool = False
     """Stop cleanly on SIGTERM, SIGINT and SIGHUP (only from the main thread). Off for library
     callers, whose own handlers stay in place; ``agentgym rollout`` turns it on."""
+    samples_by_task: Mapping[str, int] | None = None
+    """Fresh samples of these tasks (others get ``samples``): an uneven split of a budget."""
+    branches: Sequence[Branch] = ()
+    """Branch episodes to run besides the fresh samples (:mod:`agentgym.rollout.branch`): each is
+    one more sample of its task, numbered after the task's fresh samples in list order (so a
+    resumed run finds them done)."""
+
+    def fresh_samples(self, task_id: str) -> int:
+        """Fresh (not branched) samples of one task."""
+        if self.samples_by_task is not None and task_id in self.samples_by_task:
+            return int(self.samples_by_task[task_id])
+        return self.samples
 
 
 @dataclass(frozen=True)
@@ -306,9 +319,9 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
         storage.attempt(lambda: record_interrupted(out, state.half), out / "interrupted.jsonl")
         log.info("%d half episode(s) of an earlier run found (%d recorded calls kept in calls/); their "
                  "(task, sample) pairs run again from the start", len(state.half), half_calls)
-    todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
-            for t in tasks for i in range(config.samples) if (t.id, i) not in state.done]
-    skipped = len(tasks) * config.samples - len(todo)
+    planned = plan_episodes(config, tasks, run_id)
+    todo = [s for s in planned if (s.task.id, s.sample_index) not in state.done]
+    skipped = len(planned) - len(todo)
     pairs = {(s.task.id, s.sample_index) for s in todo}
     retried = len(pairs & state.retry)
     resumed = len(pairs & (state.interrupted_pairs - state.retry))
@@ -393,6 +406,23 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
                          backend=backend.name, skipped=skipped, seconds=time.time() - t0, retried=retried,
                          resumed=resumed, interrupted=tuple(interrupted), stopped_by=stopper.signal,
                          summary=summary)
+
+
+def plan_episodes(config: RolloutConfig, tasks: Sequence[Task], run_id: str) -> list[EpisodeSpec]:
+    """Every episode of a run: each task's fresh samples, then the branches (each the next sample
+    index of its task)."""
+    by_id = {t.id: t for t in tasks}
+    specs = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
+             for t in tasks for i in range(config.fresh_samples(t.id))]
+    nxt = {t.id: config.fresh_samples(t.id) for t in tasks}
+    for b in config.branches:
+        task = by_id.get(b.task_id)
+        if task is None:
+            raise ConfigError(f"branch of {b.parent_id}: its task {b.task_id!r} is not among the run's tasks")
+        i = nxt[task.id]
+        nxt[task.id] += 1
+        specs.append(EpisodeSpec(task=task, sample_index=i, run_id=run_id, session_id=new_session_id(task, i), branch=b))
+    return specs
 
 
 async def _run_all(coros: list[Any], stop: asyncio.Event) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 PUBLIC = {
     "agentgym": [
-        "AgentGymError", "BreakReason", "Call", "ConfigError", "EngineError", "EnvError", "ErrorInfo",
+        "AgentGymError", "BreakReason", "Call", "ConfigError", "Divergence", "EngineError", "EnvError", "ErrorInfo",
         "HarnessError", "ProxyError", "ReconstructionError", "RegistryError", "RuntimeError_", "SamplingParams",
         "Segment", "Step", "StopReason", "Task", "TaskLimits", "Trajectory", "TrajectoryGroup", "__version__",
         "env_from", "make", "train"],
@@ -36,7 +36,9 @@ PUBLIC = {
                         "build_tiny_model", "load_model_and_tokenizer", "main_build_tiny", "tiny_model_path",
                         "train_tokenizer"],
     "agentgym.proxy": ["CallLog", "Proxy"],
-    "agentgym.rollout": ["EpisodeSpec", "RolloutConfig", "RolloutResult", "run_episode", "run_rollouts"],
+    "agentgym.proxy.replay": ["Replay"],
+    "agentgym.rollout": ["Branch", "EpisodeSpec", "RolloutConfig", "RolloutResult", "run_episode", "run_rollouts"],
+    "agentgym.rollout.branch": ["BRANCH_KEY", "Branch", "branch_from", "branch_summary"],
     "agentgym.rollout.lock": ["LOCK_FILE", "RunDirLocked", "RunLock"],
     "agentgym.rollout.resume": ["INTERRUPTED_FILE", "SESSIONS_FILE", "HalfEpisode", "ResumeState",
                                 "read_resume_state"],
