@@ -34,10 +34,11 @@ request to a default API host when a proxy is configured), ``QWEN_CODE_SUPPRESS_
 ``NO_BROWSER=1``; then::
 
     qwen --auth-type openai --approval-mode yolo --max-session-turns N \\
-         --output-format stream-json -- "$AGENTGYM_TASK" > <output_dir>/qwen.jsonl </dev/null
+         --output-format stream-json > <output_dir>/qwen.jsonl < task.txt
 
-(the positional prompt after ``--``, so a task starting with ``-`` is not read as an option;
-``-p`` is deprecated). With ``--approval-mode yolo`` every tool runs without asking. The
+The task goes in on stdin (headless mode reads its prompt there when no positional one is
+given): a positional prompt starting with ``-`` would be read as an option, one after ``--``
+is ignored (``No input provided via stdin``), and ``-p`` is deprecated. With ``--approval-mode yolo`` every tool runs without asking. The
 ``stream-json`` log has Claude-Code-like ``system``/``assistant``/``user``/``result`` lines.
 
 Exit codes (``FatalError`` subclasses): 0 the agent ended its turn; 1 an API error after its
@@ -148,7 +149,7 @@ class QwenCodeHarness(Harness):
         )
 
     def image_layer(self) -> ImageLayer:
-        """Downloads the npm bundle on first use (blocking, about half a minute and 110 MB)."""
+        """Downloads the npm bundle on first use (blocking, about half a minute and 100 MB)."""
         bundle = ensure_npm_bundle(self.lock)
         dockerfile = self.dockerfile()
         key = hashlib.sha256((dockerfile + bundle.name).encode()).hexdigest()[:16]
@@ -177,8 +178,9 @@ class QwenCodeHarness(Harness):
         extra = " ".join(shlex.quote(a) for a in self.extra_args)
         cmd = (
             'mkdir -p "$HOME/.qwen" && printf "%s" "$AGENTGYM_QWEN_SETTINGS" > "$HOME/.qwen/settings.json" && '
+            'printf "%s" "$AGENTGYM_TASK" > "$HOME/task.txt" && '
             'exec "$AGENTGYM_NODE" "$AGENTGYM_QWEN" --auth-type openai --approval-mode yolo '
-            f'--max-session-turns {ctx.max_steps} --output-format stream-json {extra} -- "$AGENTGYM_TASK" '
-            '> "$AGENTGYM_QWEN_LOG" </dev/null'
+            f'--max-session-turns {ctx.max_steps} --output-format stream-json {extra} '
+            '> "$AGENTGYM_QWEN_LOG" < "$HOME/task.txt"'
         )
         return Launch(cmd=cmd, env=env)
