@@ -21,6 +21,9 @@ def test_builtin_ids_make_harnesses() -> None:
     assert claude.dialects == ("anthropic",) and claude.streams and claude.step_limit_exit_codes == (3,)
     codex = registries.harnesses.make("openai/codex-v1")
     assert codex.id == "openai/codex-v1" and codex.dialects == ("responses",) and codex.streams
+    qwen = registries.harnesses.make("qwen/qwen-code-v0")
+    assert qwen.id == "qwen/qwen-code-v0" and qwen.dialects == ("openai",) and qwen.streams
+    assert qwen.step_limit_exit_codes == (53,) and qwen.version == "0.24.4"
 
 
 def test_every_builtin_declares_what_harnesses_list_shows() -> None:
