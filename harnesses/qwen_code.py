@@ -38,8 +38,9 @@ request to a default API host when a proxy is configured), ``QWEN_CODE_SUPPRESS_
 
 The task goes in on stdin (headless mode reads its prompt there when no positional one is
 given): a positional prompt starting with ``-`` would be read as an option, one after ``--``
-is ignored (``No input provided via stdin``), and ``-p`` is deprecated. With ``--approval-mode yolo`` every tool runs without asking. The
-``stream-json`` log has Claude-Code-like ``system``/``assistant``/``user``/``result`` lines.
+is ignored (``No input provided via stdin``), and ``-p`` is deprecated. With ``--approval-mode
+yolo`` every tool runs without asking. The ``stream-json`` log has Claude-Code-like
+``system``/``assistant``/``user``/``result`` lines.
 
 Exit codes (``FatalError`` subclasses): 0 the agent ended its turn; 1 an API error after its
 retries, or another failure; 53 ``--max-session-turns`` reached (``FatalTurnLimitedError``:
