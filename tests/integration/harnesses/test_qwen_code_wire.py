@@ -104,3 +104,19 @@ def test_qwen_code_runs_against_the_proxy_and_its_wire_is_pinned(tokenizer: Any,
     if os.environ.get("AGENTGYM_REGEN_WIRE_FIXTURES"):
         FIXTURE.write_text(json.dumps(got, indent=1, sort_keys=True) + "\n")
     assert got == json.loads(FIXTURE.read_text())
+
+
+def test_check_harness_runs_qwen_code_to_one_segment(tmp_path: Path) -> None:
+    """``agentgym check harness qwen/qwen-code-v0``: its ~36k-token first prompt (tiny tokenizer)
+    fits the check's proxy, and its ``check_replies`` solve the check task."""
+    from agentgym.harness_check import check_harness
+    from agentgym.runtime import get_backend
+
+    backend = get_backend("local")
+    try:
+        report = asyncio.run(check_harness(QwenCodeHarness(), backend, out_dir=tmp_path / "run"))
+    finally:
+        backend.close()
+    assert report.stop_reason == "completed" and report.error is None, report
+    assert report.dialects == ("openai",) and report.streaming and report.calls == 2
+    assert report.segments == {"main": 1} and report.delivered_fraction == 1.0 and report.reward == 1.0
