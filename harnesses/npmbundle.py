@@ -164,10 +164,12 @@ def install_script(bundle: str, prefix: str) -> str:
 
 
 def ensure_host_install(name: str, cache_dir: str | Path | None = None, timeout: float = 1800.0) -> Path:
-    """The bundle installed on this host (``<bundle>/host/app/node_modules``), built on first use;
-    returns ``<bundle>/host``."""
+    """The bundle installed on this host (``<bundle>.host/app/node_modules``), built on first use;
+    returns ``<bundle>.host``. It lives beside the bundle, not in it: the bundle directory is an
+    image layer's build context, and a host install inside it would be copied into every image
+    (365 MB more for Qwen Code)."""
     bundle = ensure_npm_bundle(name, cache_dir, timeout)
-    host = bundle / "host"
+    host = bundle.parent / f"{bundle.name}.host"
     if (host / COMPLETE).is_file():
         return host
     with _locked(bundle.parent / f".{bundle.name}.host.lock"):
