@@ -66,6 +66,11 @@ What it sends (recorded against the proxy; pinned by ``tests/fixtures/wire/qwen_
   (none)\\nProcess Group PGID: ...``; only the ``Output`` is the environment's
   (:meth:`QwenCodeHarness.observation_targets`).
 
+Its first request is about 76 KB of JSON (36k tokens of agentgym's tiny byte-level tokenizer),
+so the policy needs a long context: the proxy's ``max_model_len`` must allow it (the default
+32768 tokens answers 400 and Qwen Code exits 1 with ``[API Error: 400 ...]``). ``extra_args``
+such as ``["--exclude-tools", "agent,skill"]`` make it shorter.
+
 >>> QwenCodeHarness().observation_targets({"role": "tool", "content": "Command: ls\\nDirectory: (root)\\n"
 ...     "Output: a.txt\\nError: (none)\\nExit Code: 0\\nSignal: (none)\\nProcess Group PGID: 7"})
 ((38, 43),)
