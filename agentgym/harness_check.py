@@ -113,6 +113,10 @@ def _summarise(harness: Harness, backend: str, trajectories: Sequence[Trajectory
         reward=main.reward, error=error, seconds=seconds)
 
 
+CHECK_MAX_MODEL_LEN = 262_144
+"""The check's proxy context limit, in tokens of the tiny tokenizer (several per word)."""
+
+
 async def check_harness(harness: Harness, backend: RuntimeBackend, *, out_dir: str | Path,
                         timeout_s: float = 300.0, max_steps: int = 5, network: str = "proxy") -> HarnessCheck:
     """Run ``harness`` once on :data:`CHECK_TASK` in ``backend`` against a scripted engine
@@ -124,7 +128,9 @@ async def check_harness(harness: Harness, backend: RuntimeBackend, *, out_dir: s
 
     replies = list(harness.check_replies())
     engine = ScriptedEngine(train_tokenizer(), lambda ids, n: replies[min(n, len(replies) - 1)])
-    proxy = Proxy(engine, out_dir)
+    # The scripted engine has no context limit, and a real agent's system prompt and tool schemas
+    # (Qwen Code's: ~36k tokens of the tiny tokenizer) must not end the check as an overflow.
+    proxy = Proxy(engine, out_dir, max_model_len=CHECK_MAX_MODEL_LEN)
     await proxy.start()
     t0 = time.time()
     try:
@@ -135,7 +141,8 @@ async def check_harness(harness: Harness, backend: RuntimeBackend, *, out_dir: s
         trajectories = await run_episode(EpisodeSpec(task=CHECK_TASK, sample_index=0, run_id="check"), env=env,
                                          harness=harness, proxy=proxy, backend=backend, images=images,
                                          max_steps=max_steps, timeout_s=timeout_s, network=network)
-        calls = proxy.journal.read(trajectories[0].session_id)
+        # no session id: the episode ended before its first call was journaled
+        calls = proxy.journal.read(trajectories[0].session_id) if trajectories[0].session_id else []
     finally:
         await proxy.stop()
     return _summarise(harness, backend.name, trajectories, calls, started, time.time() - t0)

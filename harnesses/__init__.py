@@ -13,6 +13,7 @@ id                            what runs
 ``aider/aider-v0``            Aider 0.86.2, one ``--message`` per episode (:mod:`.aider`)
 ``anthropic/claude-code-v2``  Claude Code 2.1.332's ``claude -p`` (:mod:`.claude_code`)
 ``openai/codex-v1``           Codex CLI 0.171.0's ``codex exec`` (:mod:`.codex`)
+``qwen/qwen-code-v0``         Qwen Code 0.24.4's headless ``qwen`` (:mod:`.qwen_code`)
 ============================  =======================================================
 
 >>> from agentgym import registries
@@ -40,6 +41,10 @@ registries.harnesses.register(
 registries.harnesses.register(
     "openai/codex-v1", "agentgym.harnesses.codex:CodexHarness",
     description="Codex CLI 0.171.0 `codex exec`, unmodified, installed offline from an npm lock (OpenAI Responses)",
+)
+registries.harnesses.register(
+    "qwen/qwen-code-v0", "agentgym.harnesses.qwen_code:QwenCodeHarness",
+    description="Qwen Code 0.24.4 headless `qwen`, unmodified, installed offline from an npm lock (OpenAI chat)",
 )
 registries.harnesses.register(
     "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",

@@ -80,6 +80,8 @@ class ClaudeCodeHarness(Harness):
     dialects: ClassVar[tuple[str, ...]] = ("anthropic",)
     streams: ClassVar[bool] = True
     uses_tools: ClassVar[bool] = True
+    version: ClassVar[str] = "2.1.332"
+    install_mb: ClassVar[float | None] = 588.0  # Node 22, npm and the locked packages
     step_limit_exit_codes: ClassVar[tuple[int, ...]] = (STEP_LIMIT_EXIT_CODE,)
 
     def __init__(self, *, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,

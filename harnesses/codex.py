@@ -73,6 +73,8 @@ class CodexHarness(Harness):
     dialects: ClassVar[tuple[str, ...]] = ("responses",)
     streams: ClassVar[bool] = True
     uses_tools: ClassVar[bool] = True
+    version: ClassVar[str] = "0.171.0"
+    install_mb: ClassVar[float | None] = 628.0  # Node 22, npm and the locked packages
 
     def __init__(self, *, extra_args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  lock: str = "codex") -> None:

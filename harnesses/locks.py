@@ -17,6 +17,13 @@ a reviewed diff::
     python3 -m agentgym.harnesses.locks update mini-swe-agent    # needs `uv` (pip install uv)
     python3 -m agentgym.harnesses.locks list
 
+Node.js harnesses have a directory instead, ``<name>/`` with ``package.json`` (the top-level
+package at an exact version), ``package-lock.json`` (every package with its sha512 integrity)
+and ``bootstrap.json`` (the Node and npm that install it; :mod:`agentgym.harnesses.npmbundle`).
+The same command updates them: edit the pin in ``package.json``, then
+``python3 -m agentgym.harnesses.locks update qwen-code`` re-resolves ``package-lock.json`` with
+npm (``npm install --package-lock-only --ignore-scripts``: registry metadata only, nothing runs).
+
 >>> lock = harness_lock("mini-swe-agent")
 >>> lock.pinned("mini-swe-agent"), lock.pinned("litellm")
 ('2.4.6', '1.106.12')
@@ -27,10 +34,12 @@ a reviewed diff::
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -123,14 +132,61 @@ def update_lock(name: str, lock_dir: Path = LOCK_DIR) -> Path:
     return output
 
 
+def npm_locks(lock_dir: Path = LOCK_DIR) -> list[str]:
+    """Names of the Node.js harness locks (directories with a ``package.json``)."""
+    return sorted(p.parent.name for p in lock_dir.glob("*/package.json"))
+
+
+def npm_lock_packages(name: str, lock_dir: Path = LOCK_DIR) -> dict[str, str]:
+    """``node_modules/<package>`` -> version, for every package of an npm lock."""
+    data = json.loads((lock_dir / name / "package-lock.json").read_text())
+    return {k: v.get("version", "") for k, v in data.get("packages", {}).items() if k}
+
+
+def npm_update_command(npm: str = "npm") -> list[str]:
+    """The argv that re-resolves ``package-lock.json`` from ``package.json`` (metadata only)."""
+    return [npm, "install", "--package-lock-only", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
+
+
+def update_npm_lock(name: str, lock_dir: Path = LOCK_DIR) -> Path:
+    """Re-resolve ``<name>/package-lock.json`` from its ``package.json`` with the host's npm, from
+    scratch (a fresh directory, so no old resolution is kept). Review the diff and run the
+    harness's wire test (``AGENTGYM_REGEN_WIRE_FIXTURES=1`` when the wire changed)."""
+    lock = lock_dir / name
+    if not (lock / "package.json").is_file():
+        raise HarnessError(f"no {lock / 'package.json'} to resolve")
+    npm = shutil.which("npm")
+    if npm is None:
+        raise HarnessError("updating an npm lock needs npm on the host (Debian's `npm`)")
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copy2(lock / "package.json", Path(tmp) / "package.json")
+        proc = subprocess.run(npm_update_command(npm), cwd=tmp, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise HarnessError(f"npm install --package-lock-only for {name} failed:\n{proc.stderr[-3000:]}")
+        shutil.copy2(Path(tmp) / "package-lock.json", lock / "package-lock.json")
+    return lock / "package-lock.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in ("update", "list"):
         print("usage: python3 -m agentgym.harnesses.locks update [NAME ...] | list", file=sys.stderr)
         return 2
-    names = args[1:] or sorted(p.stem for p in LOCK_DIR.glob("*.in"))
+    npm = npm_locks()
+    names = args[1:] or sorted(p.stem for p in LOCK_DIR.glob("*.in")) + npm
     for name in names:
-        if args[0] == "update":
+        if name in npm:
+            from agentgym.harnesses.npmbundle import bundle_key
+
+            if args[0] == "update":
+                path = update_npm_lock(name)
+                print(f"wrote {path} ({len(npm_lock_packages(name))} packages); review `git diff {path}`")
+            else:
+                top = json.loads((LOCK_DIR / name / "package.json").read_text()).get("dependencies", {})
+                pins = " ".join(f"{k}@{v}" for k, v in top.items())
+                print(f"{name:24s} {len(npm_lock_packages(name)):4d} packages  digest {bundle_key(LOCK_DIR / name)}  "
+                      f"{LOCK_DIR / name}/package-lock.json  ({pins}, npm)")
+        elif args[0] == "update":
             path = update_lock(name)
             print(f"wrote {path} ({len(harness_lock(name).pins())} packages); review `git diff {path}`")
         else:

@@ -28,6 +28,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -116,16 +117,36 @@ def ensure_npm_bundle(name: str, cache_dir: str | Path | None = None, timeout: f
             for f in ("package.json", "package-lock.json"):
                 shutil.copy2(lock / f, work / f)
             # Fills cache/ with exactly the lock's tarballs for this platform (npm checks their
-            # integrity); nothing is installed for real, and no script runs here.
-            _run(["npm", "ci", "--cache", str(tmp / "cache"), "--ignore-scripts", "--no-audit", "--no-fund",
-                  "--loglevel=error"], work, f"npm ci of {name}'s lock (download)", timeout)
+            # integrity); nothing is installed for real, and no script runs here. The pinned npm
+            # does it, not the host's: npm 11 refuses a lock whose optional platform packages the
+            # registry no longer serves (Qwen Code's), which the pinned npm installs without.
+            node, npm_cli = _unpack_bootstrap(tmp, tmp / "boot")
+            _run([str(node), str(npm_cli), "ci", "--cache", str(tmp / "cache"), "--ignore-scripts", "--no-audit",
+                  "--no-fund", "--loglevel=error"], work, f"npm ci of {name}'s lock (download)", timeout,
+                 env=_path_env(node.parent))
             shutil.rmtree(work)
+            shutil.rmtree(tmp / "boot")
             (tmp / COMPLETE).write_text(json.dumps({"lock": name, "key": final.name}))
             tmp.rename(final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _unpack_bootstrap(bundle: Path, dest: Path) -> tuple[Path, Path]:
+    """Unpacks the bundle's pinned Node and npm into ``dest``; returns ``node`` and ``npm-cli.js``."""
+    for part in ("node", "npm"):
+        (dest / part).mkdir(parents=True)
+        _run(["tar", "-xzf", str(bundle / f"{part}.tgz"), "-C", str(dest / part), "--strip-components=1"],
+             bundle, f"unpacking the pinned {part}", 600)
+    return dest / "node" / "bin" / "node", dest / "npm" / "bin" / "npm-cli.js"
+
+
+def _path_env(bin_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 def install_script(bundle: str, prefix: str) -> str:
@@ -143,10 +164,12 @@ def install_script(bundle: str, prefix: str) -> str:
 
 
 def ensure_host_install(name: str, cache_dir: str | Path | None = None, timeout: float = 1800.0) -> Path:
-    """The bundle installed on this host (``<bundle>/host/app/node_modules``), built on first use;
-    returns ``<bundle>/host``."""
+    """The bundle installed on this host (``<bundle>.host/app/node_modules``), built on first use;
+    returns ``<bundle>.host``. It lives beside the bundle, not in it: the bundle directory is an
+    image layer's build context, and a host install inside it would be copied into every image
+    (365 MB more for Qwen Code)."""
     bundle = ensure_npm_bundle(name, cache_dir, timeout)
-    host = bundle / "host"
+    host = bundle.parent / f"{bundle.name}.host"
     if (host / COMPLETE).is_file():
         return host
     with _locked(bundle.parent / f".{bundle.name}.host.lock"):

@@ -1,7 +1,7 @@
-"""Claude Code and Codex CLI in a container against the proxy: the real ``claude`` and ``codex`` (npm
-locks, Node 22 from npm, installed offline into the task image), streaming Anthropic Messages and
-OpenAI Responses to agentgym's proxy, whose scripted engine answers in the model's own tool-call
-format. Each episode solves the task, and its session reconstructs with every sampled token
+"""Claude Code, Codex CLI and Qwen Code in a container against the proxy: the real ``claude``,
+``codex`` and ``qwen`` (npm locks, Node 22 from npm, installed offline into the task image),
+streaming Anthropic Messages, OpenAI Responses and OpenAI chat completions to agentgym's proxy,
+whose scripted engine answers in the model's own tool-call format. Each episode solves the task, and its session reconstructs with every sampled token
 trained (delivered_fraction 1.0)."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ WRITE = "printf 'Hello, agentgym!\\n' > /app/hello.txt"
 CALLS = {
     "anthropic/claude-code-v2": json.dumps({"name": "Bash", "arguments": {"command": WRITE, "description": "Write it"}}),
     "openai/codex-v1": json.dumps({"name": "exec_command", "arguments": {"cmd": WRITE}}),
+    "qwen/qwen-code-v0": json.dumps({"name": "run_shell_command", "arguments": {"command": WRITE}}),
 }
 
 

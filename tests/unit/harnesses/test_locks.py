@@ -80,3 +80,37 @@ def test_wheelhouse_from_a_lock_downloads_hash_checked_and_keeps_the_lock(
     from agentgym.harnesses.locks import HarnessLock
 
     assert wh.wheelhouse_key([], lock=HarnessLock("mini-swe-agent", other)) != wh.wheelhouse_key([], lock=lock)
+
+
+def test_npm_locks_are_listed_with_their_pins(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentgym.harnesses.locks import main, npm_lock_packages, npm_locks
+
+    assert {"claude-code", "codex", "qwen-code"} <= set(npm_locks())
+    assert npm_lock_packages("qwen-code")["node_modules/@qwen-code/qwen-code"] == "0.24.4"
+    assert main(["list", "qwen-code", "mini-swe-agent"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("qwen-code") and "@qwen-code/qwen-code@0.24.4, npm" in out[0]
+    assert out[1].startswith("mini-swe-agent") and "mini-swe-agent.txt" in out[1]
+
+
+def test_npm_update_resolves_metadata_only_from_a_fresh_directory(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    import agentgym.harnesses.locks as locks
+
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "package.json").write_text('{"dependencies": {"a": "1.0.0"}}')
+    (tmp_path / "x" / "package-lock.json").write_text('{"old": true}')
+    seen: list[tuple[list[str], list[str]]] = []
+
+    def fake_run(cmd: list[str], cwd: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+        seen.append((cmd, sorted(p.name for p in Path(cwd).iterdir())))
+        (Path(cwd) / "package-lock.json").write_text('{"new": true}')
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(locks.subprocess, "run", fake_run)
+    monkeypatch.setattr(locks.shutil, "which", lambda name: "/usr/bin/npm")
+    path = locks.update_npm_lock("x", lock_dir=tmp_path)
+    [(cmd, files)] = seen
+    assert cmd[:3] == ["/usr/bin/npm", "install", "--package-lock-only"] and "--ignore-scripts" in cmd
+    assert files == ["package.json"]  # the old lock does not steer the resolution
+    assert path.read_text() == '{"new": true}'
