@@ -35,7 +35,8 @@ __version__ = "0.1.0"
 
 
 def make(env_id: str, **kwargs: Any) -> Any:
-    """A registered environment as a ``gymnasium.Env`` (:class:`agentgym.gym.GymEnv`)."""
+    """A registered environment as a ``gymnasium.Env`` (:func:`agentgym.gym.make`: text for the
+    terminal and SWE families, screenshots for the GUI family)."""
     from agentgym.gym import make as _make
 
     return _make(env_id, **kwargs)

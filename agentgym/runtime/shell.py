@@ -7,7 +7,8 @@ command does to the shell (``cd``, variables, functions, a started REPL) is ther
 
 Prompt detection: the shell's prompts are replaced by markers carrying a random nonce and the
 exit status (``PS1``), and a continuation marker (``PS2``); input echo is off, so the output of
-a step is exactly what was printed between the markers. Every line the shell reads prints one
+a step is exactly what was printed between the markers. History expansion is off (``!`` is an
+ordinary character, as in ``bash -c``) and Ctrl-D at the prompt does not end the shell. Every line the shell reads prints one
 prompt, so a step that types ``n`` lines waits for ``n`` prompts; the last ``PS1`` gives the
 exit status.
 
@@ -32,8 +33,10 @@ dropped, and the shell's next prompt ends the step.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import select
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +53,9 @@ CTRL_C = "\x03"
 """An action made of control characters only is sent as keys, without a newline; this one interrupts."""
 SHELL = ("bash", "--login", "--noediting", "-i")
 """Readline off: what is typed reaches the shell as plain lines (no redrawing to strip)."""
+MAX_LINE = 4000
+"""The longest line typed (in bytes): a terminal's line buffer holds 4095, and a longer line
+would block the writer for good."""
 QUIET_S = 0.5
 """While a command runs (a REPL, a program reading input), a step that types into it ends once
 nothing has been printed for this long."""
@@ -69,6 +75,8 @@ class ShellResult:
     """The shell waits for more lines (a continuation prompt: an unclosed quote, a ``for``...)."""
     restarted: bool = False
     """The shell had exited and a new one was started for this step (its state is gone)."""
+    typed: bool = True
+    """``False``: nothing was typed (a line longer than :data:`MAX_LINE`; ``output`` says so)."""
 
 
 class ShellSession:
@@ -119,11 +127,12 @@ class ShellSession:
         # Typed while echo is still on: the markers are split in two quoted strings, so their
         # echo cannot match the prompt pattern.
         self._child.sendline(
-            f"stty -echo -onlcr 2>/dev/null; set -o ignoreeof; unset HISTFILE PROMPT_COMMAND; "
+            f"stty -echo -onlcr 2>/dev/null; set -o ignoreeof +H; unset HISTFILE PROMPT_COMMAND; "
             f"export PAGER=cat GIT_PAGER=cat SYSTEMD_PAGER=; "
             f"PS1='{self._ps1}''$?__ '; PS2='{self._ps1}''more__ '")
         try:
             self._child.expect(self._prompt, timeout=self.start_timeout)
+            os.set_blocking(self._child.child_fd, False)  # writes with a deadline (_type)
         except (pexpect.EOF, pexpect.TIMEOUT) as e:
             before = self._child.before if isinstance(self._child.before, str) else ""
             self.close()
@@ -162,24 +171,44 @@ class ShellSession:
         assert self._child is not None
         deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
         early = self._drain()
+        longest = max((len(line.encode()) for line in text.split("\n")), default=0)
+        if longest > MAX_LINE:
+            return ShellResult(early + f"[agentgym: a line of {longest} bytes is longer than the terminal takes "
+                               f"({MAX_LINE}); nothing was typed. Write long text to a file in pieces.]\n",
+                               None, restarted=restarted, typed=False)
         if text and all(ord(c) < 32 and c not in "\n\t" for c in text):
             if CTRL_C in text:
                 self._child.sendintr()  # the terminal also drops typed-ahead input
                 text = text.replace(CTRL_C, "")
                 self._running = True
-            if text:
-                self._child.send(text)
+            lost = self._type(text, deadline)
             result = self._until_prompt_or_quiet(deadline)
         elif self._running:
-            for line in text.split("\n"):
-                self._child.sendline(line)
+            lost = self._type(text + "\n", deadline)
             result = self._until_prompt_or_quiet(deadline)
         else:
-            lines = text.split("\n")
-            for line in lines:
-                self._child.sendline(line)
-            result = self._prompts(len(lines), deadline)
-        return ShellResult(early + result.output, result.exit_code, result.timed_out, result.waiting, restarted)
+            lost = self._type(text + "\n", deadline)
+            result = self._prompts(text.count("\n") + 1, deadline)
+        note = (f"[agentgym: the terminal's input buffer is full (nothing reads it); {lost} bytes were not "
+                "typed]\n") if lost else ""
+        return ShellResult(early + result.output + note, result.exit_code, result.timed_out or bool(lost),
+                           result.waiting, restarted)
+
+    def _type(self, text: str, deadline: float) -> int:
+        """Write ``text`` to the terminal without blocking past ``deadline`` (a program that does
+        not read its input fills the terminal's buffer); returns how many bytes were not written."""
+        assert self._child is not None
+        fd = self._child.child_fd
+        payload = text.encode()
+        while payload:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+                break
+            try:
+                payload = payload[os.write(fd, payload[:1024]):]
+            except BlockingIOError:
+                time.sleep(0.01)
+        return len(payload)
 
     def interrupt(self, timeout: float | None = None) -> ShellResult:
         """Ctrl-C: interrupt the foreground command and wait for the prompt."""
