@@ -1,0 +1,168 @@
+"""``GuiEnv``: GUI tasks on a virtual display, acted on with mouse and keyboard.
+
+Each task runs in its app's image (:mod:`.images`). :meth:`GuiEnv.setup` starts the desktop
+(``container/launch.py``: Xvfb, openbox, the app's services, restarted if they exit) and waits
+until the app answers and the screen is still. An agent then acts through the action server
+(:class:`~agentgym.envs.gui.client.ActionClient`, one ``docker exec`` stream per episode), or
+in-process through :class:`~agentgym.envs.gui.gym.GuiGymEnv` (``agentgym.make("gui/...")``).
+
+:meth:`GuiEnv.evaluate` reads the state the app wrote (``/var/lib/agentgym-gui/state.json``)
+through :func:`agentgym.verify.run_verifier`: in a sealed container over the agent's final
+files, with no process of the episode left, so nothing can change the state after the episode.
+The task's grader (:mod:`.tasks`) turns that state into named checks; the reward is 1 when all
+hold. Pixels are never graded.
+
+>>> env = GuiEnv()
+>>> [t.id for t in env.tasks()]
+['tk-form', 'tk-todo', 'web-cart']
+>>> env.task("web-cart").metadata["app"], env.task("web-cart").limits.memory
+('cart', '2g')
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+from agentgym.env import Env, Evaluation
+from agentgym.envs.gui.client import ACTIOND, ActionClient
+from agentgym.envs.gui.images import app_image
+from agentgym.envs.gui.tasks import APPS, TASKS, GuiTaskSpec
+from agentgym.errors import EnvError
+from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
+from agentgym.types import Task, TaskLimits
+from agentgym.verify import run_verifier
+
+__all__ = ["SCREEN", "STATE_FILE", "GuiEnv"]
+
+SCREEN = (800, 600)
+"""Width and height of the virtual display (every task of the suite: one observation shape)."""
+STATE_FILE = "/var/lib/agentgym-gui/state.json"
+"""Where the apps write their state (what the verifier reads)."""
+LAUNCH = "/opt/agentgym-gui/launch.py"
+READY_TIMEOUT_S = 90.0
+
+_READ_STATE = r'''
+import json, os, stat, sys
+path = sys.argv[1]
+try:
+    info = os.lstat(path)
+except FileNotFoundError:
+    print(json.dumps({"state": None, "problem": "no state file: the app never saved"})); sys.exit(0)
+if not stat.S_ISREG(info.st_mode) or info.st_size > 1 << 20:
+    print(json.dumps({"state": None, "problem": "the state file is not a regular file under 1 MB"})); sys.exit(0)
+try:
+    state = json.load(open(path))
+except ValueError as e:
+    print(json.dumps({"state": None, "problem": f"the state file is not JSON: {e}"})); sys.exit(0)
+print(json.dumps({"state": state}))
+'''
+
+
+class GuiEnv(Env):
+    """The GUI suite (see the module docstring and :mod:`.tasks`).
+
+    Args:
+        task_ids: keep only these tasks, in this order (default: all).
+        env_id: the env id (``Task.env`` of the tasks).
+        max_steps, timeout_s: the agent's limits.
+    """
+
+    def __init__(self, task_ids: Sequence[str] | None = None, env_id: str = "gui/all-v0", max_steps: int = 50,
+                 timeout_s: float = 900.0) -> None:
+        unknown = [t for t in task_ids or () if t not in TASKS]
+        if unknown:
+            raise EnvError(f"no GUI task {', '.join(map(repr, unknown))}; tasks: {', '.join(TASKS)}")
+        self.id = env_id
+        self.task_ids = list(task_ids) if task_ids else list(TASKS)
+        self.max_steps = max_steps
+        self.timeout_s = timeout_s
+        self._tasks: list[Task] | None = None
+
+    def __repr__(self) -> str:
+        return f"GuiEnv(id={self.id!r}, tasks={self.task_ids!r})"
+
+    def tasks(self) -> list[Task]:
+        if self._tasks is None:
+            tasks = []
+            for task_id in self.task_ids:
+                spec = TASKS[task_id]
+                app = APPS[spec.app]
+                image = app_image(app.name, browser=app.browser)
+                tasks.append(Task(
+                    id=spec.id, instruction=spec.instruction, env=self.id, image=image.image,
+                    dockerfile_dir=image.context, workdir="/root", network="none",
+                    limits=TaskLimits(timeout_s=self.timeout_s, max_steps=self.max_steps, memory=app.memory),
+                    env_vars={"AGENTGYM_GUI_SCREEN": f"{SCREEN[0]}x{SCREEN[1]}"},
+                    metadata={"family": "gui", "app": app.name, "browser": app.browser, "screen": list(SCREEN),
+                              "params": dict(spec.params), "tags": list(spec.tags)}))
+            self._tasks = tasks
+        return list(self._tasks)
+
+    def spec(self, task: Task) -> GuiTaskSpec:
+        spec = TASKS.get(task.id)
+        if spec is None or task.metadata.get("family") != "gui":
+            raise EnvError(f"{self.id}: {task.id!r} is not one of its GUI tasks")
+        return spec
+
+    # -- sandboxes -------------------------------------------------------------------------------
+    def unsupported(self, task: Task, backend: RuntimeBackend) -> str | None:
+        """GUI tasks run Xvfb, a window manager and the app from their image (Docker)."""
+        if not backend.uses_images:
+            return "GUI tasks run Xvfb, a window manager and their app from the task's image; use docker"
+        return None
+
+    async def setup(self, task: Task, runtime: Runtime) -> None:
+        """Start the desktop detached (it outlives this command), then wait until the app
+        answers on its socket and the screen is still."""
+        started = await runtime.exec(f"setsid -f python3 {LAUNCH} >/var/log/agentgym-gui.log 2>&1 </dev/null",
+                                     timeout=30, login=False)
+        if not started.ok:
+            raise EnvError(f"{task.id}: cannot start the desktop: {(started.stderr or started.stdout)[-1000:]}")
+        ready = await runtime.exec(f"python3 {ACTIOND} --wait-ready {READY_TIMEOUT_S:g}",
+                                   timeout=READY_TIMEOUT_S + 30, login=False)
+        if not ready.ok:
+            log = await runtime.exec("tail -n 40 /var/log/agentgym-gui.log", timeout=10, login=False)
+            raise EnvError(f"{task.id}: the app did not come up: {ready.stderr.strip()[-500:]}\n"
+                           f"--- /var/log/agentgym-gui.log ---\n{log.stdout[-3000:]}")
+
+    # -- scoring ---------------------------------------------------------------------------------
+    async def evaluate(self, task: Task, runtime: Runtime) -> Evaluation:
+        """Grade the state the app saved (read in a sealed container, see the module docstring).
+        ``details``: ``checks`` (name -> held), ``state``, ``problem`` (why there is no state)."""
+        spec = self.spec(task)
+        command = shlex.join(["python3", "-I", "-c", _READ_STATE, STATE_FILE])
+        run = await run_verifier(runtime, command, trusted_image=task.image, timeout=60, workdir="/")
+        result = run.result
+        try:
+            verdict = json.loads(result.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError) as e:
+            raise EnvError(f"{task.id}: the state reader failed (exit {result.exit_code}): "
+                           f"{(result.stderr or result.stdout)[-1000:]}") from e
+        state = verdict.get("state")
+        checks = spec.grade(state, spec.params)
+        details: dict[str, Any] = {"checks": checks, "state": state, "isolation": run.isolation,
+                                   "tampering": run.evidence}
+        if verdict.get("problem"):
+            details["problem"] = verdict["problem"]
+        return Evaluation(reward=float(all(checks.values())), details=details)
+
+    async def oracle(self, task: Task, runtime: Runtime) -> ExecResult:
+        """Solve the task through the action server, as an agent would (click, type, drag...)."""
+        spec = self.spec(task)
+        try:
+            async with await ActionClient.over_exec(runtime) as gui:
+                final = await spec.oracle(gui, spec.params)
+        except EnvError as e:
+            return ExecResult(exit_code=1, stdout="", stderr=str(e))
+        return ExecResult(exit_code=0, stdout=final.text())
+
+    # -- in-process agents -----------------------------------------------------------------------
+    def gymnasium(self, **options: Any) -> Any:
+        """A :class:`~agentgym.envs.gui.gym.GuiGymEnv`: screenshots (and the app's accessible
+        text) in, computer-use actions out."""
+        from agentgym.envs.gui.gym import GuiGymEnv
+
+        return GuiGymEnv(self, **options)
