@@ -34,6 +34,15 @@ from agentgym.types import (
 __version__ = "0.1.0"
 
 
+def env_from(target: Any, **kwargs: Any) -> Any:
+    """The :class:`~agentgym.env.Env` a target names: a registered id, a task directory or a
+    directory of tasks, a SWE-bench-style ``.json``/``.jsonl`` file, or ``module:attr``
+    (:func:`agentgym.sources.env_from`)."""
+    from agentgym.sources import env_from as _env_from
+
+    return _env_from(target, **kwargs)
+
+
 def make(env_id: str, **kwargs: Any) -> Any:
     """A registered environment as a ``gymnasium.Env`` (:func:`agentgym.gym.make`: text for the
     terminal and SWE families, screenshots for the GUI family)."""
@@ -77,6 +86,7 @@ __all__ = [
     "Trajectory",
     "TrajectoryGroup",
     "__version__",
+    "env_from",
     "make",
     "train",
 ]

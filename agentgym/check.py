@@ -8,7 +8,7 @@ started through the :class:`~agentgym.env.Env` contract only (``start``, ``oracl
 ``evaluate``), and reports per task what went wrong with the verifier's output tail.
 
 >>> import asyncio
->>> from agentgym.env import Env, Evaluation
+>>> from agentgym.env import Env, Evaluation, Stage
 >>> from agentgym.runtime import get_backend
 >>> from agentgym.types import Task
 >>> class Echo(Env):
@@ -34,9 +34,10 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from agentgym.env import Env, Evaluation
+from agentgym.env import Env, Evaluation, Stage
 from agentgym.errors import AgentGymError, EnvError
 from agentgym.runtime.base import RuntimeBackend
+from agentgym.stages import run_stages
 from agentgym.types import Task
 
 __all__ = ["EnvCheck", "TaskCheck", "check_env", "check_task", "format_failure", "format_line", "format_summary",
@@ -137,15 +138,23 @@ async def _score(env: Env, task: Task, backend: RuntimeBackend, image: str | Non
     """Start a fresh runtime, optionally run the oracle, evaluate."""
     out = _Outcome()
     runtime = await env.start(task, backend, image=image)
-    try:
-        if solve:
-            result = await env.oracle(task, runtime)
-            if not result.ok:
-                how = "timed out" if result.timed_out else f"exited {result.exit_code}"
-                out.problem = f"the oracle (reference solution) {how}"
-                out.output = _tail(result.stdout + result.stderr)
+
+    async def act(stage: Stage, index: int) -> None:
+        if not solve:
+            return
         try:
-            ev = await env.evaluate(task, runtime)
+            result = await env.oracle_stage(task, runtime, index)
+        except AgentGymError as e:  # no reference solution, or it could not be started
+            out.problem = out.problem or _describe(e).partition("\n")[0]
+            return
+        if not result.ok and out.problem is None:
+            how = "timed out" if result.timed_out else f"exited {result.exit_code}"
+            out.problem = f"the oracle (reference solution) {how}" + (f" in stage {stage.name!r}" if stage.name else "")
+            out.output = _tail(result.stdout + result.stderr)
+
+    try:
+        try:
+            ev = await run_stages(env, task, runtime, act)
         except AgentGymError as e:  # no reward file, a crash, a timeout: loud, with the tail
             first, _, rest = str(e).partition("\n")
             out.problem = out.problem or f"evaluate failed: {first}"

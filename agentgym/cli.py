@@ -3,8 +3,8 @@
     agentgym quickstart                         the whole loop on the tiny local model
     agentgym train --config X.toml [--set k=v]  train: rollouts, step-level updates, weight sync
     agentgym rollout --env E --harness H --model M --samples N --out DIR
-    agentgym export IN OUT                      convert a journal or dataset (.jsonl <-> .parquet)
-    agentgym envs list | agentgym harnesses list
+    agentgym export IN OUT [--format hf|trl-sft|trl-grpo|verl] [filters]   datasets for trainers
+    agentgym envs list | agentgym envs show ID|PATH | agentgym harnesses list
     agentgym check env ID|PATH [--tasks a,b] [--runtime R]   oracle scores 1, doing nothing 0
     agentgym check harness ID|PATH [--runtime R]  its dialect, streaming, calls, segments on a trivial task
     agentgym prebuild ID|PATH [--harness H]     build task images (and a harness layer) ahead of a run
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agentgym.errors import AgentGymError, EnvError
+from agentgym.errors import AgentGymError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -68,9 +68,14 @@ def quickstart(
         print(json.dumps(summary, indent=2))
 
 
+VERBOSE_HELP = "More detail: progress notes, library warnings, tracebacks (-vv: debug)."
+
+
 @app.command()
 def rollout(
-    env: Annotated[str, typer.Option(help="Environment suite id (see `agentgym envs list`).")],
+    env: Annotated[str, typer.Option(help="A registered env id (see `agentgym envs list`), a task directory or a "
+                                     "directory of tasks (Harbor or Terminal-Bench 1), a SWE-bench-style "
+                                     ".json/.jsonl file, or module:attr.")],
     harness: Annotated[str, typer.Option(help="Harness id (see `agentgym harnesses list`) or a TOML harness "
                                          "spec's path.")] = "agentgym/react-v0",
     model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
@@ -82,31 +87,50 @@ def rollout(
     max_steps: Annotated[int | None, typer.Option(help="Override the tasks' step limit.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
+    progress: Annotated[bool, typer.Option(help="Show the progress bar (on a terminal).")] = True,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
-    """Run tasks x samples with a harness against a model; writes a trajectory dataset."""
+    """Run tasks x samples with a harness against a model; writes a trajectory dataset.
+
+    One run per --out directory at a time. SIGTERM, SIGINT (Ctrl-C) or SIGHUP stop it cleanly:
+    sandboxes removed, the episodes in flight listed as half episodes (re-run on resume), the
+    summary written; the exit status is then 128 + the signal's number."""
+    from agentgym.console import configure_output
+
+    configure_output(verbose)
+    from agentgym.check import select_tasks
     from agentgym.engines import load_engine
+    from agentgym.errors import storage_error
+    from agentgym.harness import load_harness
+    from agentgym.rollout.metrics import format_summary
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
 
     try:
-        engine = load_engine(model)
-        cfg = RolloutConfig(env=env, harness=harness, samples=samples,
-                            task_ids=[t for t in tasks.split(",") if t] or None, out_dir=out, runtime=runtime,
+        # Everything the run needs is checked before the model loads (minutes for a real one).
+        suite = load_env_target(env)
+        selected = select_tasks(suite, _task_ids(tasks))
+        load_harness(harness)
+        cfg = RolloutConfig(env=suite, harness=harness, samples=samples,
+                            task_ids=[t.id for t in selected] if tasks else None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
-                            default_max_tokens=max_tokens)
+                            default_max_tokens=max_tokens, progress=progress, handle_signals=True)
+        engine = load_engine(model)
         try:
             result = asyncio.run(run_rollouts(cfg, engine))
         finally:
             asyncio.run(engine.aclose())
     except AgentGymError as e:
         _fail(e)
-    main = result.main
-    mean = sum(t.reward for t in main) / max(1, len(main))
-    sampled = sum(t.sampled_tokens for t in main)
-    trained = sum(t.trained_tokens for t in main)
-    typer.echo(f"{len(main)} episodes ({result.backend}), mean reward {mean:.3f}, "
-               f"delivered_fraction {trained / sampled if sampled else 1.0:.3f}, "
-               f"{sum(1 for t in main if t.error)} with errors")
-    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}")
+    except OSError as e:  # a file-system failure nothing below turned into a message
+        _fail(storage_error(e, out))
+    assert result.summary is not None
+    for line in format_summary(result.summary):
+        typer.echo(line)
+    typer.echo(f"dataset: {result.parquet}  journal: {result.journal}  summary: {result.out_dir / 'summary.json'}")
+    if result.stopped_by:
+        import signal
+
+        raise typer.Exit(code=128 + int(signal.Signals[result.stopped_by]))
 
 
 @app.command("train")
@@ -129,41 +153,86 @@ def train_cmd(
                f"TensorBoard: {result.out / 'tensorboard'}, checkpoints: {result.out / 'checkpoints'}")
 
 
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 @app.command("export")
 def export_cmd(
     src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
-    dst: Annotated[Path, typer.Argument(help="Output .jsonl or .parquet.")],
+    dst: Annotated[Path, typer.Argument(help="Output: a .jsonl/.parquet file, or a directory for hf, trl-sft, "
+                                        "trl-grpo and verl.")],
+    format: Annotated[str, typer.Option("--format", "-f", help="jsonl, parquet, hf (Hugging Face datasets, "
+                                        "agentgym's schema), trl-sft, trl-grpo or verl; default: by DST's "
+                                        "suffix, hf for a directory.")] = "",
+    tokens: Annotated[bool, typer.Option(help="trl-sft/verl: token ids as recorded, with the action mask as "
+                                         "the completion (loss) mask, instead of chat messages only.")] = False,
+    min_reward: Annotated[float | None, typer.Option(help="Keep trajectories with reward >= this.")] = None,
+    max_reward: Annotated[float | None, typer.Option(help="Keep trajectories with reward <= this.")] = None,
+    stop_reason: Annotated[str, typer.Option(help="Keep these stop reasons (comma-separated).")] = "",
+    harness: Annotated[str, typer.Option(help="Keep these harnesses (comma-separated).")] = "",
+    env: Annotated[str, typer.Option(help="Keep these environments (comma-separated).")] = "",
+    min_tokens: Annotated[int | None, typer.Option(help="Longest segment at least this many tokens.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Longest segment at most this many tokens.")] = None,
+    min_steps: Annotated[int | None, typer.Option(help="At least this many steps.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="At most this many steps.")] = None,
+    exclude_breaks: Annotated[str, typer.Option(help="Drop trajectories with segments that start for these "
+                                                "break reasons (e.g. history_edited,assistant_edited).")] = "",
+    lineage: Annotated[str, typer.Option(help="all, main (main agents) or sub (sub-agents).")] = "all",
+    min_policy_version: Annotated[int | None, typer.Option(help="Every sampled token at least this policy "
+                                                           "version.")] = None,
+    max_policy_version: Annotated[int | None, typer.Option(help="Every sampled token at most this policy "
+                                                           "version.")] = None,
+    scorable_only: Annotated[bool, typer.Option(help="Drop episodes that failed outside the agent.")] = False,
+    model: Annotated[str | None, typer.Option(help="Model id to record (default: the run's).")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer id to record (default: the run's model).")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
-    """Convert trajectories between JSONL and Parquet (a run directory reads its journal)."""
-    from agentgym import export
+    """Export trajectories, filtered, as a dataset: agentgym's schema (.jsonl/.parquet, or a
+    Hugging Face dataset directory with a dataset card), or what TRL's SFT and GRPO trainers and
+    verl's data loaders take (a run directory reads its journal and call log)."""
+    from agentgym.console import configure_output
 
+    configure_output(verbose)
+    from agentgym.errors import storage_error
+    from agentgym.filters import TrajectoryFilter
+    from agentgym.formats import export_dataset
+
+    fmt = format or (dst.suffix.lstrip(".") if dst.suffix in (".jsonl", ".parquet") else "hf")
     try:
-        path = src / "episodes.jsonl" if src.is_dir() else src
-        trajs = export.read(path)
-        export.write(trajs, dst)
-    except (AgentGymError, FileNotFoundError) as e:
+        flt = TrajectoryFilter(
+            min_reward=min_reward, max_reward=max_reward, stop_reasons=_csv(stop_reason), harnesses=_csv(harness),
+            envs=_csv(env), min_tokens=min_tokens, max_tokens=max_tokens, min_steps=min_steps, max_steps=max_steps,
+            exclude_breaks=_csv(exclude_breaks), lineage=lineage, min_policy_version=min_policy_version,
+            max_policy_version=max_policy_version, scorable_only=scorable_only)
+        report = export_dataset(src, dst, fmt, flt=flt, tokens=tokens, model=model, tokenizer=tokenizer)
+    except AgentGymError as e:
         _fail(e)
-    typer.echo(f"wrote {len(trajs)} trajectories to {dst} (schema version {export.SCHEMA_VERSION})")
+    except OSError as e:
+        _fail(storage_error(e, dst, "read or write"))
+    from agentgym.export import SCHEMA_VERSION
+
+    left = ", ".join(f"{k} {v}" for k, v in report.dropped.items())
+    typer.echo(f"wrote {report.trajectories} trajectories ({report.rows} rows, {report.format}) to {report.path} "
+               f"(schema version {SCHEMA_VERSION})" + (f"; left out: {left}" if left else "")
+               + (f"; {report.skipped_segments} segment(s) without recorded calls skipped"
+                  if report.skipped_segments else ""))
 
 
 def load_env_target(target: str) -> Env:
-    """An environment from a command's ENV argument: a registered id, or a path to a Harbor task
-    directory or a directory of them (read by a :class:`~agentgym.envs.harbor.HarborEnv`).
-    The one place the commands resolve that argument; general task sources can replace it."""
-    path = Path(target).expanduser().absolute()
-    if path.is_dir():
-        from agentgym.envs.harbor import HarborEnv
+    """An environment from a command's ENV argument (:func:`agentgym.sources.env_from`: a
+    registered id, a task directory or a directory of tasks, a SWE-bench-style file, or
+    ``module:attr``), read before anything heavy is loaded."""
+    import warnings
 
-        env = HarborEnv(path, env_id=target)
-        if not env.tasks():
-            raise EnvError(f"{path} holds no Harbor task (a directory with instruction.md and task.toml)")
-        return env
-    if target.startswith(("/", ".", "~")) or path.exists():
-        raise EnvError(f"{target} is not a directory of Harbor tasks (nor a registered env id)")
-    from agentgym import registries
+    from agentgym.sources import env_from
 
-    made: Env = registries.envs.make(target)
-    return made
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = env_from(target)
+    for w in caught:  # what the tasks ask for that agentgym does not honour, as plain lines
+        typer.secho(f"warning: {w.message}", fg=typer.colors.YELLOW, err=True)
+    return env
 
 
 def _task_ids(tasks: str) -> list[str] | None:
@@ -203,6 +272,8 @@ def check_env_cmd(
 ) -> None:
     """For each task: build its image, then check that doing nothing scores 0 and the reference
     solution (oracle) scores 1, each in a fresh runtime. Exits 1 when any task fails."""
+    from rich.markup import escape
+
     from agentgym.check import check_env, format_failure, format_line, format_summary, select_tasks
     from agentgym.runtime import get_backend
 
@@ -223,9 +294,10 @@ def check_env_cmd(
             def on_result(result: Any) -> None:
                 style = "red" if result.failed else ("yellow" if result.skipped else "")
                 line = format_line(result, width)
-                console.print(f"[{style}]{line}[/]" if style else line, markup=bool(style))
+                console.print(f"[{style}]{escape(line)}[/]" if style else line, markup=bool(style))
                 progress.advance(bar)
 
+            backend.status_listener = lambda m: progress.update(bar, description=m)
             report = asyncio.run(check_env(env, backend, task_ids=[t.id for t in selected],
                                            on_status=lambda m: progress.update(bar, description=m),
                                            on_result=on_result))
@@ -279,12 +351,15 @@ def prebuild_cmd(
             def on_built(item: Any) -> None:
                 what = "" if item.layer == "task" else f"+ {item.layer} "
                 line = f"{item.task_id:<{width}}  {item.seconds:6.1f}s  {what}{item.image or 'FAILED'}"
-                if item.error:
+                if item.skipped:
+                    console.print(f"{item.task_id:<{width}}       -  skipped: {item.skipped}", markup=False)
+                elif item.error:
                     console.print(f"{line}\n{item.error}", style="red", markup=False)
                 else:
                     console.print(line, markup=False)
                 progress.advance(bar)
 
+            backend.status_listener = lambda m: progress.update(bar, description=m)
             built = asyncio.run(prebuild(env, backend, harness=layer, task_ids=[t.id for t in selected],
                                          on_start=lambda m: progress.update(bar, description=f"building {m}"),
                                          on_built=on_built))
@@ -293,6 +368,7 @@ def prebuild_cmd(
     finally:
         backend.close()
     failed = [b for b in built if not b.ok]
+    built = [b for b in built if not b.skipped]
     console.print(f"{len(built)} image(s) ready in {time.perf_counter() - t0:.1f}s"
                   + (f", {len(failed)} FAILED" if failed else ""), style="bold red" if failed else "bold")
     if failed:
@@ -310,6 +386,51 @@ def envs_list() -> None:
     from agentgym import registries
 
     _list(registries.envs)
+
+
+@envs_app.command("show")
+def envs_show(
+    target: Annotated[str, typer.Argument(metavar="ID|PATH", help="A registered env id, a task directory or a "
+                                          "directory of tasks, a SWE-bench-style .json/.jsonl file, or module:attr.")],
+) -> None:
+    """The tasks of an environment: image, limits, where they run, and what of their definition
+    agentgym does not honour."""
+    import warnings
+
+    from agentgym.runtime import get_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes are listed below, per task
+        try:
+            env = load_env_target(target)
+        except AgentGymError as e:
+            _fail(e)
+    tasks = env.tasks()
+    backends = [get_backend("docker"), get_backend("local")]
+    try:
+        typer.echo(f"{env.id}: {len(tasks)} task(s)")
+        for task in tasks:
+            lim = task.limits
+            typer.echo(f"\n{task.id}")
+            built = f" (built from {task.dockerfile_dir})" if task.dockerfile_dir else (
+                " (prebuilt: must exist locally, nothing is pulled)" if task.image else "")
+            typer.echo(f"  image     {task.image or '-'}{built}")
+            parts = [f"timeout {lim.timeout_s:g}s", f"memory {lim.memory or '-'}", f"cpus {lim.cpus or '-'}",
+                     f"pids {lim.pids or 'default'}", f"steps {lim.max_steps}", f"network {task.network}"]
+            typer.echo(f"  limits    {', '.join(parts)}")
+            for backend in backends:
+                reason = env.unsupported(task, backend)
+                if reason:
+                    typer.echo(f"  {backend.name:<9} no: {reason}")
+                else:
+                    unenforced = [k for k in ("memory", "cpus", "pids") if k not in backend.enforced_limits]
+                    extra = f" (does not limit {', '.join(unenforced)})" if unenforced else ""
+                    typer.echo(f"  {backend.name:<9} yes{extra}")
+            for note in env.notes(task):
+                typer.echo(f"  not honoured: {note}")
+    finally:
+        for backend in backends:
+            backend.close()
 
 
 @harnesses_app.command("list")
@@ -381,8 +502,12 @@ def view(
     src: Annotated[Path, typer.Argument(help="A run directory, or a .jsonl/.parquet dataset.")],
     out: Annotated[Path | None, typer.Option(help="HTML file to write (default: next to the data).")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="Checkpoint whose tokenizer decodes the tokens.")] = None,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
     """Write a self-contained HTML trajectory viewer (steps, tokens coloured by role, logprobs)."""
+    from agentgym.console import configure_output
+
+    configure_output(verbose)
     from agentgym.viewer import write_view
 
     try:
@@ -440,6 +565,9 @@ def main() -> None:
     except AgentGymError as e:  # a last resort: errors say what to do, not a traceback
         typer.secho(f"error: {e}", fg=typer.colors.RED, err=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before a command took over its signals
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ from agentgym.observation import normalize_observation
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend, RuntimeSpec
 from agentgym.types import Task
 
-__all__ = ["Env", "Evaluation"]
+__all__ = ["Env", "Evaluation", "Stage"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,18 @@ class Evaluation:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One instruction of a task: the agent works on it, then it is verified. Most tasks have
+    one stage (their instruction); a multi-step task (Harbor's ``[[steps]]``) has several, run in
+    one sandbox one after another (:func:`agentgym.stages.run_stages`)."""
+
+    name: str
+    instruction: str
+    timeout_s: float | None = None
+    """The agent's time for this stage (``None``: the task's limit)."""
+
+
 class Env(abc.ABC):
     """A suite of tasks sharing one family (terminal, swe, gui).
 
@@ -62,7 +74,10 @@ class Env(abc.ABC):
     task's typed fields. Override :meth:`unsupported` when some tasks cannot run on some
     runtimes, :meth:`setup` to prepare a fresh runtime, :meth:`oracle` to run a reference
     solution, :meth:`anchor` for an env-specific anchor state (GiGPO/HGPO), and
-    :meth:`gymnasium` when in-process agents should see something other than text.
+    :meth:`gymnasium` when in-process agents should see something other than text. Tasks with
+    several instructions override the stage hooks (:meth:`stages`, :meth:`prepare_stage`,
+    :meth:`evaluate_stage`, :meth:`continue_after`, :meth:`combine`, :meth:`oracle_stage`),
+    whose defaults make one stage of :meth:`evaluate` and :meth:`oracle`.
     """
 
     id: str = ""
@@ -89,7 +104,8 @@ class Env(abc.ABC):
     def runtime_spec(self, task: Task, **overrides: Any) -> RuntimeSpec:
         """The sandbox of ``task``: its image, workdir, limits, environment and network."""
         fields: dict[str, Any] = dict(image=task.image, workdir=task.workdir, memory=task.limits.memory,
-                                      cpus=task.limits.cpus, network=task.network, env=dict(task.env_vars),
+                                      cpus=task.limits.cpus, pids=task.limits.pids, network=task.network,
+                                      env=dict(task.env_vars),
                                       hidden=tuple(p for p in (task.tests_dir, task.solution_dir) if p))
         fields.update(overrides)
         return RuntimeSpec(**fields)
@@ -127,6 +143,42 @@ class Env(abc.ABC):
         """Run the task's reference solution in ``runtime`` (``agentgym check env`` expects the
         reward 1 after it). The default has none."""
         raise EnvError(f"{self.id}: {task.id} has no reference solution")
+
+    # -- stages (multi-step tasks) -------------------------------------------------------------
+    def stages(self, task: Task) -> list[Stage]:
+        """The task's instructions, in order (default: its one instruction)."""
+        return [Stage(name="", instruction=task.instruction)]
+
+    async def prepare_stage(self, task: Task, runtime: Runtime, index: int) -> None:
+        """Prepare the sandbox for stage ``index`` before the agent starts on it (default: nothing)."""
+        return None
+
+    async def evaluate_stage(self, task: Task, runtime: Runtime, index: int, *, final: bool) -> Evaluation:
+        """Verify stage ``index``. ``final``: the last stage, after which the sandbox is not
+        used again (the default, :meth:`evaluate`, is only for that one); otherwise the
+        sandbox must stay usable for the next stage."""
+        if not final:
+            raise EnvError(f"{self.id}: {task.id} has one stage; override evaluate_stage for more")
+        return await self.evaluate(task, runtime)
+
+    def continue_after(self, task: Task, index: int, evaluation: Evaluation) -> bool:
+        """Whether the stages after ``index`` run, given its evaluation (default: yes)."""
+        return True
+
+    def combine(self, task: Task, evaluations: Sequence[Evaluation]) -> Evaluation:
+        """The episode's evaluation from its stages' (default: the last one's)."""
+        return evaluations[-1]
+
+    async def oracle_stage(self, task: Task, runtime: Runtime, index: int) -> ExecResult:
+        """The reference solution of stage ``index`` (default: :meth:`oracle`)."""
+        return await self.oracle(task, runtime)
+
+    def notes(self, task: Task) -> list[str]:
+        """What of ``task``'s definition agentgym does not honour (fields it ignores, features it
+        lacks), one line each: ``agentgym envs show`` lists them and :func:`agentgym.env_from`
+        warns about them, so nothing is dropped silently. The default names the task's
+        ``metadata["ignored_fields"]``."""
+        return [f"ignored field: {name}" for name in task.metadata.get("ignored_fields") or ()]
 
     # -- in-process agents ----------------------------------------------------------------------
     def gymnasium(self, **options: Any) -> Any:

@@ -70,3 +70,23 @@ class ProxyError(AgentGymError):
 
 class TrainerError(AgentGymError):
     boundary = "trainer"
+
+
+class StorageError(AgentGymError, OSError):
+    """A run's files cannot be written or read (a read-only or full disk, a missing directory,
+    permissions): one line naming the path, the cause and what to do (also an ``OSError``)."""
+
+    boundary = "storage"
+
+
+def storage_error(e: OSError, path: object, doing: str = "write") -> StorageError:
+    """``e`` as a one-line :class:`StorageError`: what could not be done to ``path`` and why."""
+    import errno
+
+    hint = {errno.ENOSPC: "free some space, then re-run the same command to resume",
+            errno.EDQUOT: "raise the quota or free some space, then re-run the same command to resume",
+            errno.EROFS: "the file system is read-only: pass an output directory on a writable one",
+            errno.EACCES: "you may not write there: pass an output directory you own",
+            errno.EPERM: "you may not write there: pass an output directory you own"}.get(
+                e.errno or 0, "check the path and the disk")
+    return StorageError(f"cannot {doing} {path}: {e.strerror or e} ({hint})")

@@ -148,7 +148,13 @@ def write_parquet(trajectories: Sequence[Trajectory], path: str | os.PathLike[st
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pylist([trajectory_to_record(t) for t in trajectories], schema=parquet_schema())
-    pq.write_table(table, p)
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    try:  # whole or not at all: a full disk never leaves a torn file where the old one was
+        pq.write_table(table, tmp)
+        tmp.replace(p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return p
 
 

@@ -1,11 +1,14 @@
-"""Any registered environment as a ``gymnasium.Env``, for in-process agents.
+"""Any environment (a registered id, a task directory, a SWE-bench-style file, ``module:attr``)
+as a ``gymnasium.Env``, for in-process agents.
 
 :func:`make` asks the env for its adapter (:meth:`agentgym.env.Env.gymnasium`): text families
 get a :class:`GymEnv` (text in, text out), a GUI family its own adapter (screenshots in, mouse
 and keyboard actions out). Every adapter is an :class:`EpisodeEnv`: ``reset`` starts a fresh
 runtime for one task (``task_id``, ``options["task_id"]`` or a seeded random pick), ``step``
 acts in it, and submitting (or the step limit) runs the env's verifier and returns its reward.
-Runtimes are async; they run on a private event-loop thread.
+A multi-step task (:meth:`Env.stages`) answers a submit with its next instruction until the last
+one, whose submit returns the combined reward. Runtimes are async; they run on a private
+event-loop thread.
 
 :class:`GymEnv` runs each action as a shell command and returns ``exit code: N`` plus its
 output; ``step("submit")`` ends the episode. With ``shell="persistent"`` the commands are typed
@@ -37,7 +40,7 @@ from typing import Any
 import gymnasium
 from gymnasium import spaces
 
-from agentgym.env import Env, Evaluation
+from agentgym.env import Env, Evaluation, Stage
 from agentgym.errors import ConfigError, EnvError
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.runtime.shell import CTRL_C, ShellResult, ShellSession
@@ -54,10 +57,12 @@ SHELLS = ("exec", "persistent")
 class EpisodeEnv(gymnasium.Env):
     """What every agentgym ``gymnasium.Env`` shares: one fresh runtime per episode, the step limit,
     the verifier at the end. Subclasses set ``observation_space`` and ``action_space`` and
-    implement :meth:`_begin`, :meth:`_act`, :meth:`_is_submit` and :meth:`_final_observation`.
+    implement :meth:`_begin`, :meth:`_act`, :meth:`_is_submit`, :meth:`_final_observation` and,
+    for multi-step tasks, :meth:`_stage_observation`.
 
     Args:
-        env: an :class:`~agentgym.env.Env` or a registered env id.
+        env: an :class:`~agentgym.env.Env`, a registered env id, a task directory, a SWE-bench-style
+            file or ``module:attr`` (:func:`agentgym.sources.env_from`).
         task_id: always run this task (default: ``options["task_id"]`` or a seeded random pick).
         backend: a runtime backend or its name (``docker``, ``local``, ``auto``).
         max_steps: actions before the episode is truncated (and evaluated).
@@ -67,10 +72,10 @@ class EpisodeEnv(gymnasium.Env):
 
     def __init__(self, env: Env | str, task_id: str | None = None, backend: RuntimeBackend | str = "docker",
                  max_steps: int = 30) -> None:
-        from agentgym import registries
         from agentgym.runtime import get_backend
+        from agentgym.sources import env_from
 
-        self.env: Env = registries.envs.make(env) if isinstance(env, str) else env
+        self.env: Env = env_from(env)
         self.task_id = task_id
         self._own_backend = isinstance(backend, str)
         self.backend = get_backend(backend) if isinstance(backend, str) else backend
@@ -78,13 +83,21 @@ class EpisodeEnv(gymnasium.Env):
         self.task: Task | None = None
         self.runtime: Runtime | None = None
         self._steps = 0
+        self._stages: list[Stage] = []
+        self._stage = 0
+        self._evaluations: list[Evaluation] = []
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="agentgym-gym-loop", daemon=True)
         self._thread.start()
 
     # -- what subclasses provide -----------------------------------------------------------------
     def _begin(self, task: Task, runtime: Runtime) -> Any:
-        """The first observation of an episode in a freshly started ``runtime``."""
+        """The first observation of an episode in a freshly started ``runtime`` (its first stage
+        prepared: :attr:`_stages` ``[0]`` holds the instruction)."""
+        raise NotImplementedError
+
+    def _stage_observation(self, stage: Stage) -> Any:
+        """The observation that starts a later stage of a multi-step task (its instruction)."""
         raise NotImplementedError
 
     def _act(self, action: Any) -> tuple[Any, dict[str, Any]]:
@@ -120,12 +133,20 @@ class EpisodeEnv(gymnasium.Env):
         self.task = self.env.task(wanted) if wanted else random.Random(seed).choice(self.env.tasks())
         self.runtime = self._run(self.env.start(self.task, self.backend))
         self._steps = 0
+        self._stages = self.env.stages(self.task)
+        self._stage = 0
+        self._evaluations = []
         try:
+            self._run(self.env.prepare_stage(self.task, self.runtime, 0))
             obs = self._begin(self.task, self.runtime)
         except BaseException:
             self._stop_runtime()
             raise
-        return obs, {"task_id": self.task.id, "workdir": self.task.workdir, "instruction": self.task.instruction}
+        info: dict[str, Any] = {"task_id": self.task.id, "workdir": self.task.workdir,
+                                "instruction": self._stages[0].instruction}
+        if len(self._stages) > 1:
+            info.update(stage=self._stages[0].name, stages=len(self._stages))
+        return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if self.runtime is None or self.task is None:
@@ -140,9 +161,23 @@ class EpisodeEnv(gymnasium.Env):
         return obs, 0.0, False, False, info
 
     def _finish(self, terminated: bool) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Verify the current stage; a multi-stage task then goes on to its next instruction (the
+        observation), unless this was its last stage, the step limit is reached or the stage
+        gates the rest (:meth:`Env.continue_after`)."""
         assert self.runtime is not None and self.task is not None
-        self._end()
-        evaluation: Evaluation = self._run(self.env.evaluate(self.task, self.runtime))
+        task, stages = self.task, self._stages
+        final = self._stage == len(stages) - 1
+        if final:  # nothing of the episode (a shell, a stream) may act while the verifier runs
+            self._end()
+        evaluation: Evaluation = self._run(self.env.evaluate_stage(task, self.runtime, self._stage, final=final))
+        self._evaluations.append(evaluation)
+        if not final and terminated and self.env.continue_after(task, self._stage, evaluation):
+            self._stage += 1
+            self._run(self.env.prepare_stage(task, self.runtime, self._stage))
+            return (self._stage_observation(stages[self._stage]), 0.0, False, False,
+                    {"stage": stages[self._stage].name, "stage_evaluation": dict(evaluation.details)})
+        if len(stages) > 1:
+            evaluation = self.env.combine(task, self._evaluations)
         self._stop_runtime()
         return (self._final_observation(evaluation), evaluation.reward, terminated, not terminated,
                 {"evaluation": dict(evaluation.details)})
@@ -188,7 +223,10 @@ class GymEnv(EpisodeEnv):
     def _begin(self, task: Task, runtime: Runtime) -> str:
         if self.shell == "persistent":
             self.session = ShellSession.open(runtime, workdir=task.workdir, timeout=self.command_timeout)
-        return task.instruction
+        return self._stages[0].instruction
+
+    def _stage_observation(self, stage: Stage) -> str:
+        return stage.instruction
 
     def _is_submit(self, action: Any) -> bool:
         return str(action).strip() == SUBMIT
@@ -229,11 +267,10 @@ class GymEnv(EpisodeEnv):
             session.close()
 
 
-def make(env_id: str, **kwargs: Any) -> gymnasium.Env:
-    """A registered environment as a ``gymnasium.Env``: whatever its
-    :meth:`~agentgym.env.Env.gymnasium` returns (:class:`GymEnv` for the text families), with
-    ``kwargs`` for the adapter."""
-    from agentgym import registries
+def make(env_id: str | Env, **kwargs: Any) -> gymnasium.Env:
+    """An environment (a registered id, a task directory, a SWE-bench-style file, ``module:attr``)
+    as a ``gymnasium.Env``: whatever its :meth:`~agentgym.env.Env.gymnasium` returns
+    (:class:`GymEnv` for the text families), with ``kwargs`` for the adapter."""
+    from agentgym.sources import env_from
 
-    env: Env = registries.envs.make(env_id)
-    return env.gymnasium(**kwargs)
+    return env_from(env_id).gymnasium(**kwargs)

@@ -1,11 +1,14 @@
-"""Append-only JSON Lines files that survive a crash mid-write.
+"""Append-only JSON Lines files that survive a crash or a full disk mid-write.
 
 A process killed while writing leaves half a line. Readers skip a line that does not parse;
-writers that append later first end that torn line, so their own records stay whole.
+writers that append later first end that torn line, so their own records stay whole. A write
+that fails (a full disk, a quota, an I/O error) is undone: the file is cut back to where it
+was, so the error never leaves half a record behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -18,22 +21,35 @@ log = logging.getLogger(__name__)
 
 
 def append_lines(path: str | os.PathLike[str], lines: Iterable[str], fsync: bool = False) -> None:
-    """Append ``lines`` (without newlines) to ``path``, one per line, creating parents."""
+    """Append ``lines`` (without newlines) to ``path``, one per line, creating parents.
+
+    All or nothing: the lines go out in one write, and when it fails (``OSError``: no space
+    left, read-only file system...) the file is truncated back to its size before the call and
+    the error is raised."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    torn = False
-    if p.exists() and p.stat().st_size:
-        with open(p, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            torn = f.read(1) != b"\n"
-    with open(p, "a", encoding="utf-8") as f:
-        if torn:
-            f.write("\n")
-        for line in lines:
-            f.write(line + "\n")
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
+    payload = "".join(line + "\n" for line in lines).encode("utf-8")
+    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            with open(p, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a torn line from a crash: end it before ours
+                    payload = b"\n" + payload
+        try:
+            view = memoryview(payload)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            if fsync:
+                os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)  # never leave half a record (truncating needs no space)
+            raise
+    finally:
+        os.close(fd)
 
 
 def read_records(path: str | os.PathLike[str], parse: Callable[[Any], T]) -> list[T]:

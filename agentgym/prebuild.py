@@ -41,6 +41,8 @@ class BuiltImage:
     layer: str = TASK_LAYER
     """``"task"`` for the task's own image, else the id of the harness whose layer it adds."""
     error: str | None = None
+    skipped: str | None = None
+    """Why the task's image was not built: the task cannot run on this backend."""
 
     @property
     def ok(self) -> bool:
@@ -52,7 +54,8 @@ async def prebuild(env: Env, backend: RuntimeBackend, *, harness: Layered | None
                    on_built: Callable[[BuiltImage], None] | None = None) -> list[BuiltImage]:
     """Build the image of every selected task of ``env`` (then ``harness``'s layer on it), one
     after another; returns what was built, failures included (``error``: the build's message),
-    without raising for them. Nothing happens on a backend that runs no images."""
+    without raising for them, and the tasks that cannot run on ``backend`` (``skipped``). Nothing
+    happens on a backend that runs no images."""
     if not backend.uses_images:
         return []
     say = on_start or (lambda message: None)
@@ -66,6 +69,10 @@ async def prebuild(env: Env, backend: RuntimeBackend, *, harness: Layered | None
             on_built(item)
 
     for task in select_tasks(env, task_ids):
+        reason = env.unsupported(task, backend)
+        if reason:
+            record(BuiltImage(task.id, None, 0.0, skipped=reason))
+            continue
         if task.image is None or (task.image, task.dockerfile_dir) in seen:
             continue
         seen.add((task.image, task.dockerfile_dir))

@@ -21,13 +21,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from agentgym.errors import RuntimeError_
 from agentgym.runtime.docker import docker_available
 from agentgym.runtime.images import BASE_IMAGE
+from agentgym.runtime.standins import build_rootfs_image
 
 BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "procps")
 DOCKERD_ARGS = ("--bridge=none", "--iptables=false", "--ip-masq=false")
@@ -103,44 +103,10 @@ def ensure_base_image(tag: str = BASE_IMAGE, suite: str = "bookworm", install: b
         if not install:
             raise RuntimeError_("debootstrap is not installed (apt-get install debootstrap)")
         _apt_install(["debootstrap"])
-    workdir = Path(tempfile.mkdtemp(prefix="agentgym-rootfs-"))
-    rootfs = workdir / "rootfs"
-    try:
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", suite, str(rootfs)]
-        if mirror:
-            cmd.append(mirror)
-        _say(f"{' '.join(cmd)} (about 30 s)")
-        t0 = time.monotonic()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RuntimeError_(f"debootstrap failed ({proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}")
-        # Downloaded .debs are not needed in the image.
-        for deb in (rootfs / "var/cache/apt/archives").glob("*.deb"):
-            deb.unlink()
-        _say(f"docker import {tag} (debootstrap took {time.monotonic() - t0:.0f}s)")
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        imp = subprocess.run(["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", tag],
-                             stdin=tar.stdout, capture_output=True, text=True)
-        if tar.stdout is not None:
-            tar.stdout.close()
-        tar.wait()
-        if imp.returncode != 0 or tar.returncode != 0:
-            raise RuntimeError_(f"docker import failed: {imp.stderr[-2000:]}")
-        _say(f"{tag} built")
-        return tag
-    finally:
-        _unmount_below(workdir)
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _unmount_below(path: Path) -> None:
-    """Lazily unmount what a failed debootstrap left mounted (proc, sys) before deleting."""
-    try:
-        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
-    except OSError:
-        return
-    for mnt in sorted((m for m in mounts if m.startswith(f"{path}/")), key=len, reverse=True):
-        subprocess.run(["umount", "-l", mnt], capture_output=True)
+    t0 = time.monotonic()
+    build_rootfs_image(tag, suite, include=BASE_PACKAGES, mirror=mirror, on_status=_say)
+    _say(f"{tag} built in {time.monotonic() - t0:.0f}s")
+    return tag
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,9 @@ arrival order and builds segments, *checking* the prefix property instead of tru
   already continued, ``UNDELIVERED_PARENT`` when the parent never reached the harness). The new
   segment's inherited prefix is context only (``action_mask = 0``), so every sampled token is
   trained at most once;
-- calls whose reply never reached the harness are counted as sampled but not trained.
+- calls whose reply never reached the harness are counted as sampled but not trained;
+- of calls with the same prompt (a harness retrying), one is trained: the one a later call
+  continues, else the last delivered; the others are sampled but not trained.
 
 Steps are the delivered calls, in order, with their action span, observation text and anchor.
 """
@@ -73,6 +75,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
     anchor = anchor_fn or normalize_observation
     calls = sorted(calls, key=lambda c: c.index)
     by_id = {c.call_id: c for c in calls}
+    superseded = _superseded(calls)
     segments: list[_Building] = []
     tip_of: dict[str, int] = {}  # call id -> segment whose last call it is
     continued: set[str] = set()
@@ -80,11 +83,12 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
     sampled = 0
     for call in calls:
         sampled += len(call.completion_ids)
-        if not call.delivered:
+        if not call.delivered or call.call_id in superseded:
             continue
         parent = call.parent_call_id
         seg_index = tip_of.get(parent) if parent is not None else None
-        if call.break_reason is None and parent is not None and seg_index is not None and parent not in continued:
+        extends = call.break_reason is None or call.break_reason == BreakReason.RETRY
+        if extends and parent is not None and seg_index is not None and parent not in continued:
             seg = segments[seg_index]
             if tuple(call.prompt_ids[: len(seg.ids)]) != tuple(seg.ids):
                 raise ReconstructionError(
@@ -95,7 +99,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
             start = len(seg.ids)
         else:
             reason = call.break_reason
-            if reason is None:
+            if reason is None or reason == BreakReason.RETRY:
                 parent_call = by_id.get(parent) if parent else None
                 reason = (BreakReason.UNDELIVERED_PARENT if parent_call is not None and not parent_call.delivered
                           else BreakReason.BRANCH if parent is not None else BreakReason.START)
@@ -136,12 +140,50 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
         seg.version.extend([call.policy_version] * len(call.completion_ids))
         seg.call_ids.append(call.call_id)
         tip_of[call.call_id] = seg_index
-        obs = new_observation(call.request.get("messages") or [])
+        obs = new_observation(_conversation(call.request))
         steps.append(Step(index=step_index, call_id=call.call_id, segment_index=seg_index,
                           action_span=(a0, len(seg.ids)), obs_span=(start, a0), observation=obs,
                           action=action_text(call), anchor=anchor(obs), valid=call.valid_action,
                           agent_id=call.agent_id))
     return Reconstruction(segments=tuple(s.freeze() for s in segments), steps=tuple(steps), sampled_tokens=sampled)
+
+
+def _conversation(request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The request's messages, role-shaped: chat and Anthropic ``messages``, or OpenAI Responses
+    ``input`` items (tool outputs are tool results, function calls assistant turns)."""
+    if isinstance(request.get("messages"), list):
+        return list(request["messages"])
+    items = request.get("input")
+    if isinstance(items, str):
+        return [{"role": "user", "content": items}]
+    out: list[Mapping[str, Any]] = []
+    for it in items if isinstance(items, list) else []:
+        if not isinstance(it, Mapping):
+            continue
+        kind = it.get("type", "message")
+        if kind == "function_call_output":
+            out.append({"role": "tool", "content": it.get("output")})
+        elif kind in ("function_call", "reasoning"):
+            out.append({"role": "assistant", "content": None})
+        else:
+            out.append({"role": it.get("role"), "content": it.get("content")})
+    return out
+
+
+def _superseded(calls: Sequence[Call]) -> set[str]:
+    """Delivered calls not trained because another call had the same prompt: of each such group
+    the one a later call continues is trained (all of them, if the harness forked), else the last."""
+    groups: dict[tuple[int, ...], list[Call]] = {}
+    for c in calls:
+        if c.delivered:
+            groups.setdefault(tuple(c.prompt_ids), []).append(c)
+    continued = {c.parent_call_id for c in calls if c.parent_call_id is not None}
+    out: set[str] = set()
+    for group in groups.values():
+        if len(group) > 1:
+            keep = [c for c in group if c.call_id in continued] or [group[-1]]
+            out.update(c.call_id for c in group if c not in keep)
+    return out
 
 
 def _flags(spans: Sequence[tuple[int, int]], start: int, n: int) -> list[int]:

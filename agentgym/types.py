@@ -46,6 +46,9 @@ class StopReason(str, enum.Enum):
         """The episode ended for a reason outside the agent (the sandbox, the engine or the
         verifier failed): unscorable, left out of training and retried when a run resumes."""
         return self in (StopReason.RUNTIME_ERROR, StopReason.ENGINE_ERROR, StopReason.EVAL_ERROR)
+    CONTEXT_OVERFLOW = "context_overflow"
+    """The harness stopped after the proxy answered its last request with a context-length error
+    (the conversation outgrew the model's context and the harness did not compact it)."""
 
 
 class BreakReason(str, enum.Enum):
@@ -72,6 +75,9 @@ class BreakReason(str, enum.Enum):
     Its shared prefix is context only in the new segment: each sampled token is trained once."""
     UNDELIVERED_PARENT = "undelivered_parent"
     """The earlier call was never delivered to the harness (client went away)."""
+    RETRY = "retry"
+    """The same prompt as an earlier call of the lineage (the harness asked again). Of calls with
+    one prompt only one is trained: the one a later call continues, else the last delivered."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class TaskLimits:
     max_steps: int = 30
     memory: str | None = "2g"
     cpus: float | None = None
+    pids: int | None = None
+    """Most processes the sandbox may hold (``None``: the backend's default)."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ class VerifierRun:
 async def run_verifier(runtime: Runtime, command: str, *, trusted_image: str | None,
                        mounts: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
                        timeout: float = 600.0, workdir: str | None = None,
-                       in_place_files: Mapping[str, str] | None = None) -> VerifierRun:
+                       in_place_files: Mapping[str, str] | None = None, keep: bool = False) -> VerifierRun:
     """Run ``command`` as the verifier of ``runtime``'s final state (see the module docstring).
 
     Args:
@@ -52,10 +52,12 @@ async def run_verifier(runtime: Runtime, command: str, *, trusted_image: str | N
         env: the verifier's environment (sealed: ``PATH`` is the system path unless given).
         in_place_files: for runtimes that cannot seal, host directory -> path uploaded first
             (what ``mounts`` would have provided).
+        keep: the episode goes on afterwards (a stage of a multi-stage task): ``runtime`` is left
+            running (:attr:`VerifierSpec.keep`).
     """
     try:
         sealed = await runtime.seal(VerifierSpec(trusted_image=trusted_image, mounts=dict(mounts or {}),
-                                                 reward_dir=REWARD_DIR))
+                                                 reward_dir=REWARD_DIR, keep=keep))
     except NotImplementedError:
         return await _in_place(runtime, command, dict(env or {}), timeout, workdir, in_place_files or mounts or {})
     environment = {"PATH": sealed.path or SYSTEM_PATH, **(env or {})}
@@ -63,11 +65,13 @@ async def run_verifier(runtime: Runtime, command: str, *, trusted_image: str | N
         result = await sealed.runtime.exec(command, timeout=timeout, env=environment, workdir=workdir, login=False)
         # Whatever the verifier started (the agent's code it ran, say) is killed before the
         # reward is read, so nothing can write it afterwards.
-        await sealed.runtime.end_processes()
+        if sealed.runtime is not runtime or not keep:
+            await sealed.runtime.end_processes()
         files = read_tree(sealed.reward_dir)
     finally:
-        with contextlib.suppress(Exception):
-            await sealed.runtime.stop()
+        if sealed.runtime is not runtime or not keep:
+            with contextlib.suppress(Exception):
+                await sealed.runtime.stop()
         shutil.rmtree(sealed.reward_dir, ignore_errors=True)
     return VerifierRun(result=result, files=files, evidence=sealed.evidence, isolation=sealed.isolation)
 

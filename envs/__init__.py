@@ -24,6 +24,10 @@ SWE-bench instances (:mod:`agentgym.envs.swe`):
 - ``swe/basic-v0`` — the built-in instances in ``envs/swe/data/instances.jsonl``;
 - ``swe/<instance_id>-v0`` — one of them (for example ``swe/agentgym__textkit-7-v0``).
   A user's own SWE-bench-style file needs no id: ``SWEEnv(path="my.jsonl")``.
+
+Task sources (:func:`agentgym.sources.register_source`): a directory of Harbor or
+Terminal-Bench 1 tasks is read by ``HarborEnv``, a SWE-bench-style ``.json``/``.jsonl`` file by
+``SWEEnv``, so ``--env ./my-tasks`` and ``--env instances.jsonl`` work wherever an id does.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import json
 from pathlib import Path
 
 from agentgym import registries
+from agentgym.sources import TaskSource, register_source
 
 TERMINAL_TASKS = Path(__file__).parent / "terminal" / "tasks"
 """The built-in terminal tasks (Harbor layout)."""
@@ -46,6 +51,13 @@ imports nothing)."""
 
 __all__ = ["BASIC_TASKS", "GUI_TASKS", "SWE_INSTANCES", "TERMINAL_TASKS"]
 
+
+register_source(TaskSource(
+    "harbor", "agentgym.envs.harbor:HarborEnv", markers=("task.toml", "instruction.md", "task.yaml"),
+    description="Harbor tasks (task.toml) and Terminal-Bench 1 tasks (task.yaml)"))
+register_source(TaskSource(
+    "swe", "agentgym.envs.swe:SWEEnv", suffixes=(".jsonl", ".json"),
+    description="SWE-bench-style instances (SWE-bench, SWE-Gym, SWE-smith rows)"))
 
 registries.envs.register(
     "terminal/all-v0", "agentgym.envs.harbor:HarborEnv", path=str(TERMINAL_TASKS), env_id="terminal/all-v0",

@@ -11,6 +11,8 @@ id                            what runs
 ``mini-swe-agent/mini-v2``    mini-swe-agent 2.4.6's ``mini`` CLI (:mod:`.mini_swe_agent`)
 ``agentgym/terminus-v0``      a Terminus-style tmux agent: keystrokes in, screen out (:mod:`.terminus`)
 ``aider/aider-v0``            Aider 0.86.2, one ``--message`` per episode (:mod:`.aider`)
+``anthropic/claude-code-v2``  Claude Code 2.1.332's ``claude -p`` (:mod:`.claude_code`)
+``openai/codex-v1``           Codex CLI 0.171.0's ``codex exec`` (:mod:`.codex`)
 ============================  =======================================================
 
 >>> from agentgym import registries
@@ -30,6 +32,14 @@ registries.harnesses.register(
     "agentgym/planner-v0", "agentgym.harnesses.planner:PlannerHarness",
     description="a planner that delegates sub-tasks to worker sub-agents (the proxy's sub-agent route) and "
                 "verifies: one stdlib Python script, OpenAI chat completions",
+)
+registries.harnesses.register(
+    "anthropic/claude-code-v2", "agentgym.harnesses.claude_code:ClaudeCodeHarness",
+    description="Claude Code 2.1.332 `claude -p`, unmodified, installed offline from an npm lock (Anthropic Messages)",
+)
+registries.harnesses.register(
+    "openai/codex-v1", "agentgym.harnesses.codex:CodexHarness",
+    description="Codex CLI 0.171.0 `codex exec`, unmodified, installed offline from an npm lock (OpenAI Responses)",
 )
 registries.harnesses.register(
     "mini-swe-agent/mini-v2", "agentgym.harnesses.mini_swe_agent:MiniSweAgentHarness",

@@ -12,6 +12,7 @@ command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)  # the local runtime's sandbox
 command -v tmux >/dev/null 2>&1 || need+=(tmux)  # agentgym/terminus-v0 on the local runtime
+command -v chromium >/dev/null 2>&1 || need+=(chromium)  # the viewer's browser tests (Playwright drives it)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== apt-get install ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

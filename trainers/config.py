@@ -59,6 +59,8 @@ class TrainConfig:
     """The policy: ``tiny``, a checkpoint directory, or ``vllm:<url>:<checkpoint>`` (the trainer
     loads the checkpoint; the vLLM server serves it and is sent new weights)."""
     env: str = "terminal/workspace-v0"
+    """A registered env id, a task directory or a directory of tasks (Harbor or Terminal-Bench 1),
+    a SWE-bench-style ``.json``/``.jsonl`` file, or ``module:attr`` (:func:`agentgym.env_from`)."""
     task_ids: list[str] | None = None
     """Train on these tasks only (default: the whole suite)."""
     harness: str = "agentgym/react-v0"

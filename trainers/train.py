@@ -62,6 +62,7 @@ from agentgym.errors import ConfigError, EngineError
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.rollout.runner import RolloutConfig, run_rollouts, select_tasks
 from agentgym.runtime.base import RuntimeBackend
+from agentgym.sources import env_from
 from agentgym.trainers import checkpoint as ckpt
 from agentgym.trainers.batch import StepBatch
 from agentgym.trainers.config import TrainConfig
@@ -241,6 +242,8 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     from agentgym.models.tiny import quiet_transformers
 
     quiet_transformers()
+    # The environment first: a wrong id or path fails before anything is written or loaded.
+    env = env_from(config.env)
     multi = multiagent_config(config.estimator, config.multi_agent)
     # one policy per role (the first role's is the run's `model`), or () for one shared policy
     roles: tuple[str, ...] = multi.roles if multi is not None and multi.policies == "per-agent" else ()
@@ -253,7 +256,6 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     _check_same_run(out, config)
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    env = registries.envs.make(config.env)
     all_tasks = [t.id for t in select_tasks(env, config.task_ids)]
     if config.heldout_tasks >= len(all_tasks):
         raise ConfigError(f"heldout_tasks ({config.heldout_tasks}) leaves no task to train on ({len(all_tasks)} tasks)")
@@ -294,7 +296,7 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     pinned = PinnedSampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
 
     def rollout_config(task_ids: Sequence[str], out_dir: Path) -> RolloutConfig:
-        return RolloutConfig(env=config.env, harness=config.harness, samples=config.group_size,
+        return RolloutConfig(env=env, harness=config.harness, samples=config.group_size,
                              task_ids=list(task_ids), out_dir=str(out_dir), runtime=config.runtime,
                              concurrency=config.concurrency, max_steps=config.max_steps,
                              default_max_tokens=config.max_tokens, max_model_len=config.max_model_len,

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from agentgym.engines.base import Engine, Generation
+from agentgym.engines.base import Engine, Generation, TokenChunk
 from agentgym.errors import ConfigError
 from agentgym.registries import engines as _engines
 
-__all__ = ["Engine", "Generation", "engine_spec", "load_engine"]
+__all__ = ["Engine", "Generation", "TokenChunk", "engine_spec", "load_engine"]
 
 _engines.register(
     "agentgym/embedded-v0", "agentgym.engines.embedded:EmbeddedEngine",

@@ -36,11 +36,12 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Sequence
+from array import array
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agentgym.engines.base import Engine, Generation
+from agentgym.engines.base import Engine, Generation, TokenChunk
 from agentgym.errors import EngineError
 from agentgym.types import SamplingParams
 
@@ -54,6 +55,8 @@ class _Request:
     future: concurrent.futures.Future[Generation]
     enqueued: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    sink: Callable[[int, float], None] | None = None
+    """Called from the worker with each token as it is sampled (streaming)."""
 
 
 @dataclass
@@ -78,7 +81,10 @@ def sample_token(logits_V: Any, temperature: float, top_p: float, generator: Any
     if temperature <= 0.0:
         token = int(torch.argmax(logits_V))
         return token, float(torch.log_softmax(logits_V, dim=-1)[token])
-    logp_V = torch.log_softmax(logits_V / temperature, dim=-1)
+    if temperature < 1e-4:  # logits / T would overflow float32 (and give NaN logprobs): use float64
+        logp_V = torch.log_softmax(logits_V.double() / max(temperature, 1e-200), dim=-1)
+    else:
+        logp_V = torch.log_softmax(logits_V / temperature, dim=-1)
     probs_V = logp_V.double().exp()
     u = float(torch.rand((), generator=generator, dtype=torch.float64))
     if top_p < 1.0:
@@ -205,6 +211,42 @@ class EmbeddedEngine(Engine):
             request.cancelled = True  # the worker drops the row at its next step
             raise
 
+    async def stream(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> AsyncIterator[TokenChunk]:
+        """Yield tokens as the worker samples them (handed to the event loop thread-safely); the
+        same ids and logprobs as :meth:`generate` for the same seed."""
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[Any] = asyncio.Queue()
+
+        def sink(token: int, logprob: float) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, (token, logprob))
+
+        request = self._make_request(prompt_ids, sampling, sink)
+        request.future.add_done_callback(lambda _: loop.call_soon_threadsafe(q.put_nowait, None))
+        self._queue.put(request)
+        done = False
+        try:
+            while not done:
+                item = await q.get()
+                ids: list[int] = []
+                logprobs: list[float] = []
+                while True:
+                    if item is None:
+                        done = True
+                        break
+                    ids.append(item[0])
+                    logprobs.append(item[1])
+                    if q.empty():
+                        break
+                    item = q.get_nowait()
+                if ids:
+                    yield TokenChunk(ids=tuple(ids), logprobs=tuple(logprobs))
+            gen = request.future.result()
+            yield TokenChunk(ids=(), logprobs=(), finish_reason=gen.finish_reason, policy_version=gen.policy_version,
+                             queue_s=gen.queue_s)
+        finally:
+            if not request.future.done():
+                request.cancelled = True  # the worker drops the row at its next step
+
     async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
         """Load ``state_dict`` between batches; later generations report ``version``.
 
@@ -224,24 +266,28 @@ class EmbeddedEngine(Engine):
         await asyncio.to_thread(self._thread.join)
 
     # -- request validation -------------------------------------------------------------------
-    def _make_request(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> _Request:
+    def _make_request(self, prompt_ids: Sequence[int], sampling: SamplingParams,
+                      sink: Callable[[int, float], None] | None = None) -> _Request:
         if self._closed:
             raise EngineError("engine is closed")
-        ids = [int(i) for i in prompt_ids]
+        ids = prompt_ids.tolist() if isinstance(prompt_ids, array) else [int(i) for i in prompt_ids]
         if not ids:
             raise EngineError("empty prompt: the engine needs at least one token")
         if len(ids) >= self.max_model_len:
             raise EngineError(f"prompt has {len(ids)} tokens but max_model_len is {self.max_model_len}: "
                               "shorten the conversation or raise max_model_len")
-        bad = [i for i in ids if not 0 <= i < self.vocab_size]
-        if bad:
+        if min(ids) < 0 or max(ids) >= self.vocab_size:
+            bad = [i for i in ids if not 0 <= i < self.vocab_size]
             raise EngineError(f"prompt has token ids outside the vocabulary [0, {self.vocab_size}): {bad[:5]}")
         if sampling.temperature < 0 or not 0 < sampling.top_p <= 1 or sampling.max_tokens < 1:
             raise EngineError(f"invalid sampling parameters {sampling}: need temperature >= 0, "
                               "0 < top_p <= 1, max_tokens >= 1")
+        if sampling.seed is not None and not -(2**63) <= sampling.seed < 2**64:
+            # Checked here: torch refuses it only when the batch starts, failing every request in it.
+            raise EngineError(f"seed {sampling.seed} is out of range: use an integer in [-2**63, 2**64)")
         seed = sampling.seed if sampling.seed is not None else self._seed_rng.randrange(2**63)
         max_tokens = min(sampling.max_tokens, self.max_model_len - len(ids))
-        return _Request(ids, sampling, seed, max_tokens, concurrent.futures.Future())
+        return _Request(ids, sampling, seed, max_tokens, concurrent.futures.Future(), sink=sink)
 
     def _eos_ids(self) -> set[int]:
         ids: set[int] = set()
@@ -403,6 +449,8 @@ class EmbeddedEngine(Engine):
         row.ids.append(token)
         row.logprobs.append(logprob)
         self.tokens_generated += 1
+        if row.request.sink is not None:
+            row.request.sink(token, logprob)
         if row.request.cancelled:
             row.finish_reason = "cancelled"
         elif token in self.eos_ids or (s.stop and self._hit_stop(row)):

@@ -20,10 +20,10 @@ something else) with deterministic logprobs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from agentgym.engines.base import Engine, Generation
+from agentgym.engines.base import Engine, Generation, TokenChunk
 from agentgym.errors import EngineError
 from agentgym.types import SamplingParams
 
@@ -34,16 +34,22 @@ class ScriptedEngine(Engine):
     """Serves ``replies`` in order (text is encoded and gets end-of-turn appended; an id list is
     returned verbatim). ``replies`` may also be a function ``(prompt_ids, n) -> Reply``.
 
-    Every prompt it saw is kept in ``prompts`` (a list of id tuples), and every sampling in ``samplings``."""
+    Every prompt it saw is kept in ``prompts`` (a list of id tuples), and every sampling in ``samplings``.
+    ``stream`` yields one token at a time, ``token_delay_s`` apart. ``keep_prompts=False`` keeps
+    nothing (a zero-latency engine for benchmarks)."""
 
     name = "scripted"
 
     def __init__(self, tokenizer: Any, replies: Sequence[Reply] | Callable[[Sequence[int], int], Reply],
-                 logprob: float = -0.5, delay_s: float = 0.0, model_name: str = "scripted") -> None:
+                 logprob: float = -0.5, delay_s: float = 0.0, model_name: str = "scripted",
+                 token_delay_s: float = 0.0, keep_prompts: bool = True) -> None:
         self._tokenizer = tokenizer
         self._replies = replies
         self.logprob = logprob
         self.delay_s = delay_s
+        self.token_delay_s = token_delay_s
+        self.keep_prompts = keep_prompts
+        self.calls = 0
         self._model_name = model_name
         self.prompts: list[tuple[int, ...]] = []
         self.samplings: list[SamplingParams] = []
@@ -57,11 +63,30 @@ class ScriptedEngine(Engine):
         return self._model_name
 
     async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
-        n = len(self.prompts)
-        self.prompts.append(tuple(prompt_ids))
-        self.samplings.append(sampling)
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        return self._next(prompt_ids, sampling)
+
+    async def stream(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> AsyncIterator[TokenChunk]:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        gen = self._next(prompt_ids, sampling)
+        for i, (t, lp) in enumerate(zip(gen.completion_ids, gen.logprobs, strict=True)):
+            if i:
+                await asyncio.sleep(self.token_delay_s)
+            yield TokenChunk(ids=(t,), logprobs=(lp,), policy_version=gen.policy_version)
+        yield TokenChunk(ids=(), logprobs=(), finish_reason=gen.finish_reason, policy_version=gen.policy_version)
+
+    async def update_weights(self, state_dict: dict[str, Any], version: int) -> None:
+        """Nothing to load: later generations report ``version``."""
+        self.policy_version = version
+
+    def _next(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
+        n = self.calls
+        self.calls += 1
+        if self.keep_prompts:
+            self.prompts.append(tuple(prompt_ids))
+            self.samplings.append(sampling)
         if callable(self._replies):
             reply = self._replies(prompt_ids, n)
         else:

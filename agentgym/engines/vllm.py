@@ -18,6 +18,11 @@ embedded engine's are not; keep ``top_p = 1`` for training, as the trainer assum
 repetition_penalty, ...) silently changes the sampling distribution. The adapter also sends
 neutral values for those knobs explicitly.
 
+:meth:`VLLMEngine.stream` sends the same body with ``"stream": true`` and reads vLLM's SSE
+chunks (``data: {"choices": [{"logprobs": {"tokens": ["token_id:7"], ...}, "token_ids": [7],
+"finish_reason": null}]}`` ... ``data: [DONE]``) as they come; closing it early closes the
+connection, which aborts the request in vLLM.
+
 The wire format, against a stand-in server (``httpx.MockTransport``)::
 
 >>> import asyncio, httpx, json
@@ -57,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -64,11 +70,12 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from array import array
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from agentgym.engines.base import Engine, Generation
+from agentgym.engines.base import Engine, Generation, TokenChunk
 from agentgym.errors import EngineError
 from agentgym.types import SamplingParams
 
@@ -282,11 +289,15 @@ class VLLMEngine(Engine):
     def model_name(self) -> str:
         return self.model
 
-    def request_body(self, prompt_ids: Sequence[int], sampling: SamplingParams, max_tokens: int) -> dict[str, Any]:
+    async def context_length(self) -> int | None:
+        return await self._max_model_len()
+
+    def request_body(self, prompt_ids: Sequence[int], sampling: SamplingParams, max_tokens: int,
+                     stream: bool = False) -> dict[str, Any]:
         """The exact JSON body sent to ``/v1/completions`` (pinned by the contract test)."""
         body: dict[str, Any] = {
             "model": self.model,
-            "prompt": [int(i) for i in prompt_ids],
+            "prompt": prompt_ids.tolist() if isinstance(prompt_ids, array) else [int(i) for i in prompt_ids],
             "max_tokens": max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
@@ -298,7 +309,7 @@ class VLLMEngine(Engine):
             "presence_penalty": 0.0,
             "frequency_penalty": 0.0,
             "n": 1,
-            "stream": False,
+            "stream": stream,
             "logprobs": 1,
             "return_tokens_as_token_ids": True,
             "return_token_ids": True,
@@ -310,7 +321,7 @@ class VLLMEngine(Engine):
             body["seed"] = sampling.seed
         return body
 
-    async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
+    async def _budget(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> int:
         if not prompt_ids:
             raise EngineError("empty prompt: the engine needs at least one token")
         limit = await self._max_model_len()
@@ -320,6 +331,71 @@ class VLLMEngine(Engine):
                 raise EngineError(f"prompt has {len(prompt_ids)} tokens but the vLLM server's max_model_len is "
                                   f"{limit}: shorten the conversation or restart vLLM with a larger --max-model-len")
             max_tokens = min(max_tokens, limit - len(prompt_ids))
+        return max_tokens
+
+    async def stream(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> AsyncIterator[TokenChunk]:
+        """Stream tokens from ``/v1/completions`` with ``"stream": true``: the same ids and
+        logprobs as :meth:`generate`, chunk by chunk."""
+        import httpx
+
+        body = self.request_body(prompt_ids, sampling, await self._budget(prompt_ids, sampling), stream=True)
+        finish: str | None = None
+        await self._gate.enter(self.update_window_s)
+        try:
+            async with self._client.stream("POST", "/v1/completions", json=body, headers=self._headers) as resp:
+                if resp.status_code != 200:
+                    text = (await resp.aread()).decode(errors="replace")
+                    raise EngineError(f"vLLM POST /v1/completions answered {resp.status_code}: {text[:500]}")
+                async for line in resp.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:"):].strip()
+                    if data == "[DONE]":
+                        break
+                    ids, logprobs, done = self.parse_stream_chunk(data)
+                    finish = done or finish
+                    if ids:
+                        yield TokenChunk(ids=ids, logprobs=logprobs)
+            if finish is None:
+                raise EngineError("vLLM's stream ended without a finish_reason")
+            yield TokenChunk(ids=(), logprobs=(), finish_reason=finish, policy_version=self.policy_version)
+        except httpx.HTTPError as e:
+            raise EngineError(f"vLLM server at {self.base_url} failed mid-stream ({type(e).__name__}: {e})") from e
+        finally:
+            self._gate.leave()
+
+    def parse_stream_chunk(self, data: str) -> tuple[tuple[int, ...], tuple[float, ...], str | None]:
+        """``(ids, logprobs, finish_reason)`` of one streamed ``/v1/completions`` chunk."""
+        try:
+            chunk = json.loads(data)
+        except json.JSONDecodeError:
+            raise EngineError(f"vLLM streamed a chunk that is not JSON: {data[:200]}") from None
+        if not isinstance(chunk, dict):
+            raise EngineError(f"unexpected vLLM stream chunk: {data[:200]}")
+        if "error" in chunk or chunk.get("object") == "error":
+            err = chunk.get("error", chunk)
+            raise EngineError(f"vLLM failed mid-stream: {str(err.get('message', err) if isinstance(err, dict) else err)[:500]}")
+        if not chunk.get("choices"):
+            return (), (), None  # a usage-only chunk
+        try:
+            choice = chunk["choices"][0]
+            lp = choice.get("logprobs") or {"tokens": [], "token_logprobs": []}
+            ids = tuple(parse_token_id(t) for t in lp["tokens"])
+            logprobs = tuple(float(x) for x in lp["token_logprobs"])
+        except (KeyError, IndexError, TypeError) as e:
+            raise EngineError(f"unexpected vLLM stream chunk (missing {e}): {data[:300]}") from None
+        direct = choice.get("token_ids")
+        if direct is not None and tuple(direct) != ids:
+            raise EngineError(f"vLLM token_ids {list(direct)[:8]} disagree with its logprob tokens {list(ids)[:8]}")
+        if len(logprobs) != len(ids):
+            raise EngineError(f"vLLM streamed {len(ids)} tokens but {len(logprobs)} logprobs")
+        finish = choice.get("finish_reason")
+        if finish not in (None, "stop", "length"):
+            raise EngineError(f"vLLM finished with {finish!r} (aborted or rejected request)")
+        return ids, logprobs, finish
+
+    async def generate(self, prompt_ids: Sequence[int], sampling: SamplingParams) -> Generation:
+        max_tokens = await self._budget(prompt_ids, sampling)
         body = self.request_body(prompt_ids, sampling, max_tokens)
         # Never between an update's /pause and /resume; the version is read before leaving.
         await self._gate.enter(self.update_window_s)

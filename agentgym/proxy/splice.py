@@ -1,155 +1,321 @@
-"""Per-session prefix index: which earlier call does an incoming request extend?
+"""Lineages and the prefix index: which earlier call does an incoming request extend?
 
-Every served call is indexed by the chain digest of ``request.messages + [reply]`` (a trie over
-canonical messages, flattened into a dict of chain hashes). An incoming request looks up the
-longest prefix of its messages that ends exactly after some call's reply: that call is the
-parent, and its exact ``prompt_ids + completion_ids`` are reused. Every prefix of every served
+A session holds one :class:`Lineage` per (agent id, system prompt, tool set): the main agent,
+each sub-agent, a summariser, a title generator... each is its own trajectory. Inside a
+lineage every served call is a :class:`Node`, indexed by the chain digest of its request
+messages, of its request plus reply, and of every prefix of those (a trie flattened into
+dicts). An incoming request names as **parent** the call whose messages plus reply are the
+longest prefix of its own; that call's exact ``prompt_ids + completion_ids`` start the new
+prompt, and only the messages after the reply are rendered. Every prefix of every served
 sequence is indexed too, so a request that matches no reply can still say *where* it diverged,
 which types the segment break.
+
+The work per call is proportional to what is new. The **fast path** compares the request's
+conversation, as parsed, with what the lineage's latest calls (its *tips*) were sent — one C-level
+list comparison — and hashes, converts, validates and renders only the messages after the
+tip's reply. Anything else (a retry of an older call, a harness that re-serialises its history
+differently) takes the **slow path**: canonical digests of the whole conversation.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentgym.observation import TargetsFn
-from agentgym.tokens.messages import Message, prefix_digests
-from agentgym.tokens.render import ChatRenderer, tools_digest_key
-from agentgym.types import BreakReason, Call
+from agentgym.tokens.messages import Message, chain_digest, message_key, prefix_digests
+from agentgym.tokens.render import ChatRenderer, Continuation, RenderedPrompt
+from agentgym.types import BreakReason
+
+__all__ = ["Draft", "Ids", "Lineage", "Node", "SplicePlan", "ids"]
+
+Ids = array
+"""Token ids in memory: ``array('i')``. A prompt is rebuilt as the parent's ids plus the new ones
+every turn; an array copies them with one memcpy, where a tuple of a few hundred thousand ints
+costs a loop and then garbage-collector passes over every element."""
 
 
-@dataclass
-class _Served:
-    """What the index keeps of a served call (in memory only)."""
+def ids(values: Sequence[int] = ()) -> array:
+    """Token ids as an :data:`Ids` array."""
+    return values if isinstance(values, array) else array("i", values)
 
-    call: Call
-    sequence: list[Message]
-    """Request messages followed by the reply."""
-    tools: Sequence[Mapping[str, Any]] | None
-    prompt_text: str = ""
-    """Template text of the request (with generation prompt), from when it was served."""
-    _text: str | None = None
-    _reply_start: int = 0
-    _isolated: str | None = None
-    _isolated_done: bool = False
+MAX_TIPS = 8
+"""Recent calls of a lineage whose raw conversation is kept for the fast path."""
 
-    def parent_text(self, renderer: ChatRenderer, full: str) -> tuple[str, int]:
-        """Template text of messages + reply and where the reply starts, for a request whose
-        whole rendering is ``full``.
 
-        Fast path: the request text as served, followed by the reply as the template renders it
-        in a short probe conversation, when ``full`` starts with exactly that (one full render
-        per turn instead of two). Otherwise the exact rendering of messages + reply."""
-        if self.prompt_text:
-            if not self._isolated_done:
-                self._isolated = renderer.isolated_reply_text(self.sequence[-1], self.tools)
-                self._isolated_done = True
-            if self._isolated is not None:
-                fast = self.prompt_text + self._isolated
-                if full.startswith(fast):
-                    return fast, len(self.prompt_text)
-        return self.rendered(renderer)
+@dataclass(eq=False)
+class Node:
+    """What a lineage keeps of a served call (in memory only)."""
 
-    def rendered(self, renderer: ChatRenderer) -> tuple[str, int]:
-        """Template text of messages + reply (no generation prompt), and where the reply starts.
-        Computed once, when a later call first needs it."""
-        if self._text is None:
-            before = self.prompt_text or renderer.render_text(self.sequence[:-1], self.tools, add_generation_prompt=True)
-            self._text = renderer.render_text(self.sequence, self.tools, add_generation_prompt=False)
-            self._reply_start = len(before) if self._text.startswith(before) else len(self._text)
-        return self._text, self._reply_start
+    call_id: str
+    base: Node | None
+    """The call whose prompt + completion this prompt starts with (``None``: from scratch)."""
+    keep: int
+    """Leading ids of ``base``'s prompt + completion this prompt starts with."""
+    tail: array
+    """This prompt's ids after those."""
+    new_from: int
+    parent_call_id: str | None
+    obs_spans: tuple[tuple[int, int], ...]
+    obs_body_spans: tuple[tuple[int, int], ...]
+    req_digest: bytes
+    n_conv: int
+    """Canonical messages in the request."""
+    n_raw: int
+    """Items of the request's conversation as sent."""
+    prev: Message | None
+    """The request's last message (the window of the next call starts with it)."""
+    completion: array = field(default_factory=ids)
+    reply: Message | None = None
+    reply_key: bytes = b""
+    seq_digest: bytes = b""
+    delivered: bool = False
+    continued: bool = False
+    journaled: bool = False
+    """Whether the whole record (prompt and completion) is on disk: only then may later records
+    be stored as deltas from it."""
+    raw_conv: list[Any] | None = None
+    """The conversation as sent (tips only: the fast path compares it)."""
+    canon: list[Message] | None = None
+    """The request's canonical messages (tips only)."""
+    window_base: Any = None
+    _full: array | None = None
+
+    def prompt_ids(self) -> array:
+        """The exact prompt ids, built from the chain of bases (cached on recent calls only, so
+        a long session does not hold every prompt in memory)."""
+        if self._full is not None:
+            return self._full
+        chain: list[Node] = []
+        n: Node | None = self
+        while n is not None and n._full is None:
+            chain.append(n)
+            n = n.base
+        above = n._full if n is not None else None
+        full = ids()
+        for level in reversed(chain):
+            b = level.base
+            base = (above if above is not None else ids()) + b.completion if b is not None else ids()
+            full = base[: level.keep] + level.tail
+            above = full
+        self._full = full
+        return full
+
+    def forget_ids(self) -> None:
+        self._full = None
 
 
 @dataclass(frozen=True)
 class SplicePlan:
     """How to build the prompt ids of an incoming request."""
 
-    prompt_ids: tuple[int, ...]
+    prompt_ids: array
     obs_spans: tuple[tuple[int, int], ...]
     new_from: int
+    parent: Node | None
+    """The call this one extends (``None``: rendered from scratch, or a retry)."""
     parent_call_id: str | None
     break_reason: BreakReason | None
-    agent_id: str
-    prompt_text: str = ""
+    retry_of: Node | None = None
+    """The earlier call with the same prompt, for a retry."""
+    base: Node | None = None
+    """The call whose prompt + completion this prompt starts with."""
+    keep: int = 0
     obs_body_spans: tuple[tuple[int, int], ...] = ()
+    req_digest: bytes = b""
+    new_digests: tuple[bytes, ...] = ()
+    """Digests of the request's prefixes not indexed yet (for typing later breaks)."""
+    n_conv: int = 0
+    prev: Message | None = None
+    full_text: str = ""
+    fast: bool = False
+    """Whether the conversation's prefix was the parent's, as sent (its journal record is a delta)."""
 
 
 @dataclass
-class SpliceIndex:
+class Draft:
+    """A plan waiting for its text to be tokenised (possibly on a worker thread)."""
+
+    text: str
+    base_len: int
+    """How many ids come before ``text`` (the parent's, or a cached system prompt's)."""
+    finish: Any
+    """``finish(encoding) -> SplicePlan``."""
+
+
+@dataclass
+class Lineage:
+    """One agent's calls in a session: one system prompt, one tool set, one agent id."""
+
+    name: str
+    key: bytes
+    tools: Sequence[Mapping[str, Any]] | None
     renderer: ChatRenderer
     targets: TargetsFn | None = None
-    """Narrows observation bodies to environment output (the session's harness says how)."""
-    _by_reply: dict[bytes, str] = field(default_factory=dict)
-    _by_prefix: dict[bytes, str] = field(default_factory=dict)
-    _served: dict[str, _Served] = field(default_factory=dict)
-    _roots: int = 0
+    by_reply: dict[bytes, Node] = field(default_factory=dict)
+    by_request: dict[bytes, Node] = field(default_factory=dict)
+    by_prefix: dict[bytes, Node] = field(default_factory=dict)
+    tips: list[Node] = field(default_factory=list)
+    n_system: int = 0
 
-    def plan(self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] | None,
-             tool_choice: Any = "auto", agent_id: str | None = None) -> SplicePlan:
-        root = tools_digest_key(tools, tool_choice)
-        digests = prefix_digests(messages, root)
+    # -- planning ----------------------------------------------------------------------------
+    def match_tip(self, raw: list[Any]) -> tuple[Node, int] | None:
+        """``(tip, m)`` when the first ``m`` items of ``raw`` are exactly what ``tip`` was sent."""
+        for tip in reversed(self.tips):
+            theirs = tip.raw_conv
+            if theirs is None:
+                continue
+            m = len(theirs)
+            if len(raw) >= m and raw[:m] == theirs:
+                return tip, m
+        return None
+
+    def plan(self, messages: list[Message], raw: list[Any], tip: Node | None) -> SplicePlan | Draft:
+        """Plan the prompt of ``messages`` (canonical, the whole request). ``tip``: a node the fast
+        path matched (``messages[:tip.n_conv]`` are its request, as sent)."""
+        policy = self.renderer.policy
         n = len(messages)
-        k = next((i for i in range(n, 0, -1) if digests[i] in self._by_reply), 0)
-        j = next((i for i in range(n, 0, -1) if digests[i] in self._by_prefix), 0)
-        parent = self._served[self._by_reply[digests[k]]] if k else None
+        if tip is not None and tip.completion and tip.reply is not None:
+            if n == tip.n_conv:
+                return self._retry(tip, fast=True)
+            if n > tip.n_conv and message_key(messages[tip.n_conv], policy) == tip.reply_key:
+                k = tip.n_conv + 1
+                chain = [tip.seq_digest]
+                for m in messages[k:]:
+                    chain.append(chain_digest(chain[-1], message_key(m, policy)))
+                reason = None
+                if any(m.get("role") == "assistant" for m in messages[k:]):
+                    reason = _divergence(messages, k)  # assistant turns we never served there
+                return self._extend(tip, messages, k, tuple(chain[1:]), reason, fast=True)
+        digests = prefix_digests(messages, self.key, policy)
+        same = self.by_request.get(digests[n])
+        if same is not None and same.completion:
+            return self._retry(same, fast=False)
+        k = next((i for i in range(n, 0, -1) if digests[i] in self.by_reply), 0)
+        j = next((i for i in range(n, 0, -1) if digests[i] in self.by_prefix), 0)
+        if k:
+            parent = self.by_reply[digests[k]]
+            reason = None
+            if any(m.get("role") == "assistant" for m in messages[k:]):
+                reason = _divergence(messages, max(j, k))
+            return self._extend(parent, messages, k, tuple(digests[k + 1:]), reason, fast=False)
+        reason = _divergence(messages, j) if j > self.n_system else BreakReason.START
+        context = self.by_prefix[digests[j]] if j else None
+        return self._fresh(messages, tuple(digests[1:]), reason, context)
 
-        reason: BreakReason | None = None
-        if parent is not None and any(m.get("role") == "assistant" for m in messages[k:]):
-            # Assistant turns after the parent that we never served there: history was edited.
-            reason = self._divergence(messages, max(j, k))
+    def _retry(self, same: Node, fast: bool) -> SplicePlan:
+        """The same prompt as an earlier call: its exact ids again, nothing rendered."""
+        ids = same.prompt_ids()
+        return SplicePlan(prompt_ids=ids, obs_spans=same.obs_spans, obs_body_spans=same.obs_body_spans,
+                          new_from=same.new_from, parent=None, parent_call_id=same.parent_call_id,
+                          break_reason=BreakReason.RETRY, retry_of=same, base=same, keep=len(ids),
+                          req_digest=same.req_digest,
+                          n_conv=same.n_conv, prev=same.prev, fast=fast)
+
+    def _extend(self, parent: Node, messages: list[Message], k: int, new_digests: tuple[bytes, ...],
+                reason: BreakReason | None, fast: bool) -> SplicePlan | Draft:
+        r = self.renderer
+        req_digest = new_digests[-1] if new_digests else parent.seq_digest
+        assert parent.reply is not None
+        window = r.window_of(messages[: k - 1], parent.reply, self.tools)
+        cont: Continuation | None = None
+        if window is not None:
+            msgs, tools = window
+            if parent.window_base is None or r.window == "full":
+                parent.window_base = r.window_text(msgs, tools)
+            ends_eos = bool(parent.completion) and parent.completion[-1] == r.eos_id
+            cont = r.continuation(msgs, tools, parent.window_base, ends_eos, messages[k:])
+        if cont is None:
+            context = parent
+            digests = tuple(prefix_digests(messages, self.key, r.policy)[1:])
+            return self._fresh(messages, digests, BreakReason.TEMPLATE_NOT_PREFIX if window is not None else reason,
+                               context)
+        above = parent.prompt_ids()
+        shift = len(above) + len(parent.completion)
+        new = messages[k:]
+
+        def finish(enc: Any) -> SplicePlan:
+            rp = r.finish_continuation(cont, enc, new, self.targets)
+            prompt = above + parent.completion  # the one copy of the history this turn makes
+            prompt.extend(rp.ids)
+            return SplicePlan(
+                prompt_ids=prompt, obs_spans=tuple((s + shift, e + shift) for s, e in rp.obs_spans),
+                obs_body_spans=tuple((s + shift, e + shift) for s, e in rp.obs_body_spans),
+                new_from=shift, parent=parent, parent_call_id=parent.call_id, break_reason=reason,
+                base=parent, keep=shift,
+                req_digest=req_digest, new_digests=new_digests, n_conv=len(messages), prev=messages[-1],
+                full_text=rp.full_text, fast=fast)
+
+        return Draft(text=cont.text, base_len=shift, finish=finish)
+
+    def _fresh(self, messages: list[Message], digests: tuple[bytes, ...], reason: BreakReason | None,
+               context: Node | None) -> SplicePlan | Draft:
+        r = self.renderer
+        req_digest = digests[-1]
+        key = ("prompt", req_digest, id(self.targets))
+        hit: tuple[RenderedPrompt, array] | None = r.cached(key)
+
+        def plan_of(rp: RenderedPrompt, prompt: array) -> SplicePlan:
+            return SplicePlan(prompt_ids=prompt, obs_spans=rp.obs_spans, obs_body_spans=rp.obs_body_spans,
+                              new_from=0, parent=None, parent_call_id=context.call_id if context else None,
+                              break_reason=reason, req_digest=req_digest, new_digests=digests, n_conv=len(messages),
+                              prev=messages[-1], full_text=rp.full_text)
+
+        if hit is not None:
+            return plan_of(*hit)
+        text, split, head = r.prompt_text(messages, self.tools)
+        if split and not r.safe_split(text, split):
+            split, head = 0, ()
+
+        def finish(enc: Any) -> SplicePlan:
+            rp = r.finish_prompt(text, split, head, enc, messages, self.targets)
+            prompt = ids(rp.ids)
+            r.remember(key, (rp, prompt))
+            return plan_of(rp, prompt)
+
+        return Draft(text=text[split:], base_len=len(head), finish=finish)
+
+    # -- recording ---------------------------------------------------------------------------
+    def add(self, node: Node, plan: SplicePlan, reply: Message, raw: list[Any], canon: list[Message]) -> None:
+        """Index a served call (its reply known, delivered or not yet)."""
+        policy = self.renderer.policy
+        node.reply = reply
+        node.reply_key = message_key(reply, policy)
+        node.seq_digest = chain_digest(plan.req_digest, node.reply_key)
+        node.raw_conv = raw
+        node.canon = canon
+        self.by_request.setdefault(plan.req_digest, node)
+        for d in plan.new_digests:
+            self.by_prefix.setdefault(d, node)
+        self.by_prefix.setdefault(plan.req_digest, node)
+        self.by_prefix.setdefault(node.seq_digest, node)
+        existing = self.by_reply.get(node.seq_digest)
+        if existing is None or (node.delivered and not existing.delivered):
+            self.by_reply[node.seq_digest] = node
+        parent = plan.parent
         if parent is not None:
-            full = self.renderer.render_text(messages, tools, add_generation_prompt=True)
-            text, reply_start = parent.parent_text(self.renderer, full)
-            pc = parent.call
-            ends_eos = bool(pc.completion_ids) and pc.completion_ids[-1] == self.renderer.eos_id
-            cont = self.renderer.render_continuation(text, reply_start, ends_eos, messages, k, tools, full=full,
-                                                     targets=self.targets)
-            if cont is not None:
-                base = pc.prompt_ids + pc.completion_ids
-                return SplicePlan(
-                    prompt_ids=base + cont.ids,
-                    obs_spans=tuple((s + len(base), e + len(base)) for s, e in cont.obs_spans),
-                    obs_body_spans=tuple((s + len(base), e + len(base)) for s, e in cont.obs_body_spans),
-                    new_from=len(base), parent_call_id=pc.call_id, break_reason=reason,
-                    agent_id=agent_id or pc.agent_id, prompt_text=cont.full_text)
-            reason = BreakReason.TEMPLATE_NOT_PREFIX
+            parent.continued = True
+            if parent in self.tips:
+                self.tips.remove(parent)
+                parent.raw_conv = parent.canon = None
+                parent.forget_ids()
+        self.tips.append(node)
+        while len(self.tips) > MAX_TIPS:
+            old = self.tips.pop(0)
+            old.raw_conv = old.canon = None
+            old.forget_ids()
 
-        lineage = parent.call if parent is not None else (
-            self._served[self._by_prefix[digests[j]]].call if j else None)
-        if reason is None:
-            reason = self._divergence(messages, j) if j else BreakReason.START
-        fresh = self.renderer.render_prompt(messages, tools, targets=self.targets)
-        if agent_id is None:
-            if lineage is not None:
-                agent_id = lineage.agent_id
-            else:
-                agent_id = "main" if self._roots == 0 else f"agent-{self._roots}"
-        return SplicePlan(prompt_ids=fresh.ids, obs_spans=fresh.obs_spans, obs_body_spans=fresh.obs_body_spans,
-                          new_from=0,
-                          parent_call_id=lineage.call_id if lineage else None, break_reason=reason,
-                          agent_id=agent_id, prompt_text=fresh.full_text)
+    def mark_delivered(self, node: Node) -> None:
+        node.delivered = True
+        existing = self.by_reply.get(node.seq_digest)
+        if existing is None or not existing.delivered:
+            self.by_reply[node.seq_digest] = node
 
-    @staticmethod
-    def _divergence(messages: Sequence[Message], j: int) -> BreakReason:
-        """Type of the edit at the first message that matches nothing served before."""
-        if j < len(messages) and messages[j].get("role") == "assistant":
-            return BreakReason.ASSISTANT_EDITED
-        return BreakReason.HISTORY_EDITED
 
-    def add(self, call: Call, messages: Sequence[Message], reply: Message,
-            tools: Sequence[Mapping[str, Any]] | None, tool_choice: Any = "auto", prompt_text: str = "") -> None:
-        """Index a served call. An undelivered reply never shadows a delivered one."""
-        if call.break_reason == BreakReason.START:
-            self._roots += 1
-        sequence = [*messages, reply]
-        digests = prefix_digests(sequence, tools_digest_key(tools, tool_choice))
-        self._served[call.call_id] = _Served(call=call, sequence=sequence, tools=tools,
-                                             prompt_text=prompt_text)
-        key = digests[-1]
-        existing = self._by_reply.get(key)
-        if existing is None or call.delivered or not self._served[existing].call.delivered:
-            self._by_reply[key] = call.call_id
-        for d in digests[1:]:
-            self._by_prefix.setdefault(d, call.call_id)
+def _divergence(messages: Sequence[Message], j: int) -> BreakReason:
+    """Type of the edit at the first message that matches nothing served before."""
+    if j < len(messages) and messages[j].get("role") == "assistant":
+        return BreakReason.ASSISTANT_EDITED
+    return BreakReason.HISTORY_EDITED

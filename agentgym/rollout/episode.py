@@ -14,13 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentgym.env import Env
+from agentgym.env import Env, Stage
 from agentgym.errors import AgentGymError, EnvError
 from agentgym.harness import Harness, HarnessContext
 from agentgym.proxy.server import Proxy
 from agentgym.reconstruct import reconstruct
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.runtime.images import ImageCache, slug
+from agentgym.stages import run_stages
 from agentgym.types import ErrorInfo, StopReason, Task, Trajectory
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,40 @@ class EpisodeSpec:
     task: Task
     sample_index: int
     run_id: str
+    session_id: str | None = None
+    """The proxy session (and call-journal file) of the episode; a fresh one when ``None``."""
+
+
+def new_session_id(task: Task, sample_index: int) -> str:
+    """``<task slug>-s<sample>-<random>``: the episode's proxy session and trajectory id."""
+    return f"{slug(task.id)}-s{sample_index}-{uuid.uuid4().hex[:6]}"
 
 
 async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: Proxy, backend: RuntimeBackend,
                       images: ImageCache, max_steps: int | None = None, timeout_s: float | None = None,
                       metadata: Mapping[str, Any] | None = None, network: str = "proxy") -> list[Trajectory]:
     """Run one episode to the end and return its trajectories (main agent first). ``network`` is
-    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``."""
+    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``.
+
+    Time spent getting the image (building it, or waiting for another episode's build) is not
+    the episode's: ``started_at`` is when the image was ready, and ``metadata["timings"]`` has
+    ``image_s`` beside the episode's own phases (``sandbox_s``, ``agent_s``, ``verify_s``) and
+    ``engine_s``, the time its calls spent in the proxy and engine."""
     task = spec.task
-    sid = f"{slug(task.id)}-s{spec.sample_index}-{uuid.uuid4().hex[:6]}"
+    sid = spec.session_id or new_session_id(task, spec.sample_index)
     proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index},
                        targets=harness.observation_targets)
-    started = time.time()
+    started = mark = time.time()
+    timings: dict[str, float] = {"image_s": 0.0, "sandbox_s": 0.0, "agent_s": 0.0, "verify_s": 0.0}
+    timing = "image_s"  # the phase the clock runs for
+
+    def lap(then: str) -> float:  # close the running phase's time; ``then`` runs next
+        nonlocal mark, timing
+        now = time.time()
+        timings[timing] = round(timings[timing] + now - mark, 3)
+        mark, timing = now, then
+        return now
+
     stop = StopReason.COMPLETED
     error: ErrorInfo | None = None
     reward = 0.0
@@ -62,30 +85,48 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         if reason:
             raise EnvError(f"{task.id} cannot run on the {backend.name} runtime: {reason}")
         image = await images.image_for(task, harness)
+        started = lap("sandbox_s")  # the episode proper starts once its image is there
         runtime = await env.start(
             task, backend, image=image,
             # The harness reaches the proxy at 127.0.0.1:<port> either way: with "proxy" through a
             # forwarder to its Unix socket, and nothing else (whatever the task's own network).
             network=network, proxy=proxy.endpoint() if network == "proxy" else None,
             labels={"agentgym.task": slug(task.id), "agentgym.session": sid})
-        # The agent's commands see paths as the runtime's processes do (the local runtime's fake root).
-        shown = dataclasses.replace(task, instruction=runtime.rewrite(task.instruction))
-        ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
-                             max_steps=max_steps or task.limits.max_steps)
-        phase = "agent"
-        result = await harness.run(ctx, runtime, timeout=timeout)
-        stop = harness_stop = harness.stop_reason(result)
-        if stop not in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
-            tail = (result.stderr or result.stdout)[-2000:]
-            error = ErrorInfo(type="HarnessError" if stop != StopReason.TIMEOUT else "ExecTimeout",
-                              boundary="harness",
-                              message=f"{harness.id} ended with {stop.value} (exit {result.exit_code} after "
-                                      f"{result.duration_s:.1f}s of {timeout:.0f}s): {tail}")
-        phase = "verify"
-        evaluation = await env.evaluate(task, runtime)
+        live = runtime
+
+        async def act(stage: Stage, index: int) -> None:
+            # One harness run per stage (most tasks have one); the first stage that ends badly
+            # gives the episode its stop reason.
+            nonlocal result, stop, harness_stop, error
+            # The agent's commands see paths as the runtime's processes do (the local runtime's fake root).
+            shown = dataclasses.replace(task, instruction=live.rewrite(stage.instruction))
+            ctx = HarnessContext(task=shown, base_url=proxy.base_url(sid), model=proxy.engine.model_name,
+                                 max_steps=max_steps or task.limits.max_steps)
+            limit = timeout_s or stage.timeout_s or timeout
+            result = await harness.run(ctx, live, timeout=limit)
+            ended = harness.stop_reason(result)
+            if harness_stop is None or stop in (StopReason.COMPLETED, StopReason.STEP_LIMIT):
+                stop = harness_stop = ended
+            if ended not in (StopReason.COMPLETED, StopReason.STEP_LIMIT) and error is None:
+                tail = (result.stderr or result.stdout)[-2000:]
+                where = f" in stage {stage.name!r}" if stage.name else ""
+                error = ErrorInfo(type="HarnessError" if ended != StopReason.TIMEOUT else "ExecTimeout",
+                                  boundary="harness",
+                                  message=f"{harness.id} ended with {ended.value}{where} (exit {result.exit_code} "
+                                          f"after {result.duration_s:.1f}s of {limit:.0f}s): {tail}")
+
+        def on_phase(name: str) -> None:
+            nonlocal phase
+            phase = name
+            if name in ("agent", "verify"):  # the episode's clock: time in the harness, in verifiers
+                lap(f"{name}_s")
+
+        evaluation = await run_stages(env, task, runtime, act, on_phase=on_phase)
+        lap("verify_s")
         reward = float(evaluation.reward)
         details = dict(evaluation.details)
     except Exception as e:
+        lap(timing)
         if phase == "verify":  # the verifier could not score it: unscorable, never reward 0
             error, stop, reward = error_info(e, "env"), StopReason.EVAL_ERROR, 0.0
         elif phase == "prepare" or getattr(e, "boundary", None) == "runtime":
@@ -99,6 +140,12 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
                 await runtime.stop()
             except Exception as e:  # a runtime that will not stop is logged, not fatal
                 log.warning("could not stop runtime of %s: %s", sid, e)
+    if proxy.context_overflow(sid) and stop in (StopReason.COMPLETED, StopReason.HARNESS_ERROR):
+        # The harness stopped after its last request was refused for its length: the episode
+        # outgrew the context (not a harness bug).
+        stop = StopReason.CONTEXT_OVERFLOW
+        if error is not None and error.boundary == "harness":
+            error = ErrorInfo(type="ContextOverflow", boundary="proxy", message=error.message)
     engine_errors = proxy.session_errors(sid)
     if engine_errors and (error is None or stop == StopReason.HARNESS_ERROR):
         # the harness gave up because the engine failed it: the engine's failure, not the agent's
@@ -115,7 +162,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             f"reads its base URL from the launch environment ({proxy.base_url(sid)}) and that its own checks "
             f"(model name, API key) pass. Output tail: "
             f"{((result.stderr or result.stdout) if result else '')[-1500:]}"))
-    meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details,
+    timings["engine_s"] = round(sum(max(0.0, c.timings.end - c.timings.start) for c in calls), 3)
+    meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details, "timings": timings,
             "harness_exit_code": None if result is None else result.exit_code,
             "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}
     if details.get("tampering"):

@@ -6,7 +6,7 @@ All methods are async; blocking backends (the docker SDK, subprocess) run in wor
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -93,6 +93,9 @@ class RuntimeSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     memory: str | None = "2g"
     cpus: float | None = None
+    pids: int | None = None
+    """Most processes the sandbox may hold (``None``: the backend's default). Docker enforces
+    ``memory``, ``cpus`` and ``pids``; the local runtime none of them (wall-clock timeouts only)."""
     network: str = "host"
     """``host`` (the host's network: the proxy on 127.0.0.1), ``none`` (loopback only) or
     ``proxy`` (loopback only, plus the proxy at ``127.0.0.1:<proxy.port>`` through a forwarder
@@ -132,6 +135,10 @@ class VerifierSpec:
     reward_dir: str = "/logs/verifier"
     """Where an empty host directory is mounted read-write: what the verifier writes there is
     read on the host, so nothing the agent left in the sandbox can stand in for it."""
+    keep: bool = False
+    """The episode goes on after this verification (a stage of a multi-stage task): the agent's
+    sandbox stays as it is (processes included) and the verifier works on a copy of its files
+    (Docker) or in place (the local sandbox, whose commands leave no process behind)."""
 
 
 @dataclass
@@ -222,8 +229,9 @@ class Runtime(abc.ABC):
         """End the episode for verification: stop every process it started (the whole sandbox's,
         not only the harness's) and return a fresh sandbox over its final files, in which
         ``spec.trusted_image``'s programs run, ``spec.mounts`` appear and ``spec.reward_dir`` is
-        an empty host directory. This runtime cannot be used afterwards. Runtimes that cannot
-        seal raise ``NotImplementedError`` (the verifier then runs in place, unprotected)."""
+        an empty host directory. This runtime cannot be used afterwards, unless ``spec.keep``.
+        Runtimes that cannot seal raise ``NotImplementedError`` (the verifier then runs in place,
+        unprotected)."""
         raise NotImplementedError(f"{type(self).__name__} cannot seal")
 
     async def __aenter__(self) -> Runtime:
@@ -243,6 +251,17 @@ class RuntimeBackend(abc.ABC):
     isolation: str = "container"
     """What keeps its sandboxes apart from the host: ``container`` (Docker), ``bubblewrap`` or
     ``none`` (the local runtime)."""
+    enforced_limits: ClassVar[tuple[str, ...]] = ("timeout",)
+    """Which of a task's limits its sandboxes enforce (``timeout``, ``memory``, ``cpus``,
+    ``pids``): ``agentgym envs show`` says which are not."""
+
+    status_listener: Callable[[str], None] | None = None
+    """Hears what a long preparation is doing (a stand-in base image, the verifier tools); set by
+    progress UIs (``backend.status_listener = bar.note``)."""
+
+    def report_status(self, message: str) -> None:
+        if self.status_listener is not None:
+            self.status_listener(message)
 
     def describe_isolation(self) -> str:
         """One line for messages: what this backend's sandboxes isolate."""

@@ -66,6 +66,7 @@ from agentgym.runtime.images import (
     dockerfile_base_images,
 )
 from agentgym.runtime.local import pid_alive, proc_start_time
+from agentgym.runtime.standins import ensure_standin, standin_for
 from agentgym.runtime.trusted import tamper_evidence, trusted_mounts
 
 T = TypeVar("T")
@@ -181,6 +182,7 @@ class DockerRuntime(Runtime):
         self._oom_kills = 0
         self._stopped = False
         self._owned_image: str | None = None
+        self._seals = 0
 
     def __repr__(self) -> str:
         return f"DockerRuntime(name={self.name!r}, image={self.image!r})"
@@ -456,9 +458,11 @@ class DockerRuntime(Runtime):
         self._check_live()
         api = self._api
         evidence = await self._backend._call(tamper_evidence, api, self.container_id, spec.reward_dir)
-        tag = f"agentgym-sealed/{self.name.lower()}:latest"
+        self._seals += 1
+        tag = f"agentgym-sealed/{self.name.lower()}:{self._seals}"
         await self.snapshot(tag)
-        await self.stop()
+        if not spec.keep:
+            await self.stop()
         mounts: dict[str, str] = {}
         isolation = "fresh container from the agent's files, no agent process, no network"
         if spec.trusted_image:
@@ -472,7 +476,7 @@ class DockerRuntime(Runtime):
         try:
             runtime = await self._backend.start(RuntimeSpec(
                 image=tag, workdir=self.workdir, env=dict(self.spec.env), memory=self.spec.memory,
-                cpus=self.spec.cpus, network="none", labels=dict(self.spec.labels), mounts=mounts,
+                cpus=self.spec.cpus, pids=self.spec.pids, network="none", labels=dict(self.spec.labels), mounts=mounts,
                 writable_mounts={str(reward_dir): spec.reward_dir}, init=False))
         except BaseException:
             with contextlib.suppress(Exception):
@@ -486,6 +490,11 @@ class DockerRuntime(Runtime):
         if self._stopped:
             return
         self._stopped = True
+        if self._backend._closed:  # close() removed it with every other live container
+            if self._owned_image:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._backend._remove_image, self._owned_image)
+            return
         await self._backend._call(self._backend._remove, self.container_id)
         self._backend._live.pop(self.container_id, None)
         if self._owned_image:
@@ -504,6 +513,7 @@ class DockerBackend(RuntimeBackend):
     """
 
     name = "docker"
+    enforced_limits = ("timeout", "memory", "cpus", "pids")
 
     def describe_isolation(self) -> str:
         return "Docker: each episode in its own container, reaching only the proxy (--network none + a Unix socket)"
@@ -601,15 +611,22 @@ class DockerBackend(RuntimeBackend):
             kwargs["memswap_limit"] = spec.memory  # no swap: hitting the limit is an OOM kill
         if spec.cpus:
             kwargs["nano_cpus"] = int(spec.cpus * 1e9)
-        if self.pids_limit:
-            kwargs["pids_limit"] = self.pids_limit
+        if spec.pids or self.pids_limit:
+            kwargs["pids_limit"] = spec.pids or self.pids_limit
         try:
             container = self.client.containers.run(spec.image, **kwargs)
         except docker.errors.APIError as e:
             with contextlib.suppress(Exception):
                 self._remove(name)
             raise RuntimeError_(f"cannot start {spec.image!r}: {e.explanation or e}") from e
-        self._live[container.id] = name
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._live[container.id] = name
+        if closed:  # close() ran while this container was starting (a stopping run): no leak
+            with contextlib.suppress(Exception):
+                self._remove(container.id)
+            raise RuntimeError_(f"the Docker backend was closed while {name} started (the run is stopping)")
         return DockerRuntime(self, container.id, name, spec, explicit_path)
 
     def _remove_image(self, tag: str) -> None:
@@ -667,7 +684,11 @@ class DockerBackend(RuntimeBackend):
             try:
                 api.inspect_image(image)
             except docker.errors.ImageNotFound as e:
-                raise RuntimeError_(f"image {image!r} is missing and no Dockerfile directory was given") from e
+                standin = standin_for(image)
+                if standin is None:
+                    raise RuntimeError_(f"image {image!r} is missing (nothing is pulled), no Dockerfile directory was "
+                                        "given, and it has no stand-in (docs/environments.md, 'Offline images')") from e
+                ensure_standin(api, image, standin, on_status=self.report_status)
             return image
         ctx = Path(dockerfile_dir)
         dockerfile = ctx / "Dockerfile"
@@ -680,10 +701,17 @@ class DockerBackend(RuntimeBackend):
             for base in dockerfile_base_images(dockerfile.read_text()):
                 try:
                     base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
+                    continue
                 except docker.errors.ImageNotFound as e:
-                    hint = " Run `agentgym setup`." if base.startswith("agentgym/") else ""
-                    raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
-                                        f"(nothing is pulled).{hint}") from e
+                    standin = standin_for(base)
+                    if standin is None:
+                        hint = " Run `agentgym setup`." if base.startswith("agentgym/") else (
+                            " Build or load it, or give it a stand-in in AGENTGYM_BASE_IMAGES "
+                            "(docs/environments.md, 'Offline images').")
+                        raise RuntimeError_(f"{dockerfile}: base image {base!r} is not available locally "
+                                            f"(nothing is pulled) and has no stand-in.{hint}") from e
+                ensure_standin(api, base, standin, on_status=self.report_status)
+                base_ids.append(f"{base}={api.inspect_image(base)['Id']}")
             digest = context_hash(ctx, base_ids)
             if not force:
                 with contextlib.suppress(docker.errors.ImageNotFound):
@@ -717,15 +745,24 @@ class DockerBackend(RuntimeBackend):
         return sorted(self._live.values())
 
     def close(self) -> None:
-        """Remove every container this backend still runs and release its threads. Idempotent."""
-        if self._closed:
-            return
-        for cid in list(self._live):
-            with contextlib.suppress(Exception):
-                self._remove(cid)
-            self._live.pop(cid, None)
-        self._closed = True
+        """Remove every container this backend still runs (in parallel: a stopping run waits for
+        this) and release its threads; a container still starting is removed as it comes up.
+        Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            live = list(self._live)
+        if live:
+            with concurrent.futures.ThreadPoolExecutor(min(16, len(live))) as pool:
+                for cid in live:
+                    pool.submit(self._remove_quietly, cid)
+        self._live.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _remove_quietly(self, cid: str) -> None:
+        with contextlib.suppress(Exception):
+            self._remove(cid)
 
 
 def _atexit_close(ref: weakref.ref[DockerBackend]) -> None:

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,17 +90,26 @@ def context_hash(dockerfile_dir: str | os.PathLike[str], extra: Iterable[str] = 
 
 
 _FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(?P<image>\S+)(?:\s+AS\s+(?P<stage>\S+))?", re.I | re.M)
+_COPY_FROM_RE = re.compile(r"^\s*(?:COPY|ADD)\s+(?:--\S+\s+)*?--from=(?P<image>\S+)", re.I | re.M)
 
 
 def dockerfile_base_images(dockerfile: str) -> list[str]:
-    """Images named in ``FROM`` lines, minus references to earlier build stages."""
+    """Images named in ``FROM`` lines and ``COPY --from=<image>``, minus references to build
+    stages (by name or index) and ``scratch``.
+
+    >>> dockerfile_base_images("FROM python:3.12-slim AS b\\nCOPY --from=ghcr.io/astral-sh/uv:0.9.7 /uv /x\\n"
+    ...                        "FROM b\\nCOPY --from=b /a /a\\n")
+    ['python:3.12-slim', 'ghcr.io/astral-sh/uv:0.9.7']
+    """
     stages: set[str] = set()
     images: list[str] = []
-    for m in _FROM_RE.finditer(dockerfile):
+    events = sorted([(m.start(), "from", m) for m in _FROM_RE.finditer(dockerfile)]
+                    + [(m.start(), "copy", m) for m in _COPY_FROM_RE.finditer(dockerfile)], key=lambda e: e[0])
+    for _, kind, m in events:
         image = m.group("image")
-        if image.lower() not in stages and image != "scratch":
+        if image.lower() not in stages and image != "scratch" and not image.isdigit() and image not in images:
             images.append(image)
-        if m.group("stage"):
+        if kind == "from" and m.group("stage"):
             stages.add(m.group("stage").lower())
     return images
 
@@ -159,6 +169,9 @@ class ImageCache:
         self.on_status = on_status or (lambda msg: None)
         self._done: dict[tuple[str, str], str] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.seconds: dict[tuple[str, str], float] = {}
+        """Seconds each (image, harness layer) took to prepare: a build, or the check that an
+        up-to-date image is already there (run summaries report it apart from episode time)."""
 
     async def image_for(self, task: Task, harness: Layered) -> str | None:
         """The tag to run: the task's image (built when needed) plus the harness's layer
@@ -172,7 +185,11 @@ class ImageCache:
         async with self._locks.setdefault(key, asyncio.Lock()):
             if key not in self._done:
                 self.on_status(f"preparing image {image} + {layer_id} (the first build can take minutes)")
-                self._done[key] = await self._build(image, dockerfile_dir, layer_id, layer)
+                t0 = time.perf_counter()
+                try:
+                    self._done[key] = await self._build(image, dockerfile_dir, layer_id, layer)
+                finally:
+                    self.seconds[key] = time.perf_counter() - t0
                 self.on_status("")
         return self._done[key]
 

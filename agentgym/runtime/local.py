@@ -29,8 +29,15 @@ Each runtime gets a temporary directory that plays the container's ``/`` (the *f
     absolute paths as ``"${AGENTGYM_ROOT:-}/logs/..."`` (``AGENTGYM_ROOT`` is the fake root).
     Only for machines that cannot run ``bwrap``, and trusted code.
 
-In both modes ``RuntimeSpec.memory``, ``cpus`` and ``mounts`` are not enforced, and a timeout
-kills the command's whole process tree.
+In both modes ``RuntimeSpec.memory``, ``cpus``, ``pids`` and ``mounts`` are not enforced (bubblewrap
+has no resource limits; ``LocalBackend.enforced_limits`` says so), and a timeout
+kills the command's whole process tree. Without isolation, "the whole tree" is found three ways,
+since a process can leave its process group (``setpgid``) or its session (``setsid``, ``nohup
+... &``, daemons): the command's process group, every process of its session, and every process
+whose environment carries the runtime's ``AGENTGYM_RUNTIME_ID``; they are stopped (``SIGSTOP``)
+until no new one appears, then killed. :meth:`LocalRuntime.stop` does the same for every
+process any of its commands left running. Only a process that both leaves its session and
+clears its environment escapes this: run untrusted code in the sandbox.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
@@ -80,6 +88,9 @@ UNSAFE_BACKEND = "local-unsafe"
 """The backend name (``get_backend``, ``--runtime``, ``RolloutConfig.runtime``) of the local
 runtime without isolation."""
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+RUNTIME_ID_ENV = "AGENTGYM_RUNTIME_ID"
+"""Set in every command of a runtime without isolation, so what it left running (even in a new
+session) is found and killed by id when the command times out or the runtime stops."""
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "USER", "LOGNAME", "SHELL", "TZ",
              "PYENV_ROOT", "VIRTUAL_ENV", "SSL_CERT_FILE", "SSL_CERT_DIR")
 """Host variables a local command inherits; everything else comes from the spec and ``env``."""
@@ -131,6 +142,8 @@ class LocalRuntime(Runtime):
         self.fs = RootFS(self.root)
         self._pgids: set[int] = set()
         self._stopped = False
+        self.id = uuid.uuid4().hex
+        """Marks this runtime's processes (``AGENTGYM_RUNTIME_ID``) when it runs without isolation."""
         self.root.mkdir(parents=True, exist_ok=True)
         if sandbox is not None:
             sandbox.prepare(self.fs)
@@ -178,6 +191,8 @@ class LocalRuntime(Runtime):
             environ.update(HOME=str(self.host_path("/root")), AGENTGYM_ROOT=str(self.root), PWD="")
         environ.update(self.spec.env)
         environ.update(env or {})
+        if self.sandbox is None:  # after the caller's: a command cannot opt out by passing its own
+            environ[RUNTIME_ID_ENV] = self.id
         return environ
 
     async def exec(self, cmd: str, *, timeout: float | None = None, env: Mapping[str, str] | None = None,
@@ -228,7 +243,7 @@ class LocalRuntime(Runtime):
                 os.close(status_w)
         try:
             code, out, err, timed_out = await self._wait(proc, timeout)
-            if status_r >= 0 and code != 0 and not timed_out:
+            if status_r >= 0 and code != 0 and not timed_out and not self._stopped:  # stopped: killed
                 os.set_blocking(status_r, False)
                 with contextlib.suppress(OSError):
                     if not os.read(status_r, 64):
@@ -254,7 +269,7 @@ class LocalRuntime(Runtime):
             timed_out = bool(pending)
             if pending:
                 # Killing bwrap kills the sandbox's pid 1 (--die-with-parent), hence all inside.
-                _killpg(proc.pid)
+                self._kill_tree(proc.pid)
                 _, pending = await asyncio.wait(pending, timeout=5)
             if pending:  # something left the process group and holds the pipes: stop reading
                 for t in pending:
@@ -262,7 +277,7 @@ class LocalRuntime(Runtime):
                 with contextlib.suppress(Exception):
                     proc._transport.close()  # type: ignore[attr-defined]
         except asyncio.CancelledError:
-            _killpg(proc.pid)
+            self._kill_tree(proc.pid)
             for t in tasks:
                 t.cancel()
             raise
@@ -392,9 +407,28 @@ class LocalRuntime(Runtime):
         if self._stopped:
             return
         self._stopped = True
-        for pgid in list(self._pgids):
-            _killpg(pgid)
+        self.kill_processes()
         await asyncio.to_thread(shutil.rmtree, self._base, True)
+
+    def _kill_tree(self, leader: int) -> None:
+        """Kill a command's processes: its process group (in the sandbox, bwrap's: the sandbox
+        dies with it); without isolation also its session and whatever carries this runtime's
+        id (processes that left with ``setsid``)."""
+        _killpg(leader)
+        if self.sandbox is None:
+            kill_marked(RUNTIME_ID_ENV, self.id, session=leader)
+
+    def kill_processes(self) -> None:
+        """Kill every process this runtime's commands started that still runs (synchronous: safe
+        from signal handlers and ``close()``)."""
+        for pgid in list(self._pgids):
+            self._kill_tree(pgid)
+        if self.sandbox is None:
+            kill_marked(RUNTIME_ID_ENV, self.id)
+
+    async def end_processes(self) -> None:
+        """Kill what earlier commands left running; the files stay."""
+        self.kill_processes()
 
 
 def _special_files(directory: str, names: list[str]) -> set[str]:
@@ -449,6 +483,54 @@ def _killpg(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def _session_of(pid: str) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return int(fields[3]) if len(fields) > 3 else -1  # field 6: session id
+
+
+def _marked(pid: str, needle: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return needle in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def kill_marked(name: str, value: str, session: int | None = None, rounds: int = 20) -> int:
+    """SIGKILL every process whose environment has ``name=value`` (or, given ``session``, whose
+    session is that one). They are first stopped with SIGSTOP, pass after pass, until a pass
+    finds none new, so a process forking meanwhile cannot leave a child behind. Returns how
+    many were killed. Processes of other users are not visible to a non-root caller."""
+    needle = f"{name}={value}".encode()
+    me = os.getpid()
+    found: set[int] = set()
+    for _ in range(rounds):
+        new = set()
+        try:
+            pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        except OSError:
+            break
+        for p in pids:
+            pid = int(p)
+            if pid == me or pid in found:
+                continue
+            if (session is not None and _session_of(p) == session) or _marked(p, needle):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGSTOP)
+                    new.add(pid)
+        if not new:
+            break
+        found |= new
+    for pid in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    return len(found)
+
+
 class LocalBackend(RuntimeBackend):
     """Starts :class:`LocalRuntime` sandboxes in ``tmp_root`` (the system temp dir by default).
 
@@ -475,6 +557,7 @@ class LocalBackend(RuntimeBackend):
         self.bwrap = bwrap
         self.name = "local" if isolation == "bubblewrap" else UNSAFE_BACKEND
         self._checked = False
+        self._live: weakref.WeakSet[LocalRuntime] = weakref.WeakSet()
 
     def describe_isolation(self) -> str:
         if self.isolation == "none":
@@ -521,7 +604,19 @@ class LocalBackend(RuntimeBackend):
                 shutil.rmtree(base, ignore_errors=True)
                 raise RuntimeError_(f"snapshot directory {src} does not exist")
             await asyncio.to_thread(shutil.copytree, src, base / "fs", symlinks=True)
-        return LocalRuntime(base, spec, self.mapped_roots, sandbox)
+        runtime = LocalRuntime(base, spec, self.mapped_roots, sandbox)
+        self._live.add(runtime)
+        return runtime
+
+    def close(self) -> None:
+        """Kill every process of the runtimes this backend started that were not stopped, and
+        delete their directories (synchronous: for a run that is stopping). Idempotent."""
+        for runtime in list(self._live):
+            if not runtime._stopped:
+                runtime._stopped = True
+                runtime.kill_processes()
+                shutil.rmtree(runtime._base, ignore_errors=True)
+        self._live.clear()
 
     async def cleanup(self) -> int:
         """Delete temp directories of local runtimes whose creating process is gone."""

@@ -143,9 +143,9 @@ def test_cli_checks_one_task_directory_and_a_subset(tmp_path: Path) -> None:
 def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     empty = CliRunner().invoke(app, ["check", "env", str(tmp_path / "empty"), "--runtime", "local"])
-    assert empty.exit_code == 2 and "holds no Harbor task" in empty.output
+    assert empty.exit_code == 2 and "is not a task collection agentgym reads" in empty.output
     missing = CliRunner().invoke(app, ["check", "env", str(tmp_path / "nowhere"), "--runtime", "local"])
-    assert missing.exit_code == 2 and "is not a directory of Harbor tasks" in missing.output
+    assert missing.exit_code == 2 and "no such file or directory" in missing.output
     typo = CliRunner().invoke(app, ["check", "env", "terminal/hello-fil-v0", "--runtime", "local"])
     assert typo.exit_code == 2 and "Did you mean 'terminal/hello-file-v0'" in typo.output
     unknown = CliRunner().invoke(app, ["check", "env", "terminal/hello-file-v0", "--tasks", "nope",

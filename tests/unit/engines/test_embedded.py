@@ -251,3 +251,55 @@ def test_sample_token_greedy_draws_nothing() -> None:
     state = g.get_state()
     assert sample_token(torch.tensor([0.0, 3.0, 1.0]), 0.0, 1.0, g)[0] == 1
     assert torch.equal(g.get_state(), state)
+
+
+def test_stream_yields_what_generate_returns_for_the_same_seed(engine: Any) -> None:
+    ids = prompt(engine, USER_TEXTS[1])
+    sp = SamplingParams(temperature=1.0, max_tokens=24, seed=5)
+
+    async def main() -> tuple[Generation, list[Any], list[float]]:
+        loop = asyncio.get_running_loop()
+        arrivals: list[float] = []
+        chunks = []
+        async for c in engine.stream(ids, sp):
+            arrivals.append(loop.time())
+            chunks.append(c)
+        return await engine.generate(ids, sp), chunks, arrivals
+
+    g, chunks, arrivals = asyncio.run(main())
+    assert tuple(t for c in chunks for t in c.ids) == g.completion_ids
+    assert tuple(lp for c in chunks for lp in c.logprobs) == g.logprobs
+    assert chunks[-1].finish_reason == g.finish_reason and all(c.finish_reason is None for c in chunks[:-1])
+    # Tokens arrive as the worker samples them, not all at the end.
+    assert len(chunks) > 2 and arrivals[-1] - arrivals[0] > 0
+
+
+def test_closing_a_stream_cancels_its_row(engine: Any) -> None:
+    ids = prompt(engine, USER_TEXTS[2])
+
+    async def main() -> Generation:
+        agen = engine.stream(ids, SamplingParams(temperature=1.0, max_tokens=200, seed=1))
+        await agen.__anext__()
+        await agen.aclose()
+        return await engine.generate(ids, SamplingParams(max_tokens=4, seed=2))
+
+    assert len(asyncio.run(main()).completion_ids) <= 4  # the engine keeps serving
+
+
+def test_out_of_range_seed_fails_alone_not_its_batch(engine: Any) -> None:
+    ids = prompt(engine, USER_TEXTS[0])
+
+    async def main() -> tuple[Any, Generation]:
+        bad = engine.generate(ids, SamplingParams(max_tokens=4, seed=2**64))
+        good = engine.generate(ids, SamplingParams(max_tokens=4, seed=3))
+        return tuple(await asyncio.gather(bad, good, return_exceptions=True))  # type: ignore[return-value]
+
+    bad, good = asyncio.run(main())
+    assert isinstance(bad, EngineError) and "out of range" in str(bad)
+    assert isinstance(good, Generation) and len(good.completion_ids) >= 1
+
+
+def test_a_vanishing_temperature_gives_finite_logprobs(engine: Any) -> None:
+    g = gen(engine, prompt(engine, USER_TEXTS[3]), temperature=1e-40, seed=1)
+    assert all(math.isfinite(lp) for lp in g.logprobs)
+    assert g.completion_ids == gen(engine, prompt(engine, USER_TEXTS[3]), temperature=0.0).completion_ids

@@ -244,3 +244,124 @@ def test_tokenizer_and_registry(tiny_model_dir: Path) -> None:
     assert isinstance(engine, VLLMEngine) and engine.model_name == "served-name"
     assert engine.tokenizer.eos_token == "<|im_end|>"
     asyncio.run(engine.aclose())
+
+
+def stream_chunks(ids: list[int], logprobs: list[float], finish: str = "stop") -> list[str]:
+    """SSE lines as vLLM's completion_stream_generator writes them for ``stream: true`` with
+    ``logprobs=1``, ``return_tokens_as_token_ids`` and ``return_token_ids`` (one token per chunk;
+    prompt ids on the first chunk only; ``model_dump_json`` keeps every field, nulls included)."""
+    out = []
+    for i, (t, lp) in enumerate(zip(ids, logprobs, strict=True)):
+        last = i == len(ids) - 1
+        chunk = {"id": "cmpl-5c1d8e4f0a9b4c2e8d7f6a5b4c3d2e1f", "object": "text_completion", "created": 1732250001,
+                 "model": MODEL, "choices": [{
+                     "index": 0, "text": f"<{t}>",
+                     "logprobs": {"text_offset": [i], "token_logprobs": [lp], "tokens": [f"token_id:{t}"],
+                                  "top_logprobs": [{f"token_id:{t}": lp}]},
+                     "finish_reason": finish if last else None, "stop_reason": None,
+                     "prompt_token_ids": [1, 2, 3] if i == 0 else None, "token_ids": [t]}],
+                 "usage": None}
+        out.append("data: " + json.dumps(chunk) + "\n\n")
+    out.append("data: [DONE]\n\n")
+    return out
+
+
+def serve_stream(chunks: list[str], client_fn: Callable[[str, list[dict[str, Any]]], Awaitable[Any]],
+                 gap_s: float = 0.0) -> Any:
+    seen: list[dict[str, Any]] = []
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        seen.append({"path": request.path, "json": body, "sent": 0})
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        try:
+            for c in chunks:
+                await resp.write(c.encode())
+                seen[-1]["sent"] += 1
+                await asyncio.sleep(gap_s)
+        except (ConnectionError, RuntimeError):
+            seen[-1]["aborted"] = True
+        return resp
+
+    async def main() -> Any:
+        app = web.Application()
+        app.router.add_post("/v1/completions", completions)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            return await client_fn(f"http://127.0.0.1:{runner.addresses[0][1]}", seen)
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(main())
+
+
+def test_streaming_request_body_and_chunks_give_what_generate_gives() -> None:
+    ids, logprobs = [1134, 198, 2], [-0.51, -0.02, -1.3]
+
+    async def client(url: str, seen: list[dict[str, Any]]) -> Any:
+        engine = VLLMEngine(url, model=MODEL, max_model_len=64)
+        try:
+            sp = SamplingParams(temperature=0.7, top_p=0.95, max_tokens=16, seed=11)
+            return [c async for c in engine.stream([1, 9, 42], sp)]
+        finally:
+            await engine.aclose()
+
+    chunks = serve_stream(stream_chunks(ids, logprobs), client)
+    assert [c.ids for c in chunks] == [(1134,), (198,), (2,), ()]
+    assert [lp for c in chunks for lp in c.logprobs] == logprobs
+    assert [c.finish_reason for c in chunks] == [None, None, None, "stop"]
+    body = completion_body(ids, logprobs)  # what generate() would parse for the same tokens
+    gen = VLLMEngine("http://127.0.0.1:1", model=MODEL).parse_response(json.loads(json.dumps(body)))
+    assert tuple(t for c in chunks for t in c.ids) == gen.completion_ids
+
+
+def test_streaming_body_is_the_generate_body_with_stream_true() -> None:
+    async def client(url: str, seen: list[dict[str, Any]]) -> Any:
+        engine = VLLMEngine(url, model=MODEL, max_model_len=64)
+        try:
+            [c async for c in engine.stream([1, 2], SamplingParams(max_tokens=5, stop=("x",)))]
+            return seen, engine.request_body([1, 2], SamplingParams(max_tokens=5, stop=("x",)), 5)
+        finally:
+            await engine.aclose()
+
+    seen, plain = serve_stream(stream_chunks([5], [-0.1]), client)
+    assert seen[0]["json"] == {**plain, "stream": True} and plain["stream"] is False
+
+
+def test_closing_the_stream_early_closes_the_connection() -> None:
+    async def client(url: str, seen: list[dict[str, Any]]) -> Any:
+        engine = VLLMEngine(url, model=MODEL, max_model_len=64)
+        try:
+            agen = engine.stream([1, 2], SamplingParams(max_tokens=50))
+            first = await agen.__anext__()  # type: ignore[attr-defined]
+            await agen.aclose()  # type: ignore[attr-defined]
+            await asyncio.sleep(0.3)
+            return first, seen
+        finally:
+            await engine.aclose()
+
+    first, seen = serve_stream(stream_chunks(list(range(10, 40)), [-0.1] * 30), client, gap_s=0.02)
+    assert first.ids == (10,)
+    assert seen[0].get("aborted") or seen[0]["sent"] < 31  # vLLM aborts a request whose client left
+
+
+@pytest.mark.parametrize(("chunks", "match"), [
+    (['data: {"error": {"message": "engine died", "type": "InternalServerError", "code": 500}}\n\n',
+      "data: [DONE]\n\n"], "engine died"),
+    (stream_chunks([1], [-0.1], finish="abort"), "abort"),
+    (["data: [DONE]\n\n"], "without a finish_reason"),
+])
+def test_streaming_errors_become_engine_errors(chunks: list[str], match: str) -> None:
+    async def client(url: str, seen: list[dict[str, Any]]) -> Any:
+        engine = VLLMEngine(url, model=MODEL, max_model_len=64)
+        try:
+            with pytest.raises(EngineError, match=match):
+                [c async for c in engine.stream([1, 2], SamplingParams())]
+        finally:
+            await engine.aclose()
+
+    serve_stream(chunks, client)

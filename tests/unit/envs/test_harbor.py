@@ -252,3 +252,129 @@ def test_gymnasium_wrapper_on_the_local_runtime(tmp_path: Path) -> None:
         assert (reward, terminated, truncated) == (0.0, False, True) and "evaluation" in info
     finally:
         env.close()
+
+
+def test_reward_json_keeps_every_key_and_reward_key_picks_the_training_reward(tmp_path: Path) -> None:
+    script = PREFIX + "echo '{\"reward\": 0.5, \"style\": 1, \"speed\": 0.25}' > $L/reward.json; echo 0 > $L/reward.txt"
+    reward, details = evaluate_locally(make_task(tmp_path / "a", test_sh=script))
+    # reward.json wins over reward.txt (Harbor's order), and no key is dropped.
+    assert reward == 0.5 and details["rewards"] == {"reward": 0.5, "style": 1.0, "speed": 0.25}
+    toml = FULL_TOML.replace("local = true", 'local = true\nreward_key = "speed"')
+    reward, details = evaluate_locally(make_task(tmp_path / "b", toml=toml, test_sh=script))
+    assert reward == 0.25 and details["reward_key"] == "speed"
+
+
+def test_a_reward_json_without_the_training_key_names_its_keys(tmp_path: Path) -> None:
+    script = PREFIX + "echo '{\"accuracy\": 1, \"style\": 0}' > $L/reward.json"
+    with pytest.raises(EnvError, match=r"no key 'reward' \(keys: accuracy, style\)"):
+        evaluate_locally(make_task(tmp_path, test_sh=script))
+
+
+def test_reward_env_option_and_read_rewards() -> None:
+    from agentgym.envs.harbor import read_reward, read_rewards
+
+    assert read_rewards("1", None) == ({"reward": 1.0}, "ok")
+    assert read_rewards(None, '{"a": 1, "b": 2.5}') == ({"a": 1.0, "b": 2.5}, "ok")
+    assert read_rewards(None, '{"a": "1"}')[0] is None and read_rewards(None, '{"a": NaN}')[0] is None
+    assert read_reward(None, '{"a": 1, "b": 2.5}', "b") == (2.5, "ok")
+    assert HarborEnv(TERMINAL_TASKS, reward_key="b").reward_key == "b"
+
+
+def test_limits_env_templates_canary_and_per_task_pids(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AGENTGYM_TEST_TOKEN", "t0k")
+    toml = FULL_TOML.replace('env = { MODE = "x" }', 'env = { MODE = "${AGENTGYM_TEST_TOKEN}", D = "${NOPE_X:-dflt}" }')
+    toml = toml.replace("local = true", "local = true\npids_limit = 64")
+    d = make_task(tmp_path, toml=toml)
+    (d / "instruction.md").write_text("<!-- harbor-canary GUID 123 -->\n\nDo the thing.\n")
+    task = load_harbor_task(d)
+    assert dict(task.env_vars) == {"MODE": "t0k", "D": "dflt"} and task.instruction == "Do the thing.\n"
+    spec = HarborEnv(d).runtime_spec(task)
+    assert (spec.pids, spec.memory, spec.cpus) == (64, "4096m", 2.0)
+    missing = make_task(tmp_path / "m", toml=FULL_TOML.replace('MODE = "x"', 'MODE = "${AGENTGYM_UNSET_VAR_X}"'))
+    assert "AGENTGYM_UNSET_VAR_X" in load_harbor_task(missing).metadata["unsupported"]
+
+
+@pytest.mark.parametrize(("command", "ok"), [("test -d /app", True), ("false", False)])
+def test_healthcheck_runs_before_the_agent(tmp_path: Path, command: str, ok: bool) -> None:
+    toml = FULL_TOML + f'\n[environment.healthcheck]\ncommand = "{command}"\ninterval_sec = 0.05\nretries = 2\n'
+    d = make_task(tmp_path, toml=toml)
+
+    async def main() -> None:
+        env = HarborEnv(d)
+        rt = await env.start(env.tasks()[0], LocalBackend(tmp_root=str(tmp_path)))
+        await rt.stop()
+
+    if ok:
+        asyncio.run(main())
+    else:
+        with pytest.raises(EnvError, match="healthcheck failed 2 times"):
+            asyncio.run(main())
+
+
+def test_multi_step_tasks_load_their_steps_and_sidecars_say_why_they_cannot_run() -> None:
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures" / "tasks"
+    multi = load_harbor_task(fixtures / "harbor-multi-step")
+    assert multi.metadata["steps"] == ["write", "append"] and multi.instruction.startswith('Write "one"')
+    assert multi.metadata["unsupported"] == "" and multi.metadata["multi_step_reward_strategy"] == "mean"
+    write, append = multi.metadata["step_defs"]
+    assert (write["agent_timeout_s"], write["min_reward"], append["verifier_timeout_s"]) == (60.0, 1.0, 30.0)
+    assert append["workdir_dir"] and not write["workdir_dir"]
+    sidecar = load_harbor_task(fixtures / "harbor-sidecar")
+    assert "sidecar service(s) db" in sidecar.metadata["unsupported"]
+    with pytest.raises(EnvError, match="cannot be scored"):
+        asyncio.run(HarborEnv(fixtures / "harbor-sidecar").evaluate(sidecar, None))  # type: ignore[arg-type]
+
+
+MULTI_STEP = Path(__file__).resolve().parents[2] / "fixtures" / "tasks" / "harbor-multi-step"
+
+
+def test_a_multi_step_task_runs_its_steps_in_one_sandbox_through_the_gym_adapter(tmp_path: Path) -> None:
+    from agentgym.gym import GymEnv
+
+    env = GymEnv(str(MULTI_STEP), backend=LocalBackend(tmp_root=str(tmp_path)))
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs.startswith('Write "one"') and info["stages"] == 2
+        env.step("echo one > /app/log.txt")
+        obs, reward, terminated, _, info = env.step("submit")
+        assert obs.startswith("Append the contents") and not terminated and info["stage"] == "append"
+        assert env.step("cat /app/extra.bak")[0].endswith("two\n")  # setup.sh of the step ran after its upload
+        env.step("cat /app/extra.txt >> /app/log.txt")
+        _, reward, terminated, _, info = env.step("submit")
+        assert (reward, terminated) == (1.0, True)
+        details = info["evaluation"]
+        assert details["rewards"] == {"reward": 1.0, "wrote": 0.5, "appended": 0.5} and details["steps_run"] == 2
+    finally:
+        env.close()
+
+
+def test_min_reward_stops_a_multi_step_task_and_the_mean_covers_the_steps_that_ran(tmp_path: Path) -> None:
+    from agentgym.gym import GymEnv
+
+    env = GymEnv(str(MULTI_STEP), backend=LocalBackend(tmp_root=str(tmp_path)))
+    try:
+        env.reset(seed=0)
+        _, reward, terminated, _, info = env.step("submit")  # step 'write' scores 0 < min_reward 1.0
+        assert (reward, terminated, info["evaluation"]["steps_run"]) == (0.0, True, 1)
+    finally:
+        env.close()
+
+
+def test_a_multi_step_task_in_a_rollout(tmp_path: Path) -> None:
+    import json as _json
+
+    from agentgym.engines.scripted import ScriptedEngine
+    from agentgym.models.tiny import train_tokenizer
+    from agentgym.rollout.runner import RolloutConfig, run_rollouts
+
+    def call(command: str) -> str:
+        return "<tool_call>" + _json.dumps({"name": "bash", "arguments": {"command": command}}) + "</tool_call>"
+
+    engine = ScriptedEngine(train_tokenizer(), [call("echo one > /app/log.txt"), "Done.",
+                                                call("cat /app/extra.txt >> /app/log.txt"), "Done."])
+    config = RolloutConfig(env=str(MULTI_STEP), harness="agentgym/react-v0", samples=1, out_dir=str(tmp_path / "out"),
+                           runtime="local", progress=False)
+    result = asyncio.run(run_rollouts(config, engine))
+    (traj,) = result.main
+    assert traj.reward == 1.0 and traj.stop_reason.value == "completed", traj.error
+    assert [s["step"] for s in traj.metadata["eval"]["stages"]] == ["write", "append"]

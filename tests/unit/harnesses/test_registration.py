@@ -16,6 +16,11 @@ def test_builtin_ids_make_harnesses() -> None:
         assert isinstance(harness, Harness) and harness.id == hid
         assert harness.step_limit_exit_codes == (3,)
         assert harness.dialects == ("openai",) and not harness.streams and harness.uses_tools
+    claude = registries.harnesses.make("anthropic/claude-code-v2")
+    assert isinstance(claude, Harness) and claude.id == "anthropic/claude-code-v2"
+    assert claude.dialects == ("anthropic",) and claude.streams and claude.step_limit_exit_codes == (3,)
+    codex = registries.harnesses.make("openai/codex-v1")
+    assert codex.id == "openai/codex-v1" and codex.dialects == ("responses",) and codex.streams
 
 
 def test_every_builtin_declares_what_harnesses_list_shows() -> None:

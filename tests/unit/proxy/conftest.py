@@ -55,3 +55,34 @@ def make_proxy(tmp_path: Path) -> Iterator[Any]:
     yield make
     for h in made:
         h.close()
+
+
+async def post(url: str, json: Any = None, content: bytes | None = None, headers: dict[str, str] | None = None,
+               timeout: float = 30) -> Any:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=timeout) as c:
+        return await c.post(url, json=json, content=content, headers=headers)
+
+
+def root_url(h: ProxyHarness) -> str:
+    return f"http://{h.proxy.host}:{h.proxy.port}"
+
+
+@pytest.fixture
+def make_custom_proxy(tmp_path: Path) -> Iterator[Any]:
+    """``make(engine, **proxy_kwargs)``: a proxy with non-default settings."""
+    made: list[ProxyHarness] = []
+
+    def make(engine: Any, **kwargs: Any) -> ProxyHarness:
+        h = ProxyHarness.__new__(ProxyHarness)
+        h.engine = engine
+        h.proxy = Proxy(engine, tmp_path / f"custom{len(made)}", **kwargs)
+        h.loop = asyncio.new_event_loop()
+        h.loop.run_until_complete(h.proxy.start())
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        h.close()

@@ -149,7 +149,7 @@ def test_rewritten_history_starts_a_typed_segment(tokenizer: Any, make_proxy: An
     assert [i for i, a in zip(seg.input_ids, seg.action_mask, strict=True) if a] == list(calls[2].completion_ids)
 
 
-def test_retry_of_the_same_request_is_a_branch_trained_once(tokenizer: Any, make_proxy: Any) -> None:
+def test_retry_of_the_same_request_trains_only_the_reply_the_harness_used(tokenizer: Any, make_proxy: Any) -> None:
     engine = ScriptedEngine(tokenizer, [tool_reply("ls"), tool_reply("pwd"), tool_reply("whoami")])
     h = make_proxy(engine)
     sid = h.proxy.open_session()
@@ -159,13 +159,30 @@ def test_retry_of_the_same_request_is_a_branch_trained_once(tokenizer: Any, make
     h.run(chat(h, sid, hist))  # the harness retried (e.g. its own timeout fired)
     calls = h.proxy.calls(sid)
     assert calls[1].parent_call_id == calls[2].parent_call_id == calls[0].call_id
-    assert calls[2].prompt_ids == calls[1].prompt_ids  # same exact prompt both times
+    assert calls[2].prompt_ids == calls[1].prompt_ids  # same exact prompt both times, nothing re-rendered
+    assert calls[2].break_reason == BreakReason.RETRY
     traj = trajectory(h, sid)
-    assert [s.break_reason for s in traj.segments] == [BreakReason.START, BreakReason.BRANCH]
-    assert traj.trained_tokens == traj.sampled_tokens
-    branch = traj.segments[1]
-    n_ctx = calls[2].new_from
-    assert sum(branch.action_mask[:n_ctx]) == 0  # the shared prefix is context only
+    # Of the two replies to one prompt, the later is the one the harness went on with: only it is trained.
+    assert [s.break_reason for s in traj.segments] == [BreakReason.START]
+    assert traj.segments[0].call_ids == (calls[0].call_id, calls[2].call_id)
+    assert traj.trained_tokens == len(calls[0].completion_ids) + len(calls[2].completion_ids)
+    assert traj.sampled_tokens == sum(len(c.completion_ids) for c in calls) and traj.delivered_fraction < 1
+
+
+def test_retry_that_the_harness_did_not_use_is_not_trained(tokenizer: Any, make_proxy: Any) -> None:
+    engine = ScriptedEngine(tokenizer, [tool_reply("ls"), tool_reply("pwd"), tool_reply("whoami"), "Done."])
+    h = make_proxy(engine)
+    sid = h.proxy.open_session()
+    first = h.run(chat(h, sid, [SYSTEM, TASK]))
+    h.run(chat(h, sid, [SYSTEM, TASK]))  # an identical retry of the first request
+    m1 = assistant_echo(first)  # ... but the harness went on with the first reply
+    h.run(chat(h, sid, [SYSTEM, TASK, m1, tool_result(m1, "out")]))
+    calls = h.proxy.calls(sid)
+    assert [c.break_reason for c in calls] == [BreakReason.START, BreakReason.RETRY, None]
+    assert [c.agent_id for c in calls] == ["main"] * 3 and calls[1].prompt_ids == calls[0].prompt_ids
+    traj = trajectory(h, sid)
+    assert len(traj.segments) == 1 and traj.segments[0].call_ids == (calls[0].call_id, calls[2].call_id)
+    assert traj.trained_tokens == traj.sampled_tokens - len(calls[1].completion_ids)
 
 
 def test_streaming_reassembles_to_the_same_message(tokenizer: Any, make_proxy: Any) -> None:

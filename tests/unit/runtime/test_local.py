@@ -305,3 +305,62 @@ def test_a_sandbox_that_cannot_be_set_up_is_a_runtime_error_not_an_exit_code(tmp
         run_local(tmp_path, body, RuntimeSpec(network="proxy", proxy=ProxyEndpoint(sock.getsockname(), 8000)))
     finally:
         sock.close()
+
+
+# -- local-unsafe: no pid namespace, so what a command leaves is found by session and by id ----
+DETACH = "setsid sleep {m}.1 >/dev/null 2>&1 & (nohup sleep {m}.2 >/dev/null 2>&1 &); disown -a; echo started"
+
+
+def wait_gone(marker: str) -> list[str]:
+    for _ in range(100):
+        if not host_processes_with(marker):
+            break
+        time.sleep(0.05)
+    return host_processes_with(marker)
+
+
+def test_unsafe_timeout_kills_children_that_left_the_session(tmp_path: Path) -> None:
+    marker = f"{uuid.uuid4().int % 10**6 + 1000}"
+
+    async def body(rt: LocalRuntime) -> None:
+        r = await rt.exec(f"setsid sleep {marker}.1 & nohup sleep {marker}.2 >/dev/null 2>&1 & sleep 100", timeout=1)
+        assert r.timed_out
+        assert wait_gone(marker) == []
+
+    run_local(tmp_path, body, isolation="none")
+
+
+def test_unsafe_stop_kills_setsid_daemons_of_finished_commands(tmp_path: Path) -> None:
+    marker = f"{uuid.uuid4().int % 10**6 + 1000}"
+
+    async def body(rt: LocalRuntime) -> None:
+        r = await rt.exec(DETACH.format(m=marker), timeout=30)
+        assert r.ok and r.stdout == "started\n"
+        await asyncio.sleep(0.2)
+        assert len(host_processes_with(marker)) == 2  # without isolation they outlive the command...
+        await rt.stop()
+        assert wait_gone(marker) == []  # ...but not the runtime
+
+    run_local(tmp_path, body, isolation="none")
+
+
+@pytest.mark.parametrize("isolation", ["none", "bubblewrap"])
+def test_closing_the_backend_kills_what_its_live_runtimes_run(tmp_path: Path, isolation: str) -> None:
+    marker = f"{uuid.uuid4().int % 10**6 + 1000}"
+
+    async def main() -> None:
+        backend = LocalBackend(tmp_root=str(tmp_path), isolation=isolation)
+        rt = await backend.start(RuntimeSpec())
+        running = asyncio.ensure_future(rt.exec(f"{DETACH.format(m=marker)}; sleep {marker}.3", timeout=60))
+        for _ in range(100):
+            if host_processes_with(f"{marker}.3"):
+                break
+            await asyncio.sleep(0.05)
+        assert host_processes_with(f"{marker}.3")
+        backend.close()  # what a stopping run does (synchronously, from a signal's aftermath)
+        assert wait_gone(marker) == []
+        assert not rt.root.exists()
+        result = await running
+        assert result.exit_code != 0
+
+    asyncio.run(main())

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import html
+import itertools
 import json
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,9 +15,9 @@ from typing import Any
 import pytest
 
 from agentgym import export
-from agentgym.errors import ConfigError
+from agentgym.errors import ConfigError, StorageError
 from agentgym.types import BreakReason, ErrorInfo, Segment, Step, StopReason, Trajectory
-from agentgym.viewer import render_html, write_view
+from agentgym.viewer import render_html, unpack, write_view
 
 SCRIPT = "<script>alert('pwned')</script>"
 
@@ -80,14 +82,31 @@ def main_part(page: str) -> str:
     return page.split("<main>", 1)[1]
 
 
+def cards(page: str) -> list[dict[str, Any]]:
+    """Each card's data, as the browser unpacks it when the card is opened."""
+    return [unpack(b) for b in re.findall(r'<script type="text/plain" id="d\d+">([^<]*)</script>', page)]
+
+
+def vocabulary(page: str) -> dict[str, str] | None:
+    block = re.search(r'<script type="application/json" id="vocab">(.*?)</script>', page, flags=re.S)
+    assert block is not None
+    vocab: dict[str, str] | None = json.loads(block.group(1))
+    return vocab
+
+
 def token_text(page: str) -> list[str]:
-    """Each segment's token view turned back into text (visible whitespace undone)."""
+    """Each segment's shown tokens turned back into text, as the page's script decodes them (each
+    id's bytes, UTF-8 in order; an id without a tokenizer)."""
+    vocab = vocabulary(page)
     out = []
-    for block in re.findall(r'<div class="toks">(.*?)</div></details>', page, flags=re.S):
-        block = re.sub(r'<span class="turn">[^<]*</span>', "", block)
-        block = re.sub(r'<span class="ws">(·+)</span>', lambda m: " " * len(m.group(1)), block)
-        block = re.sub(r'<span class="ws">[↵→]</span>', "", block)
-        out.append(html.unescape(re.sub(r"<[^>]+>", "", block)))
+    for card in cards(page):
+        for seg in card["segs"]:
+            if vocab is None:
+                out.append("".join(str(i) for ch in seg["chunks"] for i in ch["ids"]))
+                continue
+            data = b"".join(vocab[str(i)].encode("latin-1") if str(i) in vocab else f"⟨{i}⟩".encode()
+                            for ch in seg["chunks"] for i in ch["ids"])
+            out.append(data.decode("utf-8", "replace"))
     return out
 
 
@@ -104,42 +123,45 @@ def test_page_shows_every_trajectory_with_reward_stop_reason_and_observation(tok
         assert t.task_id in page
         assert f">{t.stop_reason.value}<" in page
     assert 'data-v="0.75"' in page and "reward 0.75" in page
-    assert "total 42\n-rw-r--r-- a.py" in page  # the step's observation, verbatim
-    assert '<div class="error"><b>HarnessError</b>' in page and "exit status 137" in page
-    assert page.count('<span class="badge bad">invalid</span>') == 1
-    assert "break: start" in page
+    data = cards(page)
+    assert data[1]["steps"][1][8] == "total 42\n-rw-r--r-- a.py"  # the step's observation, verbatim
+    assert '<div class="error"><b>HarnessError</b>' in page and "exit status 137" in page  # up front
+    assert [s[5] for c in data for s in c["steps"]].count(0) == 1  # one invalid step
+    assert {seg["brk"] for c in data for seg in c["segs"]} == {"start"}
 
 
-def test_token_spans_are_classed_by_role(tok: Any) -> None:
+def test_token_roles_and_logprobs_are_in_the_data(tok: Any) -> None:
     trajs = [make_trajectory(tok, 0), make_trajectory(tok, 1, observation="one\ntwo\tthree")]
-    body = main_part(render_html(trajs, tokenizer=tok))
-    segs = [s for t in trajs for s in t.segments]
-    n_act = sum(sum(s.action_mask) for s in segs)
-    n_obs = sum(sum(s.obs_mask) for s in segs)
-    n_all = sum(len(s) for s in segs)
-    assert n_act and n_obs and n_all > n_act + n_obs
-    assert body.count('<span class="tk act') == n_act
-    assert body.count('<span class="tk obs"') == n_obs
-    assert body.count('<span class="tk tpl"') == n_all - n_act - n_obs
-    # logprob -0.25 -> p 0.779, the fourth of five intensity bins
-    assert body.count('<span class="tk act p3" title="id ') == n_act
-    assert "logprob -0.2500 · p 0.779" in body
+    data = cards(render_html(trajs, tokenizer=tok))
+    for t, card in zip(trajs, data, strict=True):
+        seg, shown = t.segments[0], card["segs"][0]
+        roles = "".join(ch["r"] for ch in shown["chunks"])
+        n_act, n_obs = sum(seg.action_mask), sum(seg.obs_mask)
+        assert n_act and n_obs and len(seg) > n_act + n_obs
+        assert (roles.count("a"), roles.count("o"), roles.count("t")) == (n_act, n_obs, len(seg) - n_act - n_obs)
+        assert (shown["act"], shown["obs"], shown["n"]) == (n_act, n_obs, len(seg))
+        assert [lp for ch in shown["chunks"] for lp in ch["lp"]] == [-0.25] * n_act
+        assert roles == "".join("a" if a else "o" if o else "t" for a, o in zip(seg.action_mask, seg.obs_mask,
+                                                                                   strict=True))
+        runs = shown["chunks"][0]["turn"] + [[len(seg), None]]
+        assert [v for (a, v), (b, _) in itertools.pairwise(runs) for _ in range(a, b)] == list(seg.turn_index)
 
 
 def test_tokens_decode_back_to_the_exact_text(tok: Any) -> None:
     t = make_trajectory(tok, 0, observation="a\tb  c\n\nünïcødé ✓ 日本")
     page = render_html([t], tokenizer=tok)
     assert token_text(page) == [tok.decode(list(t.segments[0].input_ids), skip_special_tokens=False)]
-    assert '<span class="ws">↵</span>\n' in page and '<span class="ws">→</span>\t' in page
+    assert set(vocabulary(page) or {}) == {str(i) for i in t.segments[0].input_ids}  # only the ids used
 
 
 def test_without_a_tokenizer_token_ids_are_shown(tok: Any) -> None:
     t = make_trajectory(tok, 0)
     page = render_html([t])
     seg = t.segments[0]
+    assert vocabulary(page) is None
     assert token_text(page) == ["".join(str(i) for i in seg.input_ids)]
     assert "no tokenizer: showing token ids" in page
-    assert "List the files." in page  # step text needs no tokenizer
+    assert cards(page)[0]["steps"][0][8] == "List the files."  # step text needs no tokenizer
 
 
 class SentencePieceLike:
@@ -175,26 +197,51 @@ def test_sentencepiece_pieces_and_unknown_ids(tok: Any) -> None:
     assert token_text(render_html([t], tokenizer=tok)) == ["ok⟨1000000⟩"]  # not in this vocabulary
 
 
-def test_untrusted_text_is_escaped_everywhere(tok: Any) -> None:
+def test_untrusted_text_never_becomes_markup(tok: Any) -> None:
     t = make_trajectory(tok, 0, observation=SCRIPT, error=ErrorInfo(type="<b>X</b>", boundary="harness",
                                                                     message=SCRIPT))
     t = Trajectory(**{**t.__dict__, "id": SCRIPT, "task_id": SCRIPT, "metadata": {"note": SCRIPT}})
     page = render_html([t], tokenizer=tok, title=SCRIPT)
-    assert page.count("<script") == 1  # the viewer's own
-    assert "<b>X</b>" not in page
-    assert html.escape(SCRIPT) in page
-    assert SCRIPT in token_text(page)[0]  # tokens of the observation, decoded then escaped
+    tags = re.findall(r"<script[^>]*>", page)
+    assert tags == ["<script type=\"application/json\" id=\"vocab\">", "<script type=\"text/plain\" id=\"d0\">",
+                    "<script>"]  # the data blocks (never run) and the viewer's own script
+    assert "<b>X</b>" not in page and "alert('pwned')" not in page.replace(html.escape(SCRIPT), "")
+    assert html.escape(SCRIPT) in page  # head strings escaped
+    data = cards(page)[0]
+    assert data["steps"][1][8] == SCRIPT and SCRIPT in data["meta"]  # drawn as text by the browser
+    assert SCRIPT in token_text(page)[0]
+    csp = re.search(r"script-src ([^;\"]+)", page)
+    assert csp is not None and csp.group(1).startswith("'sha256-") and "unsafe-inline" not in csp.group(1)
+
+
+def test_the_policy_allows_exactly_the_viewer_s_script(tok: Any) -> None:
+    import base64
+    import hashlib
+
+    page = render_html([make_trajectory(tok, 0)], tokenizer=tok)
+    script = re.findall(r"<script>(.*?)</script>", page, flags=re.S)
+    assert len(script) == 1
+    digest = base64.b64encode(hashlib.sha256(script[0].encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in page
 
 
 def test_long_segments_are_capped_with_a_note(tok: Any) -> None:
     t = make_trajectory(tok, 0, observation="word " * 400)
     n = len(t.segments[0])
-    page = main_part(render_html([t], tokenizer=tok, max_tokens_per_segment=100))
+    seg = cards(render_html([t], tokenizer=tok, max_tokens_per_segment=100))[0]["segs"][0]
     assert n > 300
-    assert page.count('<span class="tk ') == 100
-    assert f"{n - 100:,} tokens not shown (showing the first 25 and last 75 of {n:,}" in page
+    head, tail = seg["chunks"]
+    assert (head["at"], len(head["ids"]), tail["at"], len(tail["ids"]), seg["n"]) == (0, 25, n - 75, 75, n)
+    assert tail["ids"] == list(t.segments[0].input_ids[-75:])
+    assert tail["t0"] == t.segments[0].turn_index[n - 76]
     with pytest.raises(ConfigError):
         render_html([t], max_tokens_per_segment=0)
+
+
+def test_long_texts_keep_head_and_tail(tok: Any) -> None:
+    t = make_trajectory(tok, 0, observation="x" * 30000 + "END")
+    obs = cards(render_html([t], tokenizer=tok))[0]["steps"][1][8]
+    assert obs[0] == "x" * 10000 and obs[1] == 30003 - 20000 and obs[2].endswith("END")
 
 
 def test_breaks_steps_and_empty_trajectories(tok: Any) -> None:
@@ -207,10 +254,11 @@ def test_breaks_steps_and_empty_trajectories(tok: Any) -> None:
                        stop_reason=StopReason.RUNTIME_ERROR,
                        error=ErrorInfo(type="RuntimeError_", boundary="runtime", message="no sandbox"))
     page = render_html([t, empty], tokenizer=tok)
-    assert page.count("break: history_edited") == 2  # timeline divider and token-view divider
-    assert '<a href="#t0-s1">segment 1 · break: history_edited</a>' in page
-    assert 'class="tk act p0 low"' in page  # p = e^-5 < 0.1
-    assert "no steps recorded" in page and "no sandbox" in page
+    first, nothing = cards(page)
+    assert [s["brk"] for s in first["segs"]] == ["start", "history_edited"]
+    assert [s[2] for s in first["steps"]] == [0, 0, 1]  # the timeline's divider before step 2
+    assert first["segs"][1]["chunks"][0]["lp"][0] == -5.0  # p = e^-5 < 0.1: the page underlines it
+    assert nothing == {"steps": [], "segs": [], "meta": ""} and "no sandbox" in page
 
 
 def test_write_view_of_a_run_directory(tmp_path: Path, tok: Any, caplog: pytest.LogCaptureFixture) -> None:
@@ -256,3 +304,9 @@ def test_write_view_errors_say_what_to_pass(tmp_path: Path, tok: Any) -> None:
     export.write_jsonl([make_trajectory(tok, 0)], tmp_path / "episodes.jsonl")
     with pytest.raises(ConfigError, match="could not load a tokenizer"):
         write_view(tmp_path, tokenizer_path=str(tmp_path / "no-such-model"))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    if os.geteuid() != 0:  # root writes anywhere; the rollout tests use a read-only mount
+        with pytest.raises(StorageError, match=r"cannot write .*view\.html: Permission denied"):
+            write_view(tmp_path, ro / "view.html")

@@ -1,0 +1,61 @@
+"""A rollout killed with SIGKILL while its containers run leaves them behind (nothing of it can
+run), and the next ``agentgym rollout`` removes them before it starts (``DockerBackend.cleanup``:
+containers whose creating process, by pid and start time, is gone)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def containers_of(pid: int) -> list[str]:
+    out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "label=agentgym=1", "--filter",
+                          f"label=agentgym.pid={pid}"], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def rollout(out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "agentgym.cli", "rollout", "--env", "terminal/hello-file-v0", "--runtime", "docker",
+         "--samples", "2", "--concurrency", "2", "--model", "tiny", "--out", str(out), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model: Path) -> None:
+    out = tmp_path / "run"
+    first = rollout(out, "--max-steps", "30", "--timeout", "600")
+    try:
+        deadline = time.monotonic() + 600
+        while not containers_of(first.pid):
+            assert first.poll() is None, f"the rollout ended before any container ran:\n{first.stdout.read()}"  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "no container of the rollout appeared in 10 minutes"
+            time.sleep(0.5)
+        time.sleep(1.0)
+        os.kill(first.pid, signal.SIGKILL)  # this process only: no atexit, no finally, no cleanup
+        first.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        if first.stdout is not None:
+            first.stdout.close()
+    left = containers_of(first.pid)
+    assert left, "a SIGKILLed rollout cannot remove its containers; they must still be there"
+
+    second = rollout(out, "--max-steps", "1", "--timeout", "60")
+    try:
+        output, _ = second.communicate(timeout=900)
+    finally:
+        if second.poll() is None:
+            second.kill()
+    assert second.returncode == 0, output
+    assert containers_of(first.pid) == []
+    assert containers_of(second.pid) == []  # and it removed its own
+    assert "2 episodes" in output
