@@ -142,8 +142,7 @@ class EpisodeEnv(gymnasium.Env):
         except BaseException:
             self._stop_runtime()
             raise
-        info: dict[str, Any] = {"task_id": self.task.id, "workdir": self.task.workdir,
-                                "instruction": self._stages[0].instruction}
+        info: dict[str, Any] = {"task_id": self.task.id, "workdir": self.task.workdir}
         if len(self._stages) > 1:
             info.update(stage=self._stages[0].name, stages=len(self._stages))
         return obs, info

@@ -1,6 +1,6 @@
 """``GuiEnv``: GUI tasks on a virtual display, acted on with mouse and keyboard.
 
-Each task runs in its app's image (:mod:`.images`). :meth:`GuiEnv.setup` starts the desktop
+Every task runs in the suite's one image (:mod:`.images`), its app chosen by ``AGENTGYM_GUI_APP``. :meth:`GuiEnv.setup` starts the desktop
 (``container/launch.py``: Xvfb, openbox, the app's services, restarted if they exit) and waits
 until the app answers and the screen is still. An agent then acts through the action server
 (:class:`~agentgym.envs.gui.client.ActionClient`, one ``docker exec`` stream per episode), or
@@ -28,7 +28,7 @@ from typing import Any
 
 from agentgym.env import Env, Evaluation
 from agentgym.envs.gui.client import ACTIOND, ActionClient
-from agentgym.envs.gui.images import app_image
+from agentgym.envs.gui.images import app_dir, gui_image
 from agentgym.envs.gui.tasks import APPS, TASKS, GuiTaskSpec
 from agentgym.errors import EnvError
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
@@ -61,6 +61,17 @@ print(json.dumps({"state": state}))
 '''
 
 
+_DESKTOP = ("Xvfb :0 ", "openbox --config-file /opt/agentgym-gui/", "python3 /opt/agentgym-gui/",
+            "/usr/lib/chromium/chromium ", "chromium ", "python3 form.py", "python3 todo.py", "python3 server.py")
+"""How the desktop's own processes (launch.py's services, the action server) show in ``ps``: the
+seal lists every process still running as evidence, and these are expected."""
+_STILL_RUNNING = "process: still running after the agent finished: "
+
+
+def _desktop_process(evidence: str) -> bool:
+    return evidence.startswith(_STILL_RUNNING) and evidence[len(_STILL_RUNNING):].startswith(_DESKTOP)
+
+
 class GuiEnv(Env):
     """The GUI suite (see the module docstring and :mod:`.tasks`).
 
@@ -90,12 +101,12 @@ class GuiEnv(Env):
             for task_id in self.task_ids:
                 spec = TASKS[task_id]
                 app = APPS[spec.app]
-                image = app_image(app.name, browser=app.browser)
+                image = gui_image()
                 tasks.append(Task(
                     id=spec.id, instruction=spec.instruction, env=self.id, image=image.image,
                     dockerfile_dir=image.context, workdir="/root", network="none",
                     limits=TaskLimits(timeout_s=self.timeout_s, max_steps=self.max_steps, memory=app.memory),
-                    env_vars={"AGENTGYM_GUI_SCREEN": f"{SCREEN[0]}x{SCREEN[1]}"},
+                    env_vars={"AGENTGYM_GUI_SCREEN": f"{SCREEN[0]}x{SCREEN[1]}", "AGENTGYM_GUI_APP": app_dir(app.name)},
                     metadata={"family": "gui", "app": app.name, "browser": app.browser, "screen": list(SCREEN),
                               "params": dict(spec.params), "tags": list(spec.tags)}))
             self._tasks = tasks
@@ -144,7 +155,7 @@ class GuiEnv(Env):
         state = verdict.get("state")
         checks = spec.grade(state, spec.params)
         details: dict[str, Any] = {"checks": checks, "state": state, "isolation": run.isolation,
-                                   "tampering": run.evidence}
+                                   "tampering": [e for e in run.evidence if not _desktop_process(e)]}
         if verdict.get("problem"):
             details["problem"] = verdict["problem"]
         return Evaluation(reward=float(all(checks.values())), details=details)

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from agentgym.env import Env, Evaluation
+from agentgym.env import Env, Evaluation, Stage
 from agentgym.envs.gui.client import ActionClient, Observation
 from agentgym.errors import EnvError
 from agentgym.gym import EpisodeEnv
@@ -68,6 +68,7 @@ MAX_OBSERVATION_TEXT = 20_000
 
 
 def action_space(screen: tuple[int, int]) -> spaces.Dict:
+    """The action space for a ``(width, height)`` display (see the module docstring)."""
     width, height = screen
     return spaces.Dict({
         "kind": spaces.Discrete(len(KINDS)), "x": spaces.Discrete(width), "y": spaces.Discrete(height),
@@ -78,6 +79,7 @@ def action_space(screen: tuple[int, int]) -> spaces.Dict:
 
 
 def observation_space(screen: tuple[int, int]) -> spaces.Dict:
+    """The observation space for a ``(width, height)`` display: ``screen`` pixels and ``text``."""
     width, height = screen
     return spaces.Dict({
         "screen": spaces.Box(0, 255, (height, width, 3), np.uint8),
@@ -163,7 +165,9 @@ class GuiGymEnv(EpisodeEnv):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = super().reset(seed=seed, options=options)
-        return obs, {**info, **self._begin_info}
+        assert self.task is not None
+        # The screen does not say what to do: the instruction comes with the first observation.
+        return obs, {**info, "instruction": self._stages[0].instruction, **self._begin_info}
 
     def _is_submit(self, action: Any) -> bool:
         return isinstance(action, Mapping) and _kind(action) == "submit"
@@ -173,6 +177,12 @@ class GuiGymEnv(EpisodeEnv):
             raise EnvError(f"a GUI action is a dict (see agentgym.envs.gui.gym), got {type(action).__name__}")
         assert self.client is not None
         return self._observation(self._run(self.client.request(to_request(action))))
+
+    def _stage_observation(self, stage: Stage) -> dict[str, Any]:
+        # The screen as it is, with the next instruction as the text.
+        assert self.client is not None
+        obs, _ = self._observation(self._run(self.client.observe()))
+        return {**obs, "text": _printable(stage.instruction)}
 
     def _final_observation(self, evaluation: Evaluation) -> dict[str, Any]:
         screen = self._last_screen.copy() if self._last_screen is not None else \

@@ -1,14 +1,17 @@
-"""The image of each GUI app: Debian's Xvfb, openbox, xdotool, Tk (and chromium for web apps),
-the action server, and the app.
+"""The one image of the GUI suite: Debian's Xvfb, openbox, xdotool, Tk and chromium, the action
+server, and every app.
 
-Every GUI image starts with the same package layer (identical Dockerfile text, so Docker builds
-it once for all apps); a web app adds Debian's chromium and its policy file. The build context
-(``container/`` as ``/opt/agentgym-gui``, the app as ``/opt/agentgym-gui/app``) is materialized
-under ``<cache>/gui/contexts/`` and the image is tagged by its content, so the backend's
-``ensure_image`` builds each once.
+All tasks share it (one build, one export of its system paths for the sealed verifier): the
+task picks its app with ``AGENTGYM_GUI_APP=/opt/agentgym-gui/apps/<app>``. The Debian packages
+come first, in a layer of their own, so editing an app or the action server rebuilds only the
+last ``COPY``. The build context (``container/`` as ``/opt/agentgym-gui``, ``apps/`` as
+``/opt/agentgym-gui/apps``) is materialized under ``<cache>/gui/contexts/`` and the image is
+tagged by its content, so the backend's ``ensure_image`` builds it once.
 
->>> print(dockerfile(browser=False).splitlines()[0])
+>>> print(DOCKERFILE.splitlines()[0])
 FROM agentgym/base:bookworm
+>>> app_dir("form")
+'/opt/agentgym-gui/apps/form'
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from agentgym.paths import cache_dir
 from agentgym.runtime.images import BASE_IMAGE, context_hash
 
-__all__ = ["APPS_DIR", "CONTAINER_DIR", "AppImage", "app_image", "dockerfile"]
+__all__ = ["APPS_DIR", "CONTAINER_DIR", "DOCKERFILE", "PACKAGES", "GuiImage", "app_dir", "gui_image"]
 
 CONTAINER_DIR = Path(__file__).parent / "container"
 """What runs in every GUI container: the action server, the launcher, the Tk helper, openbox's rc."""
@@ -30,47 +33,48 @@ APPS_DIR = Path(__file__).parent / "apps"
 """One directory per app: its code and ``app.json`` (services, settle times, keys it refuses)."""
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc")
 
-_BASE = f"""FROM {BASE_IMAGE}
-# The first layer of every GUI image (identical text: docker builds it once).
-RUN apt-get update && apt-get install -y --no-install-recommends xvfb openbox xdotool x11-utils python3-tk \\
-    fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
-"""
-_BROWSER = """RUN apt-get update && apt-get install -y --no-install-recommends chromium fonts-liberation \\
+PACKAGES = ("xvfb", "openbox", "xdotool", "x11-utils", "python3-tk", "fonts-dejavu-core", "chromium",
+            "fonts-liberation")
+"""Debian packages of the image (``--no-install-recommends``)."""
+
+DOCKERFILE = f"""FROM {BASE_IMAGE}
+RUN apt-get update && apt-get install -y --no-install-recommends {' '.join(PACKAGES)} \\
     && rm -rf /var/lib/apt/lists/*
-COPY app/policies.json /etc/chromium/policies/managed/agentgym.json
-"""
-_TAIL = """COPY container /opt/agentgym-gui
-COPY app /opt/agentgym-gui/app
+COPY container /opt/agentgym-gui
+COPY apps /opt/agentgym-gui/apps
+# chromium's managed policy: only the page served in the container, no devtools, downloads, printing.
+RUN mkdir -p /etc/chromium/policies/managed \\
+    && cp /opt/agentgym-gui/chromium-policies.json /etc/chromium/policies/managed/agentgym.json
 ENV DISPLAY=:0
 WORKDIR /root
 """
 
 
-def dockerfile(browser: bool) -> str:
-    return _BASE + (_BROWSER if browser else "") + _TAIL
+def app_dir(app: str) -> str:
+    """Where app ``app`` is in the image (the task's ``AGENTGYM_GUI_APP``)."""
+    return f"/opt/agentgym-gui/apps/{app}"
 
 
 @dataclass(frozen=True)
-class AppImage:
-    """The image of one app: its tag and the build context it is built from."""
+class GuiImage:
+    """The suite's image: its tag and the build context it is built from."""
 
-    app: str
     image: str
     context: str
 
 
-def app_image(app: str, browser: bool = False) -> AppImage:
-    """The image of app ``app`` (``apps/<app>``), its context materialized in the cache."""
+def gui_image() -> GuiImage:
+    """The suite's image, its context materialized in the cache (same content, same tag)."""
     contexts = cache_dir() / "gui" / "contexts"
     contexts.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=contexts))
     shutil.copytree(CONTAINER_DIR, tmp / "container", ignore=_IGNORE)
-    shutil.copytree(APPS_DIR / app, tmp / "app", ignore=_IGNORE)
-    (tmp / "Dockerfile").write_text(dockerfile(browser))
+    shutil.copytree(APPS_DIR, tmp / "apps", ignore=_IGNORE)
+    (tmp / "Dockerfile").write_text(DOCKERFILE)
     digest = context_hash(tmp)
-    final = contexts / f"{app}-{digest[:16]}"
+    final = contexts / digest[:16]
     try:
         os.replace(tmp, final)
     except OSError:  # already there: same content by construction
         shutil.rmtree(tmp, ignore_errors=True)
-    return AppImage(app=app, image=f"agentgym/gui-{app}:{digest[:12]}", context=str(final))
+    return GuiImage(image=f"agentgym/gui:{digest[:12]}", context=str(final))

@@ -58,7 +58,8 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-APP_DIR = Path(os.environ.get("AGENTGYM_GUI_APP", "/opt/agentgym-gui/app"))
+APP_DIR = Path(os.environ.get("AGENTGYM_GUI_APP", "/opt/agentgym-gui/apps/missing-AGENTGYM_GUI_APP"))
+"""The task's app (the task sets ``AGENTGYM_GUI_APP``)."""
 APP_SOCKET = "/run/agentgym-gui/app.sock"
 """Where the app answers ``tree`` (its accessible widget tree, JSON)."""
 DISPLAY = os.environ.get("DISPLAY", ":0")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-APP_DIR = Path(os.environ.get("AGENTGYM_GUI_APP", str(HERE / "app")))
+APP_DIR = Path(os.environ.get("AGENTGYM_GUI_APP", "/opt/agentgym-gui/apps/missing-AGENTGYM_GUI_APP"))
+"""The task's app (the task sets ``AGENTGYM_GUI_APP``)."""
 DISPLAY = os.environ.get("DISPLAY", ":0")
 SCREEN = os.environ.get("AGENTGYM_GUI_SCREEN", "800x600")
 RESPAWN_S = 0.5

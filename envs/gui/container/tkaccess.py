@@ -154,4 +154,13 @@ def setup_root(title: str, width: int = 800, height: int = 600, font_size: int =
     root.protocol("WM_DELETE_WINDOW", lambda: None)
     root.option_add("*insertOffTime", 0)
     root.option_add("*Font", f"{{DejaVu Sans}} {font_size}")
+
+    def keep_mapped() -> None:
+        # A window mapped while the window manager is still starting can be left unmapped (seen
+        # once in about ten starts): map it again until it shows.
+        if not root.winfo_viewable():
+            root.deiconify()
+            root.after(200, keep_mapped)
+
+    root.after(300, keep_mapped)
     return root

@@ -15,7 +15,7 @@ from agentgym import registries
 from agentgym.envs.gui import TASKS, GuiEnv
 from agentgym.envs.gui.client import Observation, center, decode_png, render_tree
 from agentgym.envs.gui.gym import KINDS, action_space, observation_space, to_request
-from agentgym.envs.gui.images import CONTAINER_DIR, app_image, dockerfile
+from agentgym.envs.gui.images import CONTAINER_DIR, DOCKERFILE, gui_image
 from agentgym.errors import EnvError
 from agentgym.runtime import get_backend
 
@@ -156,11 +156,19 @@ def test_the_suite_registers_every_task_and_refuses_the_local_runtime() -> None:
         GuiEnv(task_ids=["tk-nope"])
 
 
-def test_images_share_their_first_layer_and_only_the_web_app_has_the_browser(tmp_path: Path) -> None:
-    plain, web = dockerfile(browser=False), dockerfile(browser=True)
-    first = plain.split("\n", 4)[:4]
-    assert web.split("\n", 4)[:4] == first and "chromium" in web and "chromium" not in plain
-    form, again = app_image("form"), app_image("form")
-    assert form == again and form.image.startswith("agentgym/gui-form:")
-    assert (Path(form.context) / "container" / "actiond.py").is_file()
-    assert (Path(form.context) / "app" / "form.py").is_file()
+def test_every_task_shares_one_image_and_picks_its_app() -> None:
+    image, again = gui_image(), gui_image()
+    assert image == again and image.image.startswith("agentgym/gui:")
+    context = Path(image.context)
+    assert (context / "container" / "actiond.py").is_file()
+    assert {p.name for p in (context / "apps").iterdir()} == {"form", "todo", "cart"}
+    # The Debian packages come before any COPY: editing an app rebuilds only the last layers.
+    lines = DOCKERFILE.splitlines()
+    assert lines[1].startswith("RUN apt-get") and "chromium" in lines[1] and "python3-tk" in lines[1]
+    assert all(not line.startswith("COPY") for line in lines[:3])
+    tasks = GuiEnv().tasks()
+    assert {t.image for t in tasks} == {image.image}
+    assert [t.env_vars["AGENTGYM_GUI_APP"] for t in tasks] == [
+        f"/opt/agentgym-gui/apps/{TASKS[t.id].app}" for t in tasks]
+    for t in tasks:
+        assert (context / "apps" / TASKS[t.id].app / "app.json").is_file()

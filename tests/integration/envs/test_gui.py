@@ -1,0 +1,143 @@
+"""The GUI suite in real containers: Xvfb, openbox, the Tk apps and chromium, driven through the
+in-container action server.
+
+``agentgym check env gui/all-v0`` (as CI and a user run it): every task scores 0 untouched and 1
+after its oracle, which solves it with the same actions an agent has. Then what an agent sees
+and does: each reply carries a PNG of the screen and the app's accessible tree, actions change
+the app (and only through the app does the state the verifier reads change), refused keys and
+bad requests leave it as it was, the verifier ignores what runs in the container after the
+episode, and ``agentgym.make("gui/...")`` is a ``gymnasium.Env`` that passes gymnasium's own
+checker. All of it shares the suite's one image (built once, content-addressed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agentgym.envs.gui import ActionClient, GuiEnv
+from agentgym.envs.gui.client import center
+from agentgym.envs.gui.env import STATE_FILE
+from agentgym.envs.gui.gym import KINDS
+from agentgym.runtime.base import Runtime
+from agentgym.runtime.docker import DockerBackend
+
+pytestmark = pytest.mark.docker
+
+SUITE = GuiEnv()
+
+
+@pytest.fixture(scope="module")
+def image(docker_backend: DockerBackend) -> str:
+    task = SUITE.tasks()[0]
+    assert task.image is not None
+    return asyncio.run(docker_backend.ensure_image(task.image, task.dockerfile_dir))
+
+
+@asynccontextmanager
+async def desktop(task_id: str, backend: DockerBackend) -> AsyncIterator[tuple[Runtime, ActionClient]]:
+    runtime = await SUITE.start(SUITE.task(task_id), backend)
+    try:
+        async with await ActionClient.over_exec(runtime) as gui:
+            yield runtime, gui
+    finally:
+        await runtime.stop()
+
+
+def test_check_env_scores_nothing_0_and_the_oracle_1(image: str, tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "agentgym.cli", "check", "env", "gui/all-v0", "--runtime", "docker"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for task in SUITE.tasks():
+        line = next(line for line in r.stdout.splitlines() if line.startswith(f"{task.id} "))
+        assert "nothing=0 ok" in line and "oracle=1 ok" in line, r.stdout
+    assert "gui/all-v0: 3 task(s) on docker: 3 ok" in r.stdout
+
+
+def test_an_action_answers_with_the_screen_and_the_apps_tree(image: str, docker_backend: DockerBackend) -> None:
+    async def go() -> None:
+        async with desktop("tk-todo", docker_backend) as (runtime, gui):
+            before = await gui.observe()
+            assert before.error is None and (before.width, before.height) == (800, 600)
+            pixels = before.pixels()
+            assert pixels.shape == (600, 800, 3) and len(np.unique(pixels.reshape(-1, 3), axis=0)) > 10
+            item = next(n for n in before.tree if n["role"] == "listitem" and n["name"] == "[ ] Pay rent")
+            after = await gui.double_click(*center(item))
+            assert after.error is None
+            assert any(n["name"] == "[x] Pay rent" for n in after.tree)
+            assert (after.pixels() != pixels).any()  # the screenshot shows it, too
+            assert set(after.timing) >= {"action_s", "settle_s", "encode_s", "tree_s"}
+            # What the verifier reads is what the app saved.
+            state = (await runtime.exec(f"cat {STATE_FILE}", timeout=10)).stdout
+            assert '"done": true' in state
+
+    asyncio.run(go())
+
+
+def test_refused_keys_and_bad_requests_leave_the_app_as_it_was(image: str, docker_backend: DockerBackend) -> None:
+    async def go() -> None:
+        async with desktop("web-cart", docker_backend) as (_, gui):
+            before = await gui.observe()
+            assert any(n["name"] == "Add one Apples" for n in before.tree)
+            for keys in ("ctrl+l", "Ctrl+W", "alt+F4", "ctrl+shift+i"):  # address bar, close, devtools
+                reply = await gui.key(keys)
+                assert reply.error and "not allowed" in reply.error
+            assert (await gui.key("NoSuchKey")).error
+            assert (await gui.request({"action": "click", "x": 5})).error == "'click' needs 'y'"
+            after = await gui.wait(0.3)
+            assert [n["name"] for n in after.tree] == [n["name"] for n in before.tree]
+            assert (after.pixels() == before.pixels()).all()
+
+    asyncio.run(go())
+
+
+def test_the_verifier_reads_the_state_with_nothing_of_the_episode_running(image: str,
+                                                                           docker_backend: DockerBackend) -> None:
+    """A process left in the container that would submit the form after the episode (or rewrite
+    its state) is gone before the state is read: the sealed verifier starts a fresh container."""
+    async def go() -> None:
+        task = SUITE.task("tk-form")
+        async with desktop("tk-form", docker_backend) as (runtime, gui):
+            await gui.observe()
+            forged = ('{"submitted": true, "name": "Ada Lovelace", "email": "ada@example.org", "plan": "Pro", '
+                      '"newsletter": true}')
+            await runtime.write_file("/tmp/forged.json", forged)
+            await runtime.write_file("/tmp/late.sh", f"sleep 3; cp /tmp/forged.json {STATE_FILE}\n")
+            started = await runtime.exec("setsid -f sh /tmp/late.sh >/dev/null 2>&1", timeout=10)
+            assert started.ok
+            evaluation = await SUITE.evaluate(task, runtime)
+        assert evaluation.reward == 0.0
+        assert evaluation.details["problem"] == "no state file: the app never saved"
+        assert any("process" in e for e in evaluation.details["tampering"]), evaluation.details["tampering"]
+
+    asyncio.run(go())
+
+
+def test_make_gives_a_gymnasium_env_of_screens_that_passes_check_env(image: str, docker_backend: DockerBackend) -> None:
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    import agentgym
+
+    env = agentgym.make("gui/tk-form-v0", backend=docker_backend, max_steps=4)
+    try:
+        assert isinstance(env, gymnasium.Env)
+        obs, info = env.reset(seed=0)
+        assert obs in env.observation_space and obs["screen"].shape == (600, 800, 3)
+        assert 'button "Submit"' in obs["text"] and "Ada Lovelace" in info["instruction"]
+        assert info["png"].startswith(b"\x89PNG")
+        obs, reward, terminated, truncated, info = env.step({"kind": "key", "text": "ctrl+w"})
+        assert (reward, terminated, truncated, info["error"]) == (0.0, False, False, None)  # Tk has no such key
+        obs, reward, terminated, truncated, info = env.step({"kind": KINDS.index("submit")})
+        assert (reward, terminated, truncated) == (0.0, True, False)
+        assert info["evaluation"]["checks"] == {"state": False}
+        check_env(env, skip_render_check=True)
+    finally:
+        env.close()
