@@ -14,36 +14,44 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import shutil
-import statistics
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from env_latency import fmt, timed  # the figures' format, shared with env_latency.py
 
 from agentgym.envs.gui import ActionClient, GuiEnv
 from agentgym.envs.gui.client import ACTIOND, center
 from agentgym.runtime.docker import DockerBackend, DockerRuntime
 
 
-def fmt(xs: list[float]) -> str:
-    xs = sorted(xs)
-    return f"p50 {statistics.median(xs) * 1000:7.1f} ms   p90 {xs[int(0.9 * (len(xs) - 1))] * 1000:7.1f} ms   (n={len(xs)})"
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        await fn()
-        out.append(time.perf_counter() - t)
-    return out
-
-
 def row(name: str, xs: list[float]) -> None:
     print(f"  {name:52} {fmt(xs)}")
+
+
+async def episode_rows(backend: DockerBackend, n: int, prefix: str = "") -> None:
+    """What a GUI episode pays per step, through the action server over its ``docker exec``
+    stream: a screenshot alone, and an action with its screenshot, for a Tk app and for
+    chromium (``benchmarks/env_latency.py`` prints these too)."""
+    env = GuiEnv()
+    for task_id in ("tk-todo", "web-cart"):
+        task = env.task(task_id)
+        await backend.ensure_image(task.image or "", task.dockerfile_dir)
+        rt = await env.start(task, backend)
+        try:
+            async with await ActionClient.over_exec(rt) as gui:
+                obs = await gui.observe()
+                x, y = center(obs.tree[0] if obs.tree else {"bounds": [0, 0, 10, 10]})
+                print(f"{prefix}{task_id:8} screenshot (observe)             {fmt(await timed(gui.observe, n))}")
+                print(f"{prefix}{task_id:8} GUI action (click + screenshot)  "
+                      f"{fmt(await timed(functools.partial(gui.click, x, y), n))}")
+        finally:
+            await rt.stop()
 
 
 async def server_rows(gui: ActionClient, label: str, n: int) -> None:
