@@ -51,6 +51,7 @@ async def desktop(task_id: str, backend: DockerBackend) -> AsyncIterator[tuple[R
         await runtime.stop()
 
 
+@pytest.mark.slow
 def test_check_env_scores_nothing_0_and_the_oracle_1(image: str, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "agentgym.cli", "check", "env", "gui/all-v0", "--runtime", "docker"],
                        cwd=tmp_path, capture_output=True, text=True, timeout=900)
@@ -120,6 +121,7 @@ def test_the_verifier_reads_the_state_with_nothing_of_the_episode_running(image:
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_make_gives_a_gymnasium_env_of_screens_that_passes_check_env(image: str, docker_backend: DockerBackend) -> None:
     import gymnasium
     from gymnasium.utils.env_checker import check_env

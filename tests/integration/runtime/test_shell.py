@@ -166,3 +166,27 @@ def test_gym_env_with_a_persistent_shell_solves_hello_file(name: str, tmp_path: 
     finally:
         env.close()
         backend.close()
+
+
+MULTI_STEP = Path(__file__).resolve().parents[2] / "fixtures" / "tasks" / "harbor-multi-step"
+
+
+def test_a_persistent_shell_lives_across_the_stages_of_a_multi_step_task(tmp_path: Path) -> None:
+    """Submitting a stage verifies it and goes on in the same sandbox and the same shell: a
+    variable set in the first stage is still set in the second."""
+    backend = get_backend("local", tmp_root=str(tmp_path))
+    env = agentgym.make(str(MULTI_STEP), backend=backend, shell="persistent", command_timeout=5)
+    try:
+        obs, info = env.reset(seed=0)
+        assert obs.startswith('Write "one"') and info["stages"] == 2
+        env.step("cd /app && first=one && echo $first > log.txt")
+        obs, reward, terminated, _, info = env.step("submit")
+        assert obs.startswith("Append the contents") and (reward, terminated) == (0.0, False)
+        assert env.step("pwd; echo $first")[0] == "exit code: 0\n/app\none\n"
+        env.step("cat extra.txt >> log.txt")
+        obs, reward, terminated, _, info = env.step("submit")
+        assert (obs, reward, terminated) == ("reward: 1", 1.0, True)
+        assert info["evaluation"]["steps_run"] == 2
+    finally:
+        env.close()
+        backend.close()
