@@ -44,6 +44,9 @@ REQUEST_TIMEOUT_S = 120.0
 """The longest an action may take (typing a long text, a slow settle) before the stream is
 considered broken."""
 STREAM_LIMIT = 64 * 1024 * 1024
+PASSIVE = ("ping",)
+"""Requests left out of the journal. Observations and waits stay in: replayed, they let the app
+take the time it had in the episode (a page reloading while the agent waited)."""
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -140,15 +143,20 @@ class ActionClient:
     """Talks to the action server over one stream (see the module docstring)."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 process: asyncio.subprocess.Process | None = None) -> None:
+                 process: asyncio.subprocess.Process | None = None,
+                 journal: list[dict[str, Any]] | None = None) -> None:
         self._reader = reader
         self._writer = writer
         self._process = process
         self._lock = asyncio.Lock()
+        self.journal = journal
+        """Where the actions this client performed are appended (in order), when given: what the
+        GUI verifier replays (:meth:`agentgym.envs.gui.env.GuiEnv.evaluate`)."""
 
     @classmethod
-    async def over_exec(cls, runtime: Runtime) -> ActionClient:
-        """Start the server in ``runtime`` on a stream of its own (one ``docker exec -i``)."""
+    async def over_exec(cls, runtime: Runtime, journal: list[dict[str, Any]] | None = None) -> ActionClient:
+        """Start the server in ``runtime`` on a stream of its own (one ``docker exec -i``);
+        ``journal`` records its actions (see :attr:`journal`)."""
         try:
             command = runtime.attach_command(["python3", ACTIOND, "--stdio"])
         except NotImplementedError as e:
@@ -158,7 +166,7 @@ class ActionClient:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             limit=STREAM_LIMIT)
         assert process.stdin is not None and process.stdout is not None
-        client = cls(process.stdout, process.stdin, process)
+        client = cls(process.stdout, process.stdin, process, journal=journal)
         await client.request({"action": "ping"})
         return client
 
@@ -201,6 +209,8 @@ class ActionClient:
                 raise await self._broken(f"sent something that is not a reply ({e})") from e
         if header.get("error") and header.get("error", "").startswith("bad request"):
             raise EnvError(f"the GUI action server refused {dict(request)}: {header['error']}")
+        if self.journal is not None and request.get("action") not in PASSIVE:
+            self.journal.append(dict(request))
         return Observation(png=png, width=int(header.get("width", 0)), height=int(header.get("height", 0)),
                            error=header.get("error"), timing=header.get("timing") or {}, tree=header.get("tree") or [])
 

@@ -1,16 +1,22 @@
 """``GuiEnv``: GUI tasks on a virtual display, acted on with mouse and keyboard.
 
-Every task runs in the suite's one image (:mod:`.images`), its app chosen by ``AGENTGYM_GUI_APP``. :meth:`GuiEnv.setup` starts the desktop
-(``container/launch.py``: Xvfb, openbox, the app's services, restarted if they exit) and waits
-until the app answers and the screen is still. An agent then acts through the action server
-(:class:`~agentgym.envs.gui.client.ActionClient`, one ``docker exec`` stream per episode), or
+Every task runs in the suite's one image (:mod:`.images`), its app chosen by
+``AGENTGYM_GUI_APP``. :meth:`GuiEnv.setup` starts the desktop (``container/launch.py``: Xvfb,
+openbox, the app's services, restarted if they exit) and waits until the app answers and the
+screen is still. An agent then acts through the action server (:meth:`GuiEnv.actions`, an
+:class:`~agentgym.envs.gui.client.ActionClient` over one ``docker exec`` stream per episode), or
 in-process through :class:`~agentgym.envs.gui.gym.GuiGymEnv` (``agentgym.make("gui/...")``).
 
-:meth:`GuiEnv.evaluate` reads the state the app wrote (``/var/lib/agentgym-gui/state.json``)
-through :func:`agentgym.verify.run_verifier`: in a sealed container over the agent's final
-files, with no process of the episode left, so nothing can change the state after the episode.
-The task's grader (:mod:`.tasks`) turns that state into named checks; the reward is 1 when all
-hold. Pixels are never graded.
+The reward comes from the app's state (``/var/lib/agentgym-gui/state.json``, which the apps save
+on every change), graded by the task's grader (:mod:`.tasks`) into named checks; it is 1 when all
+hold. Pixels are never graded. Which state: the host records every action it sends through
+:meth:`GuiEnv.actions`, and :meth:`GuiEnv.evaluate` replays them in a fresh container of the task's
+image and reads the state there, so nothing but those GUI actions can have made it (a state file
+written from a shell, a process left behind, do not count; that the agent's own container saved a
+different state is recorded as tampering). The agent's state file is also read, through
+:func:`agentgym.verify.run_verifier` (a sealed container over its final files, no process of the
+episode left): it is the state graded when no actions were recorded (an agent that drove the
+action server from inside the container).
 
 >>> env = GuiEnv()
 >>> [t.id for t in env.tasks()]
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +68,19 @@ print(json.dumps({"state": state}))
 '''
 
 
+_READ_COMMAND = shlex.join(["python3", "-I", "-c", _READ_STATE, STATE_FILE])
+
+
+def _verdict(task: Task, result: ExecResult) -> tuple[Any, str | None]:
+    """The state reader's answer: the state (``None`` when there is none) and why it is missing."""
+    try:
+        verdict = json.loads(result.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError) as e:
+        raise EnvError(f"{task.id}: the state reader failed (exit {result.exit_code}): "
+                       f"{(result.stderr or result.stdout)[-1000:]}") from e
+    return verdict.get("state"), verdict.get("problem")
+
+
 _DESKTOP = ("Xvfb :0 ", "openbox --config-file /opt/agentgym-gui/", "python3 /opt/agentgym-gui/",
             "/usr/lib/chromium/chromium ", "chromium ", "python3 form.py", "python3 todo.py", "python3 server.py")
 """How the desktop's own processes (launch.py's services, the action server) show in ``ps``: the
@@ -91,6 +111,10 @@ class GuiEnv(Env):
         self.max_steps = max_steps
         self.timeout_s = timeout_s
         self._tasks: list[Task] | None = None
+        # What evaluate needs to replay an episode: the actions each runtime's clients performed
+        # (actions()), and the backend it was started on (start()).
+        self._journals: weakref.WeakKeyDictionary[Runtime, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+        self._backends: weakref.WeakKeyDictionary[Runtime, RuntimeBackend] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"GuiEnv(id={self.id!r}, tasks={self.task_ids!r})"
@@ -125,6 +149,17 @@ class GuiEnv(Env):
             return "GUI tasks run Xvfb, a window manager and their app from the task's image; use docker"
         return None
 
+    async def start(self, task: Task, backend: RuntimeBackend, *, image: str | None = None,
+                    **spec_overrides: Any) -> Runtime:
+        runtime = await super().start(task, backend, image=image, **spec_overrides)
+        self._backends[runtime] = backend
+        return runtime
+
+    async def actions(self, runtime: Runtime) -> ActionClient:
+        """A client of ``runtime``'s action server whose actions are recorded for the verifier's
+        replay (:meth:`evaluate`): how agents (the gymnasium adapter, the oracle) act."""
+        return await ActionClient.over_exec(runtime, journal=self._journals.setdefault(runtime, []))
+
     async def setup(self, task: Task, runtime: Runtime) -> None:
         """Start the desktop detached (it outlives this command), then wait until the app
         answers on its socket and the screen is still."""
@@ -141,30 +176,52 @@ class GuiEnv(Env):
 
     # -- scoring ---------------------------------------------------------------------------------
     async def evaluate(self, task: Task, runtime: Runtime) -> Evaluation:
-        """Grade the state the app saved (read in a sealed container, see the module docstring).
-        ``details``: ``checks`` (name -> held), ``state``, ``problem`` (why there is no state)."""
+        """Grade the app's state (see the module docstring): the state the recorded actions
+        produce when replayed in a fresh container of the task's image, or, when nothing was
+        recorded (an agent that drove the action server itself), the state file read in a sealed
+        container. ``details``: ``checks`` (name -> held), ``state``, ``verified_by``,
+        ``problem`` (why there is no state), ``replay`` (how many actions, whether the agent's
+        container saved the same state), ``isolation`` and ``tampering``."""
         spec = self.spec(task)
-        command = shlex.join(["python3", "-I", "-c", _READ_STATE, STATE_FILE])
-        run = await run_verifier(runtime, command, trusted_image=task.image, timeout=60, workdir="/")
-        result = run.result
-        try:
-            verdict = json.loads(result.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError) as e:
-            raise EnvError(f"{task.id}: the state reader failed (exit {result.exit_code}): "
-                           f"{(result.stderr or result.stdout)[-1000:]}") from e
-        state = verdict.get("state")
+        journal = self._journals.pop(runtime, None)
+        backend = self._backends.pop(runtime, None)
+        run = await run_verifier(runtime, _READ_COMMAND, trusted_image=task.image, timeout=60, workdir="/")
+        saved, problem = _verdict(task, run.result)
+        tampering = [e for e in run.evidence if not _desktop_process(e)]
+        details: dict[str, Any] = {"isolation": run.isolation}
+        if journal is None or backend is None:
+            state = saved
+            details["verified_by"] = "the state file, read in a sealed container (no recorded actions to replay)"
+        else:
+            state, problem = await self._replay(task, backend, journal)
+            details["verified_by"] = f"replaying the episode's {len(journal)} recorded actions in a fresh container"
+            details["replay"] = {"actions": len(journal), "matches_agent_state": state == saved}
+            if state != saved:
+                tampering.append("state: the agent's container saved a state its recorded actions do not produce")
         checks = spec.grade(state, spec.params)
-        details: dict[str, Any] = {"checks": checks, "state": state, "isolation": run.isolation,
-                                   "tampering": [e for e in run.evidence if not _desktop_process(e)]}
-        if verdict.get("problem"):
-            details["problem"] = verdict["problem"]
+        details.update(checks=checks, state=state, tampering=tampering)
+        if problem:
+            details["problem"] = problem
         return Evaluation(reward=float(all(checks.values())), details=details)
+
+    async def _replay(self, task: Task, backend: RuntimeBackend, journal: list[dict[str, Any]]) -> tuple[Any, str | None]:
+        """The app's state after ``journal``'s actions, in a fresh container of the task's image:
+        nothing of the episode is in it, only what its GUI actions do."""
+        runtime = await super().start(task, backend)
+        try:
+            async with await ActionClient.over_exec(runtime) as gui:
+                for request in journal:
+                    await gui.request({**request, "tree": False})
+            result = await runtime.exec(_READ_COMMAND, timeout=60, workdir="/", login=False)
+        finally:
+            await runtime.stop()
+        return _verdict(task, result)
 
     async def oracle(self, task: Task, runtime: Runtime) -> ExecResult:
         """Solve the task through the action server, as an agent would (click, type, drag...)."""
         spec = self.spec(task)
         try:
-            async with await ActionClient.over_exec(runtime) as gui:
+            async with await self.actions(runtime) as gui:
                 final = await spec.oracle(gui, spec.params)
         except EnvError as e:
             return ExecResult(exit_code=1, stdout="", stderr=str(e))

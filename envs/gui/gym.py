@@ -158,7 +158,11 @@ class GuiGymEnv(EpisodeEnv):
                 {"error": obs.error, "png": obs.png})
 
     def _begin(self, task: Task, runtime: Runtime) -> dict[str, Any]:
-        self.client = self._run(ActionClient.over_exec(runtime))
+        from agentgym.envs.gui.env import GuiEnv
+
+        # Through the env, so that its verifier can replay what was done.
+        connect = self.env.actions(runtime) if isinstance(self.env, GuiEnv) else ActionClient.over_exec(runtime)
+        self.client = self._run(connect)
         assert self.client is not None
         obs, self._begin_info = self._observation(self._run(self.client.observe()))
         return obs

@@ -4,9 +4,9 @@ in-container action server.
 ``agentgym check env gui/all-v0`` (as CI and a user run it): every task scores 0 untouched and 1
 after its oracle, which solves it with the same actions an agent has. Then what an agent sees
 and does: each reply carries a PNG of the screen and the app's accessible tree, actions change
-the app (and only through the app does the state the verifier reads change), refused keys and
-bad requests leave it as it was, the verifier ignores what runs in the container after the
-episode, and ``agentgym.make("gui/...")`` is a ``gymnasium.Env`` that passes gymnasium's own
+the app, refused keys and bad requests leave it as it was; the verifier grades what the
+recorded GUI actions do when replayed (a forged state file does not count) and, without a
+record, ignores what runs in the container after the episode; and ``agentgym.make("gui/...")`` is a ``gymnasium.Env`` that passes gymnasium's own
 checker. All of it shares the suite's one image (built once, content-addressed).
 """
 
@@ -42,13 +42,20 @@ def image(docker_backend: DockerBackend) -> str:
 
 
 @asynccontextmanager
-async def desktop(task_id: str, backend: DockerBackend) -> AsyncIterator[tuple[Runtime, ActionClient]]:
+async def desktop(task_id: str, backend: DockerBackend, *,
+                  recorded: bool = False) -> AsyncIterator[tuple[Runtime, ActionClient]]:
+    """A started task and a client of its action server: ``recorded`` through the env (its
+    verifier replays the actions), else directly (as an agent inside the container would)."""
     runtime = await SUITE.start(SUITE.task(task_id), backend)
     try:
-        async with await ActionClient.over_exec(runtime) as gui:
+        async with await (SUITE.actions(runtime) if recorded else ActionClient.over_exec(runtime)) as gui:
             yield runtime, gui
     finally:
         await runtime.stop()
+
+
+FORGED_FORM = ('{"submitted": true, "name": "Ada Lovelace", "email": "ada@example.org", "plan": "Pro", '
+               '"newsletter": true}')
 
 
 @pytest.mark.slow
@@ -99,24 +106,62 @@ def test_refused_keys_and_bad_requests_leave_the_app_as_it_was(image: str, docke
     asyncio.run(go())
 
 
-def test_the_verifier_reads_the_state_with_nothing_of_the_episode_running(image: str,
-                                                                           docker_backend: DockerBackend) -> None:
-    """A process left in the container that would submit the form after the episode (or rewrite
-    its state) is gone before the state is read: the sealed verifier starts a fresh container."""
+def test_a_forged_state_does_not_count_the_verifier_replays_the_recorded_actions(
+        image: str, docker_backend: DockerBackend) -> None:
+    """The agent has a shell too: it fills in one field through the GUI, then writes the state
+    file the form would have saved. The replay of its GUI actions in a fresh container submits
+    nothing, so the reward is 0, and the mismatch is recorded."""
+    async def go() -> None:
+        task = SUITE.task("tk-form")
+        async with desktop("tk-form", docker_backend, recorded=True) as (runtime, gui):
+            obs = await gui.observe()
+            await gui.click_on(obs.find("textbox", "Full name"))
+            typed = await gui.type("Ada Lovelace")
+            assert typed.find("textbox", "Full name")["value"] == "Ada Lovelace"
+            await runtime.write_file(STATE_FILE, FORGED_FORM)
+            evaluation = await SUITE.evaluate(task, runtime)
+        details = evaluation.details
+        assert evaluation.reward == 0.0 and details["problem"] == "no state file: the app never saved"
+        assert details["verified_by"].startswith("replaying the episode's 3 recorded actions")
+        assert details["replay"] == {"actions": 3, "matches_agent_state": False}
+        assert any(e.startswith("state: ") for e in details["tampering"])
+
+    asyncio.run(go())
+
+
+def test_the_replay_gives_what_the_gui_actions_did(image: str, docker_backend: DockerBackend) -> None:
+    """Recorded actions that solve the task score 1 through the replay, and the agent's own
+    container saved the same state."""
+    async def go() -> None:
+        task = SUITE.task("tk-todo")
+        async with desktop("tk-todo", docker_backend) as (runtime, _):
+            assert (await SUITE.oracle(task, runtime)).ok  # through SUITE.actions: recorded
+            evaluation = await SUITE.evaluate(task, runtime)
+        assert evaluation.reward == 1.0, evaluation.details
+        assert evaluation.details["replay"]["matches_agent_state"] is True
+        assert evaluation.details["replay"]["actions"] >= 7
+        assert evaluation.details["tampering"] == []
+
+    asyncio.run(go())
+
+
+def test_without_recorded_actions_the_state_file_is_read_with_nothing_of_the_episode_running(
+        image: str, docker_backend: DockerBackend) -> None:
+    """An agent that drove the action server itself leaves no record: the state file is graded,
+    read in a sealed container. A process left to forge it after the episode is gone by then."""
     async def go() -> None:
         task = SUITE.task("tk-form")
         async with desktop("tk-form", docker_backend) as (runtime, gui):
             await gui.observe()
-            forged = ('{"submitted": true, "name": "Ada Lovelace", "email": "ada@example.org", "plan": "Pro", '
-                      '"newsletter": true}')
-            await runtime.write_file("/tmp/forged.json", forged)
+            await runtime.write_file("/tmp/forged.json", FORGED_FORM)
             await runtime.write_file("/tmp/late.sh", f"sleep 3; cp /tmp/forged.json {STATE_FILE}\n")
             started = await runtime.exec("setsid -f sh /tmp/late.sh >/dev/null 2>&1", timeout=10)
             assert started.ok
             evaluation = await SUITE.evaluate(task, runtime)
         assert evaluation.reward == 0.0
         assert evaluation.details["problem"] == "no state file: the app never saved"
-        assert any("process" in e for e in evaluation.details["tampering"]), evaluation.details["tampering"]
+        assert evaluation.details["verified_by"].startswith("the state file, read in a sealed container")
+        assert any("late.sh" in e for e in evaluation.details["tampering"]), evaluation.details["tampering"]
 
     asyncio.run(go())
 
