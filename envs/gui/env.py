@@ -27,6 +27,7 @@ action server from inside the container).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import weakref
@@ -185,7 +186,11 @@ class GuiEnv(Env):
         spec = self.spec(task)
         journal = self._journals.pop(runtime, None)
         backend = self._backends.pop(runtime, None)
-        run = await run_verifier(runtime, _READ_COMMAND, trusted_image=task.image, timeout=60, workdir="/")
+        sealed = run_verifier(runtime, _READ_COMMAND, trusted_image=task.image, timeout=60, workdir="/")
+        if journal is None or backend is None:
+            run = await sealed
+        else:  # the replay's container starts while the agent's is sealed and read
+            run, replayed = await asyncio.gather(sealed, self._replay(task, backend, journal))
         saved, problem = _verdict(task, run.result)
         tampering = [e for e in run.evidence if not _desktop_process(e)]
         details: dict[str, Any] = {"isolation": run.isolation}
@@ -193,7 +198,7 @@ class GuiEnv(Env):
             state = saved
             details["verified_by"] = "the state file, read in a sealed container (no recorded actions to replay)"
         else:
-            state, problem = await self._replay(task, backend, journal)
+            state, problem = replayed
             details["verified_by"] = f"replaying the episode's {len(journal)} recorded actions in a fresh container"
             details["replay"] = {"actions": len(journal), "matches_agent_state": state == saved}
             if state != saved:
