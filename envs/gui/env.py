@@ -186,13 +186,22 @@ class GuiEnv(Env):
         spec = self.spec(task)
         journal = self._journals.pop(runtime, None)
         backend = self._backends.pop(runtime, None)
-        sealed = run_verifier(runtime, _READ_COMMAND, trusted_image=task.image, timeout=60, workdir="/")
+        # No trusted system paths (trusted_image=None: they would cost an export of the image's
+        # /usr, chromium included, for nothing): with a record, the replay is graded and this read
+        # is evidence; without one, the file it reads is the agent's to write anyway.
+        sealed = run_verifier(runtime, _READ_COMMAND, trusted_image=None, timeout=60, workdir="/")
         if journal is None or backend is None:
             run = await sealed
         else:  # the replay's container starts while the agent's is sealed and read
             run, replayed = await asyncio.gather(sealed, self._replay(task, backend, journal))
-        saved, problem = _verdict(task, run.result)
         tampering = [e for e in run.evidence if not _desktop_process(e)]
+        try:
+            saved, problem = _verdict(task, run.result)
+        except EnvError as e:
+            if journal is None or backend is None:
+                raise
+            saved, problem = None, None  # only evidence here: the replay decides
+            tampering.append(f"state: the agent's container could not be read: {str(e)[:300]}")
         details: dict[str, Any] = {"isolation": run.isolation}
         if journal is None or backend is None:
             state = saved
