@@ -45,7 +45,8 @@ def env_from(target: Any, **kwargs: Any) -> Any:
 
 
 def make(env_id: str, **kwargs: Any) -> Any:
-    """A registered environment as a ``gymnasium.Env`` (:class:`agentgym.gym.GymEnv`)."""
+    """A registered environment as a ``gymnasium.Env`` (:func:`agentgym.gym.make`: text for the
+    terminal and SWE families, screenshots for the GUI family)."""
     from agentgym.gym import make as _make
 
     return _make(env_id, **kwargs)

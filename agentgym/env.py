@@ -73,7 +73,8 @@ class Env(abc.ABC):
     Subclasses implement :meth:`tasks` and :meth:`evaluate`; the rest has defaults that read the
     task's typed fields. Override :meth:`unsupported` when some tasks cannot run on some
     runtimes, :meth:`setup` to prepare a fresh runtime, :meth:`oracle` to run a reference
-    solution, and :meth:`anchor` for an env-specific anchor state (GiGPO/HGPO). Tasks with
+    solution, :meth:`anchor` for an env-specific anchor state (GiGPO/HGPO), and
+    :meth:`gymnasium` when in-process agents should see something other than text. Tasks with
     several instructions override the stage hooks (:meth:`stages`, :meth:`prepare_stage`,
     :meth:`evaluate_stage`, :meth:`continue_after`, :meth:`combine`, :meth:`oracle_stage`),
     whose defaults make one stage of :meth:`evaluate` and :meth:`oracle`.
@@ -178,6 +179,16 @@ class Env(abc.ABC):
         warns about them, so nothing is dropped silently. The default names the task's
         ``metadata["ignored_fields"]``."""
         return [f"ignored field: {name}" for name in task.metadata.get("ignored_fields") or ()]
+
+    # -- in-process agents ----------------------------------------------------------------------
+    def gymnasium(self, **options: Any) -> Any:
+        """This env as a ``gymnasium.Env`` (what :func:`agentgym.make` returns): by default
+        :class:`agentgym.gym.GymEnv`, shell commands in and text out, with ``options`` (``backend``,
+        ``task_id``, ``max_steps``, ``shell``...). A family whose agents see something else (the GUI
+        family: screenshots) returns its own :class:`agentgym.gym.EpisodeEnv`."""
+        from agentgym.gym import GymEnv
+
+        return GymEnv(self, **options)
 
     def anchor(self, observation: str) -> str:
         """Anchor-state key for step-level grouping (GiGPO); override for env-specific state."""

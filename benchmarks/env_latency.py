@@ -6,7 +6,10 @@
 - exec: ``runtime.exec("true")``;
 - snapshot: ``runtime.snapshot`` (``docker commit`` / a copy of the local fake root);
 - seal: ``runtime.seal`` for the verifier (Docker: commit, remove, start a sealed container with
-  the task image's system paths; local: fresh reward directory in place), then stopping it.
+  the task image's system paths; local: fresh reward directory in place), then stopping it;
+- screenshot and GUI action (Docker): one screenshot, and one click with its screenshot, through
+  the GUI suite's in-container action server, for a Tk app and for chromium
+  (``benchmarks/gui_latency.py`` has the breakdown and the ``docker exec``-per-call comparison).
 
 Baselines: ``noop`` is an awaited coroutine that does nothing (the measuring loop itself), and
 ``engine`` a Docker engine round trip (``/version``), the floor under every Docker operation.
@@ -14,6 +17,7 @@ Image builds are not in these figures (``agentgym prebuild`` does them ahead).
 
     python benchmarks/env_latency.py            # about a minute
     python benchmarks/env_latency.py -n 5 --env terminal/hello-file-v0 --runtime docker
+    python benchmarks/env_latency.py --no-gui   # without the GUI figures
 """
 
 from __future__ import annotations
@@ -102,7 +106,7 @@ async def bench(env: Env, task: Task, backend: RuntimeBackend, n: int) -> None:
         print(f"{name:6} seal (+ stop)         {fmt(seals)}")
 
 
-async def main_async(target: str, runtimes: list[str], n: int) -> None:
+async def main_async(target: str, runtimes: list[str], n: int, gui: bool = True) -> None:
     env = env_from(target)
     for runtime in runtimes:
         backend = get_backend(runtime)
@@ -110,8 +114,13 @@ async def main_async(target: str, runtimes: list[str], n: int) -> None:
             task = next((t for t in env.tasks() if env.unsupported(t, backend) is None), None)
             if task is None:
                 print(f"\n== {runtime}: no task of {env.id} runs here ==")
-                continue
-            await bench(env, task, backend, n)
+            else:
+                await bench(env, task, backend, n)
+            if gui and backend.uses_images:
+                from gui_latency import episode_rows  # beside this file
+
+                print(f"\n== {runtime} runtime, gui/all-v0: the action server over one docker exec stream ==")
+                await episode_rows(backend, n, prefix=f"{runtime:6} ")  # type: ignore[arg-type]
         finally:
             backend.close()
 
@@ -121,8 +130,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=12, help="repetitions per figure")
     parser.add_argument("--env", default="terminal/hello-file-v0", help="what env_from accepts")
     parser.add_argument("--runtime", action="append", help="docker, local (repeatable; default both)")
+    parser.add_argument("--no-gui", action="store_true", help="leave out the screenshot and GUI action figures")
     args = parser.parse_args()
-    asyncio.run(main_async(args.env, args.runtime or ["docker", "local"], args.n))
+    asyncio.run(main_async(args.env, args.runtime or ["docker", "local"], args.n, gui=not args.no_gui))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ Terminal tasks (Harbor layout, :mod:`agentgym.envs.harbor`), all in ``envs/termi
   ``tasks()`` holds just that task. ``registries.envs.make("terminal/all-v0",
   task_ids=["hello-file"])`` selects tasks the same way.
 
+GUI tasks (:mod:`agentgym.envs.gui`), apps on a virtual display acted on with mouse and keyboard:
+
+- ``gui/all-v0`` — a Tk form, a Tk to-do list and a web shop in chromium;
+- ``gui/<task>-v0`` — one of them (``gui/tk-form-v0``, ``gui/tk-todo-v0``, ``gui/web-cart-v0``).
+  ``agentgym.make`` gives them as image observations (screenshots) and computer-use actions.
+
 SWE-bench instances (:mod:`agentgym.envs.swe`):
 
 - ``swe/basic-v0`` — the built-in instances in ``envs/swe/data/instances.jsonl``;
@@ -39,7 +45,11 @@ BASIC_TASKS = ("fix-python-script", "hello-file", "leave-a-note", "log-report", 
 SWE_INSTANCES = Path(__file__).parent / "swe" / "data" / "instances.jsonl"
 """The built-in SWE suite (SWE-bench schema, one instance per line)."""
 
-__all__ = ["BASIC_TASKS", "SWE_INSTANCES", "TERMINAL_TASKS"]
+GUI_TASKS = ("tk-form", "tk-todo", "web-cart")
+"""The tasks of ``gui/all-v0`` (:data:`agentgym.envs.gui.TASKS`; listed here so that registering
+imports nothing)."""
+
+__all__ = ["BASIC_TASKS", "GUI_TASKS", "SWE_INSTANCES", "TERMINAL_TASKS"]
 
 
 register_source(TaskSource(
@@ -89,3 +99,12 @@ for _line in SWE_INSTANCES.read_text().splitlines() if SWE_INSTANCES.is_file() e
         registries.envs.register(
             f"swe/{_instance_id}-v0", "agentgym.envs.swe:SWEEnv", instance_ids=[_instance_id],
             env_id=f"swe/{_instance_id}-v0", description=f"The {_instance_id} instance of swe/basic-v0.")
+
+registries.envs.register(
+    "gui/all-v0", "agentgym.envs.gui:GuiEnv", env_id="gui/all-v0",
+    description="GUI tasks on Xvfb: a Tk form, a Tk to-do list, a web shop in chromium (screenshots in, "
+                "click/type/key/scroll/drag out).")
+for _gui_task in GUI_TASKS:
+    registries.envs.register(
+        f"gui/{_gui_task}-v0", "agentgym.envs.gui:GuiEnv", task_ids=[_gui_task], env_id=f"gui/{_gui_task}-v0",
+        description=f"The {_gui_task} task of gui/all-v0.")

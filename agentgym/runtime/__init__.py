@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from agentgym.errors import ConfigError
 from agentgym.runtime.base import (
     ExecResult,
+    HostCommand,
     ProxyEndpoint,
     Runtime,
     RuntimeBackend,
@@ -75,6 +76,7 @@ __all__ = [
     "DockerBackend",
     "DockerRuntime",
     "ExecResult",
+    "HostCommand",
     "ImageBuildError",
     "LocalBackend",
     "LocalRuntime",

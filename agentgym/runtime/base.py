@@ -6,7 +6,7 @@ All methods are async; blocking backends (the docker SDK, subprocess) run in wor
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -41,6 +41,19 @@ class ExecResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
+
+
+@dataclass(frozen=True)
+class HostCommand:
+    """A command line to run on the host that runs a program inside a sandbox with its standard
+    streams connected to the caller (``docker exec -i``): what :meth:`Runtime.attach_command`
+    returns, for a long-lived stream (an action server) or a terminal (pexpect)."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] | None = None
+    """The host process's environment (``None``: the caller's)."""
+    cwd: str | None = None
+    """The host process's working directory (``None``: the caller's)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,8 @@ class Runtime(abc.ABC):
     """One live sandbox. Use as ``async with backend.start(spec) as rt:``.
 
     Behaviour that differs between backends is a hook with a default, never a check of the
-    backend's name: :attr:`uses_images`, :meth:`process_path`, :meth:`rewrite`.
+    backend's name: :attr:`uses_images`, :meth:`process_path`, :meth:`rewrite`,
+    :meth:`attach_command`.
     """
 
     backend: str = "runtime"
@@ -190,6 +204,15 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     async def stop(self) -> None:
         """Stop and remove the sandbox. Idempotent."""
+
+    def attach_command(self, argv: Sequence[str], *, tty: bool = False, workdir: str | None = None,
+                       env: Mapping[str, str] | None = None) -> HostCommand:
+        """The host command line that runs ``argv`` in this sandbox with its stdin, stdout and
+        stderr connected to the host process (with ``tty``, a terminal: run it under a pty, as
+        pexpect does). One such process serves a whole episode where :meth:`exec` would start a
+        command per request: a persistent shell, an in-sandbox server spoken to over its stdio.
+        Runtimes that cannot attach raise ``NotImplementedError`` (the default)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot attach a process to the host")
 
     async def snapshot(self, tag: str) -> str:
         """Save the filesystem state; returns an image id/tag a later start can use."""

@@ -34,6 +34,7 @@ import io
 import os
 import re
 import shlex
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -41,7 +42,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -50,6 +51,7 @@ from agentgym.runtime.base import (
     FORWARDER_SCRIPT,
     PROXY_MOUNT,
     ExecResult,
+    HostCommand,
     Runtime,
     RuntimeBackend,
     RuntimeFileNotFound,
@@ -346,6 +348,21 @@ class DockerRuntime(Runtime):
                 return False
         new, self._oom_kills = kills > self._oom_kills, max(kills, self._oom_kills)
         return new
+
+    def attach_command(self, argv: Sequence[str], *, tty: bool = False, workdir: str | None = None,
+                       env: Mapping[str, str] | None = None) -> HostCommand:
+        """``docker exec -i [-t] -w <workdir> <container> argv...`` (the ``docker`` command-line
+        client, which reads ``DOCKER_HOST`` as the SDK does). The process is not killed by
+        :meth:`exec`'s timeouts; it ends when the host closes its stdin or the container stops."""
+        self._check_live()
+        client = shutil.which("docker")
+        if client is None:
+            raise RuntimeError_("attaching to a container needs the docker command-line client on PATH "
+                                "(Debian's docker.io or docker-ce-cli)")
+        args = [client, "exec", "-i", *(["-t"] if tty else []), "-w", self._abs(workdir) if workdir else self.workdir]
+        for key, value in (env or {}).items():
+            args += ["-e", f"{key}={value}"]
+        return HostCommand(argv=(*args, self.container_id, *argv))
 
     # -- files -----------------------------------------------------------------------------------
     async def read_file(self, path: str) -> bytes:

@@ -56,12 +56,13 @@ import tempfile
 import time
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 from agentgym.errors import ConfigError, RuntimeError_
 from agentgym.runtime.base import (
     ExecResult,
+    HostCommand,
     Runtime,
     RuntimeBackend,
     RuntimeFileNotFound,
@@ -299,6 +300,32 @@ class LocalRuntime(Runtime):
                 self.fs.make_dirs(prefix)
                 return
             self.fs.make_dirs(prefix)
+
+    def attach_command(self, argv: Sequence[str], *, tty: bool = False, workdir: str | None = None,
+                       env: Mapping[str, str] | None = None) -> HostCommand:
+        """``bwrap ... argv`` in the runtime's sandbox, as :meth:`exec` runs a command (the same
+        mounts, namespaces and network); with ``tty`` the sandbox keeps the caller's terminal.
+        The process dies with the caller (``--die-with-parent``). Without isolation:
+        ``NotImplementedError``, since that mode rewrites the task's paths in each command string
+        and an attached process would bypass the rewrite."""
+        self._check_live()
+        if self.sandbox is None:
+            raise NotImplementedError("the local runtime without isolation rewrites the task's paths in each "
+                                      "command; an attached process would bypass that (use local or docker)")
+        environ = self._environment(env)
+        task_dir = str(PurePosixPath(self.workdir) / (workdir or "."))
+        self.sandbox.prepare(self.fs)
+        self._make_mount_point(task_dir)
+        environ["PWD"] = task_dir
+        script = "exec " + shlex.join(argv)
+        if environ.get("PATH"):
+            script = f"export PATH={shlex.quote(environ['PATH'])}:\"$PATH\"; {script}"
+        proxy = self.spec.proxy if self.spec.network == "proxy" else None
+        # The wrapper reports on a status fd that exec() reads; here fd 9, opened on /dev/null.
+        inner = self.sandbox.argv(self.fs, self.sandbox.wrap(task_dir, script, 9, proxy, login=False),
+                                  network=self.spec.network, proxy=proxy, new_session=not tty)
+        return HostCommand(argv=("bash", "-c", 'exec 9>/dev/null; exec "$@"', "agentgym-attach", *inner),
+                           env=environ, cwd="/")
 
     async def read_file(self, path: str) -> bytes:
         self._check_live()

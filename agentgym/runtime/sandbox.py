@@ -186,9 +186,14 @@ class Bubblewrap:
         for path, target in self.links.items():
             fs.symlink_once(path, target)
 
-    def argv(self, fs: RootFS, command: Sequence[str], *, network: str, proxy: ProxyEndpoint | None) -> list[str]:
-        """The full ``bwrap`` argv that runs ``command`` in this runtime's sandbox."""
-        args = [self.bwrap, *NAMESPACES]
+    def argv(self, fs: RootFS, command: Sequence[str], *, network: str, proxy: ProxyEndpoint | None,
+             new_session: bool = True) -> list[str]:
+        """The full ``bwrap`` argv that runs ``command`` in this runtime's sandbox. Without
+        ``new_session`` the sandbox keeps the caller's controlling terminal (an interactive shell
+        on a pty of the caller's: its Ctrl-C and job control need it; the terminal is the
+        caller's own pty, not the user's, so what the sandbox could inject into it with
+        ``TIOCSTI`` lands in its own input)."""
+        args = [self.bwrap, *(n for n in NAMESPACES if new_session or n != "--new-session")]
         if network == "host":
             args.append("--share-net")
         read_only = ["/"]
