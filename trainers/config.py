@@ -100,8 +100,9 @@ class TrainConfig:
     skip_groups_without_signal: bool = True
     """Leave out groups whose episodes all got the same reward (no group-relative signal), as
     DAPO's dynamic sampling and verl-agent do; they are counted in the metrics."""
-    drop_stop_reasons: list[str] = field(default_factory=lambda: list(INFRA_STOP_REASONS))
-    """Episodes that ended so are not trained (see :data:`INFRA_STOP_REASONS`); the agent's own
+    drop_stop_reasons: list[str] = field(default_factory=lambda: [*INFRA_STOP_REASONS, StopReason.CANCELLED.value])
+    """Episodes that ended so are not trained (see :data:`INFRA_STOP_REASONS`, and ``cancelled``:
+    the long tail an over-provisioned rollout cut short); the agent's own
     failures (``harness_error``, ``timeout``, ``step_limit``...) are trained with their reward."""
     optimizer: str = "adamw"
     lr: float = 1e-3

@@ -62,6 +62,10 @@ class RunSummary:
     """Stop reason -> episodes, for stops other than completed / step_limit."""
     errors: dict[str, int] = field(default_factory=dict)
     """Error type (at its boundary) -> episodes."""
+    cancelled: int = 0
+    """Episodes cut short because their group had its samples (over-provisioning); kept as data."""
+    pool: dict[str, Any] = field(default_factory=dict)
+    """What the warm pool did (``RolloutConfig.warm_pool``): warm hand-offs, cold starts..."""
     ended_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -136,6 +140,12 @@ def format_summary(s: RunSummary) -> list[str]:
     if s.failures or s.errors:
         lines.append("failures: " + ", ".join(f"{k} {v}" for k, v in s.failures.items())
                      + ("; errors: " + ", ".join(f"{k} {v}" for k, v in s.errors.items()) if s.errors else ""))
+    if s.cancelled:
+        lines.append(f"over-provisioning: {s.cancelled} episode(s) cancelled once their group was complete "
+                     "(kept, stop reason cancelled, not trained by default)")
+    if s.pool:
+        lines.append(f"warm pool: {s.pool.get('warm_hits', 0) + s.pool.get('waited', 0)} sandbox(es) handed over "
+                     f"warm, {s.pool.get('cold', 0)} started cold, hand-off p50 {s.pool.get('handoff_p50_ms')} ms")
     if s.unsaved:
         lines.append(f"NOT SAVED: {s.unsaved} finished episode(s) could not be written; they run again on resume")
     return lines

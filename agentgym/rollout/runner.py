@@ -53,7 +53,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ from agentgym.harness import load_harness
 from agentgym.jsonl import append_lines, read_records
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.proxy.server import Proxy
-from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode
+from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode, sandbox_overrides
 from agentgym.rollout.lock import RunLock
 from agentgym.rollout.metrics import RunMetrics, RunSummary, dumps
 from agentgym.rollout.resume import (
@@ -76,10 +76,12 @@ from agentgym.rollout.resume import (
     record_interrupted,
     record_started,
 )
+from agentgym.rollout.schedule import GroupTracker, Overprovision, PhaseTimeouts, ResourceLimits, slot, within
 from agentgym.runtime import get_backend
 from agentgym.runtime.images import ImageCache
+from agentgym.runtime.pool import WarmPool
 from agentgym.sources import env_from
-from agentgym.types import Task, Trajectory
+from agentgym.types import StopReason, Task, Trajectory, TrajectoryGroup
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +120,18 @@ class RolloutConfig:
     handle_signals: bool = False
     """Stop cleanly on SIGTERM, SIGINT and SIGHUP (only from the main thread). Off for library
     callers, whose own handlers stay in place; ``agentgym rollout`` turns it on."""
+    warm_pool: int = 0
+    """Sandboxes kept started ahead of the episodes that will use them (a
+    :class:`~agentgym.runtime.pool.WarmPool` of this size over all tasks; each used once). 0:
+    each episode starts its own sandbox."""
+    timeouts: PhaseTimeouts = field(default_factory=PhaseTimeouts)
+    """Limits of the build, setup and verify phases; the agent's is ``timeout_s``."""
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    """Concurrency limits per resource (sandbox starts, verifiers, episodes of one task)."""
+    overprovision: float = 0.0
+    """Start ``ceil(samples * (1 + overprovision))`` episodes per task and cancel the rest once
+    ``samples`` have ended; the cancelled ones are kept, stop reason ``cancelled``
+    (:mod:`agentgym.rollout.schedule`)."""
 
 
 @dataclass(frozen=True)
@@ -263,8 +277,17 @@ class _Stop:
             os._exit(128 + int(sig))
 
 
-async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = None) -> RolloutResult:
+async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = None,
+                       on_group: Callable[[TrajectoryGroup], Awaitable[None]] | None = None,
+                       admit: Callable[[], Awaitable[None]] | None = None,
+                       stop: asyncio.Event | None = None) -> RolloutResult:
     """Run ``config.samples`` episodes of every selected task; returns all journaled trajectories.
+
+    For services built on it (:mod:`agentgym.rollout.service`): ``on_group`` is awaited with
+    each task's group (main-agent trajectories, cancelled ones included) as soon as its last
+    episode of this run ends; ``admit`` is awaited before each episode starts (backpressure);
+    setting ``stop`` stops the run as a signal would (episodes in flight cut short, their
+    sandboxes stopped; ``stopped_by="cancel"``), without closing a ``backend`` it was given.
 
     Raises :class:`~agentgym.rollout.lock.RunDirLocked` when another run holds ``out_dir`` and
     :class:`~agentgym.errors.StorageError` when ``out_dir`` cannot be written (before anything
@@ -280,14 +303,23 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         own_backend = backend is None
         backend = backend or get_backend(config.runtime)
         try:
-            return await _run_locked(config, engine, backend, env, harness, tasks, out, t0)
+            return await _run_locked(config, engine, backend, env, harness, tasks, out, t0,
+                                     _Hooks(on_group, admit, stop, own_backend))
         finally:
             if own_backend:
                 backend.close()
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    on_group: Callable[[TrajectoryGroup], Awaitable[None]] | None
+    admit: Callable[[], Awaitable[None]] | None
+    stop: asyncio.Event | None
+    own_backend: bool
+
+
 async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: Any, harness: Any,
-                      tasks: list[Task], out: Path, t0: float) -> RolloutResult:
+                      tasks: list[Task], out: Path, t0: float, hooks: _Hooks) -> RolloutResult:
     journal = out / "episodes.jsonl"
     _write(out / "run.json", json.dumps({
         "env": config.env if isinstance(config.env, str) else env.id, "harness": config.harness,
@@ -306,9 +338,12 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
         storage.attempt(lambda: record_interrupted(out, state.half), out / "interrupted.jsonl")
         log.info("%d half episode(s) of an earlier run found (%d recorded calls kept in calls/); their "
                  "(task, sample) pairs run again from the start", len(state.half), half_calls)
+    per_task = Overprovision(config.overprovision).episodes(config.samples)
+    groups = {t.id: GroupTracker(config.samples, ended_before=state.kept.get(t.id, 0)) for t in tasks}
     todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
-            for t in tasks for i in range(config.samples) if (t.id, i) not in state.done]
-    skipped = len(tasks) * config.samples - len(todo)
+            for t in tasks if not groups[t.id].complete or per_task == config.samples
+            for i in range(per_task) if (t.id, i) not in state.done]
+    skipped = sum(1 for t in tasks for i in range(per_task) if (t.id, i) in state.done)
     pairs = {(s.task.id, s.sample_index) for s in todo}
     retried = len(pairs & state.retry)
     resumed = len(pairs & (state.interrupted_pairs - state.retry))
@@ -317,6 +352,8 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     interrupted: list[HalfEpisode] = []
     stopper = _Stop(on_force=backend.close)
     images = ImageCache(backend)
+    pool = WarmPool(backend, size=max(0, config.warm_pool), max_starting=config.limits.starting)
+    cancelled: list[Trajectory] = []
     if todo:
         await backend.cleanup()
         progress = _Progress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress,
@@ -332,32 +369,75 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
             raise storage_error(e, out / "sock", "listen on a socket in") from None
         _guard_call_journal(proxy, storage)
         sem = asyncio.Semaphore(max(1, config.concurrency))
+        task_slots = {t.id: asyncio.Semaphore(config.limits.per_task) for t in tasks} if config.limits.per_task else {}
+        verify_slots = asyncio.Semaphore(config.limits.verifying) if config.limits.verifying else None
         in_flight: dict[str, EpisodeSpec] = {}
+        left = {t.id: 0 for t in tasks}  # episodes of each task in this run not ended yet
+        for spec in todo:
+            left[spec.task.id] += 1
+        ended: dict[str, list[Trajectory]] = {t.id: [] for t in tasks}
+
+        async def end_of(spec: EpisodeSpec, trajs: Sequence[Trajectory]) -> None:
+            task_id = spec.task.id
+            left[task_id] -= 1
+            ended[task_id].extend(t for t in trajs if t.agent_id == "main")
+            if left[task_id] == 0 and ended[task_id] and hooks.on_group is not None:
+                await hooks.on_group(TrajectoryGroup(task_id=task_id, trajectories=tuple(ended[task_id])))
 
         async def one(spec: EpisodeSpec) -> None:
-            async with sem:
+            group = groups[spec.task.id]
+            if hooks.admit is not None:
+                await hooks.admit()
+            async with slot(task_slots.get(spec.task.id)), sem:
+                if group.complete and per_task > config.samples:  # never started: nothing to keep
+                    if spec.task.id in spec_of:
+                        pool.forget(spec_of[spec.task.id], 1)
+                    await end_of(spec, ())
+                    return
                 assert spec.session_id is not None
                 storage.attempt(lambda: record_started(out, spec.session_id or "", spec.task.id,
                                                        spec.sample_index, run_id), out / "sessions.jsonl")
                 in_flight[spec.session_id] = spec
-                trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=backend,
+                trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=pool,
                                           images=images, max_steps=config.max_steps, timeout_s=config.timeout_s,
-                                          network=config.network)
+                                          network=config.network, timeouts=config.timeouts,
+                                          verify_slots=verify_slots,
+                                          cancel=group.cancel if per_task > config.samples else None)
                 del in_flight[spec.session_id]
+            main = next((t for t in trajs if t.agent_id == "main"), None)
+            if main is not None:
+                group.ended(main.stop_reason)
+                if main.stop_reason == StopReason.CANCELLED:
+                    cancelled.append(main)
             episodes.add(trajs)
             for t in trajs:
                 metrics.add(t)
             progress.advance()
+            await end_of(spec, trajs)
+
+        async def watch_stop() -> None:
+            assert hooks.stop is not None
+            await hooks.stop.wait()
+            stopper.signal = stopper.signal or "cancel"
+            stopper.event.set()
+
+        spec_of: dict[str, Any] = {}
+        watcher = asyncio.ensure_future(watch_stop()) if hooks.stop is not None else None
 
         if config.handle_signals:
             stopper.install()
         try:
             with progress:
-                await _build_images(todo, env, harness, backend, images)
+                await _build_images(todo, env, harness, backend, images, config.timeouts.build_s)
+                if config.warm_pool > 0:
+                    spec_of.update(await _expect(pool, todo, env, harness, images, proxy, config.network))
                 await _run_all([one(s) for s in todo], stopper.event)
         finally:
             stopper.uninstall()
-            if stopper.signal is not None:
+            if watcher is not None:
+                watcher.cancel()
+            await pool.aclose()  # warm sandboxes no episode took are stopped with the run
+            if stopper.signal is not None and (stopper.signal != "cancel" or hooks.own_backend):
                 backend.close()  # anything still starting when the episodes were cancelled
                 for sid, spec in in_flight.items():
                     interrupted.append(HalfEpisode(
@@ -381,7 +461,8 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     summary = metrics.summary(
         run_id=run_id, out_dir=str(out), backend=backend.name, status=status, skipped=skipped, retried=retried,
         resumed=resumed, interrupted=len(interrupted), half_calls_kept=half_calls, unsaved=episodes.unsaved,
-        build_s=round(sum(images.seconds.values()), 3), builds=len(images.seconds))
+        build_s=round(sum(images.seconds.values()), 3), builds=len(images.seconds), cancelled=len(cancelled),
+        pool=pool.stats.to_json() if config.warm_pool > 0 else {})
     storage.attempt(lambda: _write(out / "summary.json", dumps(summary) + "\n"), out / "summary.json")
     storage.attempt(lambda: append_lines(out / "runs.jsonl", [json.dumps(summary.to_json())]), out / "runs.jsonl")
     if episodes.unsaved:
@@ -450,8 +531,28 @@ def _guard_call_journal(proxy: Proxy, storage: _Storage) -> None:
     journal.append = guarded
 
 
+async def _expect(pool: WarmPool, todo: Sequence[EpisodeSpec], env: Env, harness: Any, images: ImageCache,
+                  proxy: Proxy, network: str) -> dict[str, Any]:
+    """Tell the warm pool which sandboxes the episodes will ask for, in the order they run;
+    returns each task's spec (the pool forgets the episodes that never start)."""
+    specs: dict[str, Any] = {}
+    for spec in todo:
+        task = spec.task
+        if task.id not in specs:
+            if env.unsupported(task, pool):
+                continue
+            try:
+                image = await images.image_for(task, harness)
+            except Exception:  # the episodes record it
+                continue
+            specs[task.id] = env.runtime_spec(task, image=image if pool.uses_images else None,
+                                              **sandbox_overrides(proxy, network))
+        pool.expect(specs[task.id], 1)
+    return specs
+
+
 async def _build_images(todo: Sequence[EpisodeSpec], env: Env, harness: Any, backend: Any,
-                        images: ImageCache) -> None:
+                        images: ImageCache, limit_s: float | None = None) -> None:
     """Every image the episodes need, built before the first episode starts, one after another
     (so image builds are not episode time, and do not compete with each other for the CPU). A
     build that fails is left to the episodes, which record it as their runtime error."""
@@ -462,7 +563,7 @@ async def _build_images(todo: Sequence[EpisodeSpec], env: Env, harness: Any, bac
             continue
         seen.add(task.id)
         try:
-            await images.image_for(task, harness)
+            await within(images.image_for(task, harness), limit_s, "build")
         except Exception as e:  # recorded on each episode of the task when it tries again
             log.warning("the image of %s does not build: %s", task.id, e)
 
