@@ -88,6 +88,16 @@ def rollout(
     timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
     progress: Annotated[bool, typer.Option(help="Show the progress bar (on a terminal).")] = True,
+    warm_pool: Annotated[int, typer.Option(help="Sandboxes kept started ahead of the episodes (0: none).")] = 0,
+    overprovision: Annotated[float, typer.Option(help="Start samples*(1+X) episodes per task; cancel the rest "
+                                                 "once `samples` ended (kept, stop reason cancelled).")] = 0.0,
+    build_timeout: Annotated[float | None, typer.Option(help="Seconds an episode's image may take.")] = None,
+    setup_timeout: Annotated[float | None, typer.Option(help="Seconds to get a ready sandbox (start + "
+                                                        "setup).")] = None,
+    verify_timeout: Annotated[float | None, typer.Option(help="Seconds each verification may take.")] = None,
+    max_starting: Annotated[int | None, typer.Option(help="Sandboxes starting at once.")] = None,
+    max_verifying: Annotated[int | None, typer.Option(help="Verifications at once.")] = None,
+    max_per_task: Annotated[int | None, typer.Option(help="Episodes of one task at once.")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
     """Run tasks x samples with a harness against a model; writes a trajectory dataset.
@@ -104,6 +114,7 @@ def rollout(
     from agentgym.harness import load_harness
     from agentgym.rollout.metrics import format_summary
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
+    from agentgym.rollout.schedule import PhaseTimeouts, ResourceLimits
 
     try:
         # Everything the run needs is checked before the model loads (minutes for a real one).
@@ -113,7 +124,12 @@ def rollout(
         cfg = RolloutConfig(env=suite, harness=harness, samples=samples,
                             task_ids=[t.id for t in selected] if tasks else None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
-                            default_max_tokens=max_tokens, progress=progress, handle_signals=True)
+                            default_max_tokens=max_tokens, progress=progress, handle_signals=True,
+                            warm_pool=warm_pool, overprovision=overprovision,
+                            timeouts=PhaseTimeouts(build_s=build_timeout, setup_s=setup_timeout,
+                                                   verify_s=verify_timeout),
+                            limits=ResourceLimits(starting=max_starting, verifying=max_verifying,
+                                                  per_task=max_per_task))
         engine = load_engine(model)
         try:
             result = asyncio.run(run_rollouts(cfg, engine))
