@@ -386,9 +386,9 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
 
         async def one(spec: EpisodeSpec) -> None:
             group = groups[spec.task.id]
-            if hooks.admit is not None:
-                await hooks.admit()
             async with slot(task_slots.get(spec.task.id)), sem:
+                if hooks.admit is not None:  # holding the slot: a batch held back starts nothing
+                    await hooks.admit()
                 if group.complete and per_task > config.samples:  # never started: nothing to keep
                     if spec.task.id in spec_of:
                         pool.forget(spec_of[spec.task.id], 1)
@@ -437,8 +437,9 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
             if watcher is not None:
                 watcher.cancel()
             await pool.aclose()  # warm sandboxes no episode took are stopped with the run
-            if stopper.signal is not None and (stopper.signal != "cancel" or hooks.own_backend):
-                backend.close()  # anything still starting when the episodes were cancelled
+            if stopper.signal is not None:
+                if stopper.signal != "cancel" or hooks.own_backend:  # not a backend a service shares
+                    backend.close()  # anything still starting when the episodes were cancelled
                 for sid, spec in in_flight.items():
                     interrupted.append(HalfEpisode(
                         session_id=sid, task_id=spec.task.id, sample_index=spec.sample_index, run_id=run_id,
