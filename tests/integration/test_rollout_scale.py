@@ -73,7 +73,7 @@ def test_a_warm_pool_hands_every_sandbox_over_warm_and_leaves_none(tokenizer: An
 
 @pytest.mark.docker
 def test_a_run_stopped_with_sandboxes_warming_leaves_no_container(tokenizer: Any, tmp_path: Path) -> None:
-    engine = ScriptedEngine(tokenizer, [LOOP])
+    engine = ScriptedEngine(tokenizer, lambda ids, n: LOOP)
     cfg = RolloutConfig(env="terminal/hello-file-v0", harness="agentgym/react-v0", samples=6, concurrency=2,
                         out_dir=str(tmp_path / "run"), runtime="docker", progress=False, max_steps=200,
                         timeout_s=300, warm_pool=3)

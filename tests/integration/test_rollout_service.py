@@ -79,7 +79,7 @@ def test_a_batch_streams_its_groups_and_ends_with_the_summary(tokenizer: Any, tm
 
 def test_a_batch_nobody_reads_starts_no_more_episodes(tokenizer: Any, tmp_path: Path) -> None:
     async def story() -> None:
-        async with serving(ScriptedEngine(tokenizer, ["Nothing to do."]), tmp_path,
+        async with serving(ScriptedEngine(tokenizer, lambda ids, n: "Nothing to do."), tmp_path,
                                        max_pending_groups=1) as (_, client):
             batch = await client.submit("terminal/basic-v0", "agentgym/react-v0", samples=1, policy_version=None,
                                         task_ids=LOCAL_BASIC, concurrency=1)
@@ -100,7 +100,7 @@ def test_a_batch_nobody_reads_starts_no_more_episodes(tokenizer: Any, tmp_path: 
 
 def test_cancel_stops_a_running_batch_and_ends_its_stream(tokenizer: Any, tmp_path: Path) -> None:
     async def story() -> None:
-        engine = ScriptedEngine(tokenizer, [LOOP])
+        engine = ScriptedEngine(tokenizer, lambda ids, n: LOOP)
         async with serving(engine, tmp_path) as (service, client):
             batch = await client.submit("terminal/hello-file-v0", "agentgym/react-v0", samples=2,
                                         policy_version=None, max_steps=500, timeout_s=300)
@@ -138,7 +138,7 @@ def test_refusals_say_what_is_wrong(tokenizer: Any, tmp_path: Path) -> None:
 
 def test_a_second_reader_is_refused(tokenizer: Any, tmp_path: Path) -> None:
     async def story() -> None:
-        async with serving(ScriptedEngine(tokenizer, [LOOP]), tmp_path) as (_, client):
+        async with serving(ScriptedEngine(tokenizer, lambda ids, n: LOOP), tmp_path) as (_, client):
             batch = await client.submit("terminal/hello-file-v0", "agentgym/react-v0", samples=1,
                                         policy_version=None, max_steps=500, timeout_s=300)
             first = client.groups(batch)
