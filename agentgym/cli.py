@@ -575,6 +575,49 @@ def serve(
         asyncio.run(main())
 
 
+@app.command("serve-rollouts")
+def serve_rollouts(
+    model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
+    port: Annotated[int, typer.Option()] = 8100,
+    host: Annotated[str, typer.Option(help="Address to listen on (the API has no authentication).")] = "127.0.0.1",
+    out: Annotated[str, typer.Option(help="Where batches write their runs (<out>/batches/<id>).")] = "runs/service",
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "auto",
+    max_pending_groups: Annotated[int, typer.Option(help="Finished groups a batch holds for its reader before it "
+                                                    "starts no more episodes.")] = 8,
+    max_queued: Annotated[int, typer.Option(help="Batches that may wait (more: 429).")] = 16,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
+) -> None:
+    """Serve rollouts over HTTP for any trainer: submit tasks x samples at a policy version, read
+    each task's trajectory group as it completes, cancel (docs/rollout-service.md). SIGTERM or
+    Ctrl-C stop it: the running batch stops cleanly, its sandboxes removed."""
+    import signal
+
+    from agentgym.console import configure_output
+    from agentgym.engines import load_engine
+    from agentgym.rollout.service import RolloutService
+
+    configure_output(verbose)
+
+    async def main() -> None:
+        engine = load_engine(model)
+        service = RolloutService(engine, out, runtime=runtime, host=host, port=port,
+                                 max_pending_groups=max_pending_groups, max_queued=max_queued)
+        await service.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"serving rollouts of {engine.model_name} at {service.url}/v1/batches (runs in {out}/batches); "
+                   "Ctrl-C to stop")
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+            await engine.aclose()
+
+    asyncio.run(main())
+
+
 def main() -> None:
     try:
         app()

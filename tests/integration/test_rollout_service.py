@@ -171,3 +171,59 @@ def test_groups_keep_cancelled_episodes_of_an_overprovisioned_batch(tokenizer: A
                                        overprovision=1.0, concurrency=2, max_steps=500, timeout_s=300)
             assert sorted(t.stop_reason for t in group.trajectories) == [StopReason.CANCELLED, StopReason.COMPLETED]
     run(story)
+
+
+CHILD = r'''
+import sys
+from agentgym import registries
+from agentgym.engines.scripted import ScriptedEngine
+
+
+def solving():
+    from agentgym.models.tiny import train_tokenizer
+    tok = train_tokenizer()
+    solve = ('<tool_call>\n{"name": "bash", "arguments": {"command": "printf \'Hello, agentgym!\\\\n\' > '
+             '/app/hello.txt"}}\n</tool_call>')
+    return ScriptedEngine(tok, lambda ids, n: "Done." if "<tool_response>" in tok.decode(ids) else solve)
+
+
+registries.engines.register("test/solving-v0", solving)
+from agentgym.cli import main
+sys.argv = ["agentgym", *sys.argv[1:]]
+main()
+'''
+
+
+@pytest.mark.docker
+def test_serve_rollouts_serves_a_trainer_in_another_process_and_stops_on_sigterm(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    child = tmp_path / "child.py"
+    child.write_text(CHILD)
+    proc = subprocess.Popen([sys.executable, str(child), "serve-rollouts", "--model", "test/solving-v0", "--port", "0",
+                             "--runtime", "docker", "--out", str(tmp_path / "service")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = re.search(r"(http://\S+)/v1/batches", line)
+        assert url is not None, line + (proc.stderr.read() if proc.stderr else "")
+
+        async def trainer() -> list[Any]:
+            async with RolloutClient(url.group(1)) as client:
+                return await client.run("terminal/hello-file-v0", "agentgym/react-v0", samples=2, policy_version=0,
+                                        max_steps=4, warm_pool=2)
+
+        [group] = asyncio.run(trainer())
+        assert [t.reward for t in group.trajectories] == [1.0, 1.0]
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=agentgym.pid={proc.pid}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert left == []

@@ -41,6 +41,8 @@ PUBLIC = {
     "agentgym.rollout.schedule": ["GroupTracker", "Overprovision", "PhaseTimeout", "PhaseTimeouts", "ResourceLimits",
                                   "within"],
     "agentgym.runtime.pool": ["PoolStats", "WarmPool", "spec_key"],
+    "agentgym.rollout.service": ["BATCH_OPTIONS", "RolloutService"],
+    "agentgym.rollout.client": ["BatchEnded", "RolloutClient", "RolloutServiceError"],
     "agentgym.rollout.lock": ["LOCK_FILE", "RunDirLocked", "RunLock"],
     "agentgym.rollout.resume": ["INTERRUPTED_FILE", "SESSIONS_FILE", "HalfEpisode", "ResumeState",
                                 "read_resume_state"],
