@@ -76,6 +76,11 @@ class TrainConfig:
     group_size: int = 8
     """Samples per task: the group of GRPO-style estimators."""
     concurrency: int = 8
+    warm_pool: int = 0
+    """Sandboxes started ahead of the episodes (``RolloutConfig.warm_pool``; 0: none)."""
+    overprovision: float = 0.0
+    """Extra episodes per group, the long tail cancelled once ``group_size`` ended
+    (``RolloutConfig.overprovision``; cancelled episodes are not trained: ``drop_stop_reasons``)."""
     max_steps: int | None = 10
     """Agent steps per episode (``None``: each task's own limit)."""
     max_tokens: int = 96

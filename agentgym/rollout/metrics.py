@@ -94,12 +94,13 @@ class RunMetrics:
         agent_s = self._timing("agent_s")
         sampled = sum(t.sampled_tokens for t in eps)
         failures = Counter(t.stop_reason.value for t in eps if t.stop_reason not in _OK)
+        scored = [t for t in eps if t.stop_reason != StopReason.CANCELLED]  # cut short: no reward to average
         errors = Counter(f"{t.error.type} ({t.error.boundary})" for t in eps if t.error is not None)
         return {
             "episodes": len(eps), "seconds": wall, "episodes_per_s": len(eps) / wall, "run_s": run_s,
             "utilization": min(1.0, run_s / (wall * self.slots)),
             "engine_wait_ratio": self._timing("engine_s") / agent_s if agent_s > 0 else 0.0,
-            "mean_reward": sum(t.reward for t in eps) / len(eps) if eps else 0.0,
+            "mean_reward": sum(t.reward for t in scored) / len(scored) if scored else 0.0,
             "delivered_fraction": sum(t.trained_tokens for t in eps) / sampled if sampled else 1.0,
             "failures": dict(failures.most_common()), "errors": dict(errors.most_common()),
         }
