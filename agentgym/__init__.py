@@ -20,6 +20,7 @@ from agentgym.errors import (
 from agentgym.types import (
     BreakReason,
     Call,
+    Divergence,
     ErrorInfo,
     SamplingParams,
     Segment,
@@ -68,6 +69,7 @@ __all__ = [
     "BreakReason",
     "Call",
     "ConfigError",
+    "Divergence",
     "EngineError",
     "EnvError",
     "ErrorInfo",

@@ -14,7 +14,12 @@ arrival order and builds segments, *checking* the prefix property instead of tru
   trained at most once;
 - calls whose reply never reached the harness are counted as sampled but not trained;
 - of calls with the same prompt (a harness retrying), one is trained: the one a later call
-  continues, else the last delivered; the others are sampled but not trained.
+  continues, else the last delivered; the others are sampled but not trained;
+- a branch's replayed calls (``Call.replayed_from``: the proxy served a recorded completion
+  instead of sampling, :mod:`agentgym.proxy.replay`) are steps whose completion is context only
+  (``action_mask = 0``, the recorded logprobs and policy version kept): they were sampled, and are
+  trained, in the episode they were recorded in, so a tree's shared prefix is trained once. They
+  are not counted as sampled here.
 
 Steps are the delivered calls, in order, with their action span, observation text and anchor.
 """
@@ -82,7 +87,8 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
     steps: list[Step] = []
     sampled = 0
     for call in calls:
-        sampled += len(call.completion_ids)
+        if call.replayed_from is None:
+            sampled += len(call.completion_ids)
         if not call.delivered or call.call_id in superseded:
             continue
         parent = call.parent_call_id
@@ -132,7 +138,7 @@ def reconstruct_calls(calls: Sequence[Call], anchor_fn: Callable[[str], str] | N
         seg.version.extend([call.policy_version] * len(new))
         a0 = len(seg.ids)
         seg.ids.extend(call.completion_ids)
-        seg.action.extend([1] * len(call.completion_ids))
+        seg.action.extend([0 if call.replayed_from is not None else 1] * len(call.completion_ids))
         seg.obs.extend([0] * len(call.completion_ids))
         seg.body.extend([0] * len(call.completion_ids))
         seg.logprobs.extend(call.completion_logprobs)

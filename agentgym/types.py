@@ -84,6 +84,26 @@ class BreakReason(str, enum.Enum):
     one prompt only one is trained: the one a later call continues, else the last delivered."""
 
 
+class Divergence(str, enum.Enum):
+    """Why a branch stopped replaying its parent's recorded calls (see :mod:`agentgym.proxy.replay`).
+
+    A branch of episode E at call ``t`` runs the same harness on the same task in a fresh runtime
+    while the proxy answers its first ``t`` calls with E's recorded completions. That is only the
+    same episode prefix when the harness sends the same requests; when it does not (the harness
+    or the environment is not deterministic), the call where it differs is sampled instead and
+    carries one of these, and every later call is sampled too.
+    """
+
+    PROMPT_DIFFERS = "prompt_differs"
+    """The request rendered to other prompt ids than the recorded call's (different messages,
+    tools or tool output)."""
+    AGENT_DIFFERS = "agent_differs"
+    """The request came from another agent (lineage) than the recorded call."""
+    ENDED_EARLY = "ended_early"
+    """The harness ended before it asked for every recorded call (set on the trajectory's
+    ``metadata["branch"]`` only: there is no call to carry it)."""
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Sampling controls shared by every engine."""
@@ -185,12 +205,19 @@ class Call:
     """The sampling parameters the engine actually used (``temperature``, ``top_p``,
     ``max_tokens``, ``seed``, ``stop``). A training run pins temperature and top-p, so these may
     differ from what the harness asked for; ``request`` keeps what it asked for."""
+    replayed_from: str | None = None
+    """For a branch's replayed call: the id of the recorded call whose completion (ids, logprobs,
+    policy version, reply) was served again instead of sampling. ``None``: the engine sampled it."""
+    divergence: Divergence | None = None
+    """Set on the call at which a branch's harness stopped matching the recorded calls (this call
+    and every later one were sampled)."""
 
     def to_json(self) -> JSON:
         # Built by hand: dataclasses.asdict deep-copies every token id, which dominated the
         # proxy's per-call cost (benchmarks/proxy.py).
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["break_reason"] = self.break_reason.value if self.break_reason else None
+        d["divergence"] = self.divergence.value if self.divergence else None
         d["timings"] = dataclasses.asdict(self.timings)
         return d
 
@@ -198,6 +225,7 @@ class Call:
     def from_json(cls, d: Mapping[str, Any]) -> Call:
         d = dict(d)
         d["break_reason"] = BreakReason(d["break_reason"]) if d.get("break_reason") else None
+        d["divergence"] = Divergence(d["divergence"]) if d.get("divergence") else None
         d["prompt_ids"] = tuple(d["prompt_ids"])
         d["completion_ids"] = tuple(d["completion_ids"])
         d["completion_logprobs"] = tuple(d["completion_logprobs"])
@@ -218,7 +246,8 @@ class Segment:
     obs_mask: tuple[int, ...]
     """1 where the token is environment output (tool results, command output): ECHO's targets."""
     logprobs: tuple[float, ...]
-    """The engine's logprob for action tokens; 0.0 elsewhere."""
+    """The engine's logprob for action tokens, and for a branch's replayed completions the logprob
+    recorded when they were first sampled; 0.0 elsewhere."""
     turn_index: tuple[int, ...]
     """Step index (within the trajectory) the token belongs to; -1 for the initial prompt."""
     policy_version: tuple[int, ...]
@@ -322,9 +351,23 @@ class TrajectoryGroup:
         return [t.reward for t in self.trajectories]
 
 
+BRANCH_KEY = "branch"
+"""``Trajectory.metadata`` key of a branch's origin (:mod:`agentgym.rollout.branch`): its parent
+trajectory's id and how many leading turns it shares with it (``shared_turns``)."""
+
+
 def group_by_task(trajectories: Sequence[Trajectory]) -> list[TrajectoryGroup]:
-    """Group trajectories by task id, keeping first-seen order."""
+    """Group trajectories by task id, keeping first-seen order. Branches (``metadata["branch"]``
+    with ``shared_turns > 0``) become the group's ``parents``: ``id -> (parent id, shared turns)``."""
     groups: dict[str, list[Trajectory]] = {}
     for t in trajectories:
         groups.setdefault(t.task_id, []).append(t)
-    return [TrajectoryGroup(task_id=k, trajectories=tuple(v)) for k, v in groups.items()]
+    out = []
+    for k, v in groups.items():
+        parents = {}
+        for t in v:
+            b = t.metadata.get(BRANCH_KEY) if isinstance(t.metadata, Mapping) else None
+            if isinstance(b, Mapping) and b.get("parent") and int(b.get("shared_turns") or 0) > 0:
+                parents[t.id] = (str(b["parent"]), int(b["shared_turns"]))
+        out.append(TrajectoryGroup(task_id=k, trajectories=tuple(v), parents=parents))
+    return out

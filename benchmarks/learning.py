@@ -1,11 +1,13 @@
-"""Does it learn? GRPO, GiGPO, HGPO and GiGPO + ECHO at the same episode budget, several seeds,
-on the procedurally generated workspace tasks, with the tiny model on CPU; and M-GRPO training a
-planner and its workers on team tasks, against GRPO training a single ReAct agent on them.
+"""Does it learn? GRPO, GiGPO, HGPO, GiGPO + ECHO and tree rollouts at the same episode budget,
+several seeds, on the procedurally generated workspace tasks, with the tiny model on CPU; and
+M-GRPO training a planner and its workers on team tasks, against GRPO training a single ReAct
+agent on them.
 
     python3 benchmarks/learning.py                       # 6 arms x 3 seeds, 20 iterations each
     python3 benchmarks/learning.py --seeds 0 1 --iterations 10 --parallel 2
     python3 benchmarks/learning.py --arms mgrpo grpo-team --seeds 0 --iterations 1   # a quick look
     python3 benchmarks/learning.py --report-only         # re-plot what is in the output directory
+    python3 benchmarks/learning.py --arms tree --seeds 0 --iterations 1 --runtime local   # smallest
 
 Each (arm, seed) is one ``agentgym train`` run (resumable) with 4 tasks x 8 samples per
 iteration; the same seed draws the same tasks for every arm of one environment. It prints a table
@@ -14,6 +16,15 @@ iterations) with the spread across seeds, writes ``learning.png`` (success rate 
 mean and range over seeds) and ``learning.json`` into the output directory. Each arm is compared
 with the baseline of its environment: GRPO on ``terminal/workspace-v0``, ``grpo-team`` on
 ``terminal/workspace-team-v0``.
+
+The tree arm (``tree``): ``rollout = "tree"`` spends the same 32 episodes per iteration as
+trees (:mod:`agentgym.trainers.tree_rollout`): 16 fresh roots split over the 4 tasks by
+``V_root``, then 16 branches from the roots' turn-level prefixes chosen by ``V_pref``, each
+replaying its prefix's calls through the proxy in a fresh runtime; the ``tree`` estimator trains
+on the trees, each shared prefix once. Its curve is the success of its *fresh* episodes
+(``tree.root_success_rate``): a branch starts from a chosen prefix, so branch outcomes are not the
+policy's success rate. Its table line adds the divergence rate (branches whose harness did not
+repeat the recorded requests).
 
 The M-GRPO arm (``mgrpo``): ``terminal/workspace-team-v0`` asks for three independent
 requirements, one list item each. The planner (``agentgym/planner-v0``) must delegate: with
@@ -48,6 +59,7 @@ ARMS: dict[str, list[str]] = {
     "hgpo": ["estimator=hgpo", "estimator_config={}"],
     "gigpo+echo": ["estimator=gigpo", "estimator_config={mode = 'mean_std_norm'}", "echo={lam = 0.05}",
                    "heldout_tasks=4"],
+    "tree": ["estimator=tree", "estimator_config={}", "rollout=tree", "tree={root_fraction = 0.5}"],
     "grpo-team": [f"env={TEAM_ENV}", "estimator=grpo", "estimator_config={}"],
     "mgrpo": [f"env={TEAM_ENV}", "harness=agentgym/planner-v0",
               "harness_kwargs={split = 'lines', planner_tools = 'inspect', worker_max_steps = 4}", "max_steps=3",
@@ -94,6 +106,7 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
     for arm in ARMS:
         finals, firsts, curves[arm] = [], [], []
         nll: list[tuple[float, float]] = []
+        divergence: list[float] = []
         for seed in args.seeds:
             m = load(out, arm, seed)
             if not m:
@@ -102,7 +115,10 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
             for it in m:
                 total += it["episodes"]
                 episodes.append(total)
-                success.append(it["success_rate"])
+                # a tree's branches start from chosen prefixes: its fresh episodes measure the policy
+                success.append(it["tree"]["root_success_rate"] if "tree" in it else it["success_rate"])
+                if "tree" in it:
+                    divergence.append(it["tree"]["divergence_rate"])
             curves[arm].append((episodes, success))
             firsts.append(success[0])
             finals.append(statistics.fmean(success[-LAST:]))
@@ -114,6 +130,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
                             "final_mean": statistics.fmean(finals),
                             "final_std": statistics.stdev(finals) if len(finals) > 1 else 0.0,
                             "final_min": min(finals), "final_max": max(finals), "finals": finals}
+            if divergence:
+                summary[arm]["divergence_rate"] = statistics.fmean(divergence)
             if nll:
                 summary[arm]["heldout_obs_nll_first"] = statistics.fmean(a for a, _ in nll)
                 summary[arm]["heldout_obs_nll_last"] = statistics.fmean(b for _, b in nll)
@@ -126,6 +144,8 @@ def report(args: argparse.Namespace) -> dict[str, Any]:
         ratio = f"{s['final_mean'] / base:7.2f}x" if base else "      -"
         print(f"{arm:12} {s['env']:27} {s['seeds']:5d} {s['episodes']:8d} {s['first']:7.2f} {s['final_mean']:7.2f} "
               f"± {s['final_std']:.2f} {s['final_min']:6.2f}-{s['final_max']:.2f} {ratio:>8}")
+        if "divergence_rate" in s:
+            print(f"{'':12} branch divergence rate {s['divergence_rate']:.3f} (fresh episodes' success shown)")
         if "heldout_obs_nll_first" in s:
             print(f"{'':12} held-out observation NLL {s['heldout_obs_nll_first']:.3f} -> {s['heldout_obs_nll_last']:.3f} "
                   "nats/token")

@@ -32,15 +32,13 @@ True
 
 from __future__ import annotations
 
-import hashlib
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from agentgym.errors import ConfigError
 from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
+from agentgym.harnesses.script import install_files, sampling_args, script_launch, script_layer
 from agentgym.runtime.base import Runtime
 
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -119,54 +117,18 @@ class PlannerHarness(Harness):
         return None if head < 0 else ((head + len(OUTPUT_MARKER), len(content)),)
 
     def image_layer(self) -> ImageLayer:
-        digest = hashlib.sha256(SCRIPT.read_bytes() + HELPER.read_bytes()).hexdigest()[:16]
-        dockerfile = (
-            f"COPY planner_agent.py {CONTAINER_SCRIPT}\n"
-            f"COPY react_agent.py {CONTAINER_HELPER}\n"
-            f"RUN {self.python} -c 'import sys; assert sys.version_info >= (3, 8), sys.version' "
-            f"&& chmod 0755 {CONTAINER_SCRIPT} {CONTAINER_HELPER}\n"
-        )
-        return ImageLayer(dockerfile=dockerfile,
-                          context_files={"planner_agent.py": str(SCRIPT), "react_agent.py": str(HELPER)},
-                          cache_key=f"planner-{digest}")
+        return script_layer([(SCRIPT, CONTAINER_SCRIPT), (HELPER, CONTAINER_HELPER)], python=self.python,
+                            cache_prefix="planner")
 
     async def install(self, runtime: Runtime) -> None:
         """Write both scripts into the runtime unless these very scripts are already there."""
-        for source, target in ((SCRIPT, CONTAINER_SCRIPT), (HELPER, CONTAINER_HELPER)):
-            data = source.read_bytes()
-            try:
-                if await runtime.read_file(target) == data:
-                    continue
-            except FileNotFoundError:
-                pass
-            await runtime.write_file(target, data, mode=0o755)
+        await install_files(runtime, [(SCRIPT, CONTAINER_SCRIPT), (HELPER, CONTAINER_HELPER)])
 
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
-        on_host = runtime is not None and not runtime.uses_images
-        out_dir = runtime.process_path(ctx.output_dir) if runtime is not None else ctx.output_dir
-        script = runtime.process_path(CONTAINER_SCRIPT) if runtime is not None else CONTAINER_SCRIPT
-        env = {
-            "OPENAI_API_KEY": ctx.api_key,
-            "OPENAI_BASE_URL": ctx.base_url,
-            "AGENTGYM_TASK": ctx.task.instruction,
-            "AGENTGYM_OUTPUT_DIR": out_dir,
-            "AGENTGYM_PLANNER_SCRIPT": script,
-            "AGENTGYM_PYTHON": sys.executable if on_host else self.python,
-            "PYTHONUNBUFFERED": "1",
-        }
         args = ["--model", ctx.model, "--max-steps", str(ctx.max_steps),
                 "--worker-max-steps", str(self.worker_max_steps), "--max-delegations", str(self.max_delegations),
                 "--split", self.split, "--planner-tools", self.planner_tools,
                 "--command-timeout", f"{self.command_timeout:g}", "--max-output-chars", str(self.max_output_chars),
-                "--retries", str(self.retries)]
-        if self.temperature is not None:
-            args += ["--temperature", repr(float(self.temperature))]
-        if self.max_tokens is not None:
-            args += ["--max-tokens", str(self.max_tokens)]
-        if self.seed is not None:
-            args += ["--seed", str(self.seed)]
-        cmd = (
-            'mkdir -p "$AGENTGYM_OUTPUT_DIR" && exec "$AGENTGYM_PYTHON" "$AGENTGYM_PLANNER_SCRIPT" '
-            f'--base-url "$OPENAI_BASE_URL" {shlex.join(args)} --log "$AGENTGYM_OUTPUT_DIR/{LOG_NAME}" </dev/null'
-        )
-        return Launch(cmd=cmd, env=env)
+                "--retries", str(self.retries), *sampling_args(self.temperature, self.max_tokens, self.seed)]
+        return script_launch(ctx, runtime, script=CONTAINER_SCRIPT, script_var="AGENTGYM_PLANNER_SCRIPT",
+                             python=self.python, args=args, log_name=LOG_NAME)

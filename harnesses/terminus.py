@@ -48,15 +48,13 @@ refused a request (4xx, a full context), 5 the API stayed unavailable after retr
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
+from agentgym.harnesses.script import install_files, sampling_args, script_launch, script_layer
 from agentgym.runtime.base import Runtime
 
 SCRIPT = Path(__file__).resolve().parent / "scripts" / "terminus_agent.py"
@@ -129,48 +127,19 @@ class TerminusHarness(Harness):
         return (reply([("echo ok > check.txt && cat check.txt\n", 0.5)]), done, done)
 
     def image_layer(self) -> ImageLayer:
-        digest = hashlib.sha256(SCRIPT.read_bytes()).hexdigest()[:16]
-        dockerfile = (
-            "RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
-            "tmux >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n"
-            f"COPY terminus_agent.py {CONTAINER_SCRIPT}\n"
-            f"RUN {self.python} -c 'import sys; assert sys.version_info >= (3, 8), sys.version' "
-            f"&& chmod 0755 {CONTAINER_SCRIPT} && tmux -V\n"
-        )
-        return ImageLayer(dockerfile=dockerfile, context_files={"terminus_agent.py": str(SCRIPT)},
-                          cache_key=f"terminus-{digest}")
+        return script_layer(
+            [(SCRIPT, CONTAINER_SCRIPT)], python=self.python, cache_prefix="terminus", check="tmux -V",
+            before="RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                   "--no-install-recommends tmux >/dev/null && apt-get clean "
+                   "&& rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin\n")
 
     async def install(self, runtime: Runtime) -> None:
-        script = SCRIPT.read_bytes()
-        try:
-            if await runtime.read_file(CONTAINER_SCRIPT) == script:
-                return
-        except FileNotFoundError:
-            pass
-        await runtime.write_file(CONTAINER_SCRIPT, script, mode=0o755)
+        await install_files(runtime, [(SCRIPT, CONTAINER_SCRIPT)])
 
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
-        on_host = runtime is not None and not runtime.uses_images
-        out_dir = runtime.process_path(ctx.output_dir) if runtime is not None else ctx.output_dir
-        script = runtime.process_path(CONTAINER_SCRIPT) if runtime is not None else CONTAINER_SCRIPT
-        env = {
-            "OPENAI_API_KEY": ctx.api_key,
-            "OPENAI_BASE_URL": ctx.base_url,
-            "AGENTGYM_TASK": ctx.task.instruction,
-            "AGENTGYM_OUTPUT_DIR": out_dir,
-            "AGENTGYM_TERMINUS_SCRIPT": script,
-            "AGENTGYM_PYTHON": sys.executable if on_host else self.python,
-            "PYTHONUNBUFFERED": "1",
-        }
         args = ["--model", ctx.model, "--max-steps", str(ctx.max_steps), "--retries", str(self.retries),
                 "--max-duration", f"{self.max_duration:g}", "--max-output-chars", str(self.max_output_chars),
-                "--width", str(self.width), "--height", str(self.height)]
-        for name in ("temperature", "max_tokens", "seed"):
-            value = getattr(self, name)
-            if value is not None:
-                args += [f"--{name.replace('_', '-')}", repr(float(value)) if name == "temperature" else str(value)]
-        cmd = (
-            'mkdir -p "$AGENTGYM_OUTPUT_DIR" && exec "$AGENTGYM_PYTHON" "$AGENTGYM_TERMINUS_SCRIPT" '
-            f'--base-url "$OPENAI_BASE_URL" {shlex.join(args)} --log "$AGENTGYM_OUTPUT_DIR/{LOG_NAME}" </dev/null'
-        )
-        return Launch(cmd=cmd, env=env)
+                "--width", str(self.width), "--height", str(self.height),
+                *sampling_args(self.temperature, self.max_tokens, self.seed)]
+        return script_launch(ctx, runtime, script=CONTAINER_SCRIPT, script_var="AGENTGYM_TERMINUS_SCRIPT",
+                             python=self.python, args=args, log_name=LOG_NAME)

@@ -102,6 +102,14 @@ class TrainConfig:
     """Train the main agent *and* its sub-agents (M-GRPO): ``MultiAgentConfig`` fields
     (``subagents_per_main``, ``rewards``, ``policies``, ``roles``; :mod:`agentgym.trainers.multiagent`).
     ``None``: the defaults when ``estimator = "mgrpo"``, else the main agent only."""
+    rollout: str = "independent"
+    """How an iteration's ``tasks_per_iteration x group_size`` episodes are spent: ``independent``
+    (``group_size`` fresh episodes per task) or ``tree`` (fresh roots, then branches from their
+    prefixes, replayed through the proxy: :mod:`agentgym.trainers.tree_rollout`; pair it with
+    ``estimator = "tree"``)."""
+    tree: dict[str, Any] = field(default_factory=dict)
+    """``rollout = "tree"`` settings: ``TreeRolloutConfig`` fields (``root_fraction``, ``waves``,
+    ``min_roots_per_task``, ``max_per_prefix``, ``prior_weight``, ``prior_success``, ``predictor_decay``)."""
     skip_groups_without_signal: bool = True
     """Leave out groups whose episodes all got the same reward (no group-relative signal), as
     DAPO's dynamic sampling and verl-agent do; they are counted in the metrics."""
@@ -147,6 +155,8 @@ class TrainConfig:
             raise ConfigError("temperature must be > 0: greedy samples have no logprobs to train on")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.rollout not in ("independent", "tree"):
+            raise ConfigError(f"rollout must be 'independent' or 'tree', got {self.rollout!r}")
 
 
 def _fields() -> dict[str, dataclasses.Field[Any]]:

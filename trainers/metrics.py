@@ -58,6 +58,10 @@ def format_line(m: Mapping[str, Any], iterations: int) -> str:
     else:
         parts.append(f"no update ({m.get('update_skipped_reason', '')})")
     parts.append(f"{m.get('episodes', 0)} ep {m.get('seconds_rollout', 0):.0f}s + {m.get('seconds_update', 0):.0f}s")
+    tree = m.get("tree")
+    if isinstance(tree, Mapping):
+        parts.append(f"tree {tree.get('roots', 0)} roots + {tree.get('branches', 0)} branches, "
+                     f"divergence {tree.get('divergence_rate', 0):.2f}")
     if "heldout_obs_nll" in m:
         parts.append(f"heldout obs nll {m['heldout_obs_nll']:.3f}")
     return " | ".join(parts)

@@ -32,6 +32,11 @@ rollout's outcome and each main rollout keeps exactly ``subagents_per_main`` of 
 (``policies = "per-agent"``: an :class:`~agentgym.engines.routed.AgentRoutedEngine`, checkpoints
 under ``agents/<role>/``).
 
+With ``rollout = "tree"`` step 1 spends the same ``tasks_per_iteration x group_size`` episodes as
+trees: fresh roots split by ``V_root``, then branches from their turn-level prefixes chosen by
+``V_pref``, each replaying its prefix's recorded calls through the proxy in a fresh runtime
+(:mod:`agentgym.trainers.tree_rollout`; ``metrics["tree"]``); pair it with ``estimator = "tree"``.
+
 Restarting the same command resumes from the newest checkpoint: the model, optimizer and RNG
 states are restored, the engine gets the checkpoint's weights, rollouts of iterations after it
 are set aside (their policy was never saved), and each iteration's update happens once.
@@ -60,7 +65,8 @@ from agentgym.engines.base import Engine
 from agentgym.engines.routed import AgentRoutedEngine
 from agentgym.errors import ConfigError, EngineError
 from agentgym.proxy.pipeline import PinnedSampling
-from agentgym.rollout.runner import RolloutConfig, run_rollouts, select_tasks
+from agentgym.rollout.branch import Branch
+from agentgym.rollout.runner import RolloutConfig, RolloutResult, run_rollouts, select_tasks
 from agentgym.runtime.base import RuntimeBackend
 from agentgym.sources import env_from
 from agentgym.trainers import checkpoint as ckpt
@@ -71,6 +77,7 @@ from agentgym.trainers.losses.echo import EchoConfig
 from agentgym.trainers.metrics import MetricsLog, read_metrics
 from agentgym.trainers.multiagent import MultiAgentConfig, multiagent_config, select_multiagent_groups
 from agentgym.trainers.step import compute_token_logprobs, train_step
+from agentgym.trainers.tree_rollout import SuccessPredictor, TreeRolloutConfig, tree_rollouts
 from agentgym.types import Trajectory, TrajectoryGroup, group_by_task
 
 __all__ = ["TrainResult", "heldout_obs_nll", "select_groups", "train", "train_async", "train_from"]
@@ -85,6 +92,9 @@ class TrainResult:
     resumed_from: int | None
     """The iteration of the checkpoint the run resumed from, if it did."""
 
+
+PREDICTOR_FILE = "tree_predictor.json"
+"""The tree rollouts' success predictor, saved with the run (``rollout = "tree"``)."""
 
 Policy = tuple[torch.nn.Module, torch.optim.Optimizer]
 """A trained policy: the trainer's model and its optimizer."""
@@ -245,6 +255,11 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     # The environment first: a wrong id or path fails before anything is written or loaded.
     env = env_from(config.env)
     multi = multiagent_config(config.estimator, config.multi_agent)
+    tree_config = TreeRolloutConfig.from_mapping(config.tree)  # checked even when unused: a typo is an error
+    tree = tree_config if config.rollout == "tree" else None
+    if tree is not None and multi is not None:
+        raise ConfigError("rollout = 'tree' branches the main agent's episodes; it does not combine with "
+                          "multi-agent training (mgrpo / [multi_agent]) yet")
     # one policy per role (the first role's is the run's `model`), or () for one shared policy
     roles: tuple[str, ...] = multi.roles if multi is not None and multi.policies == "per-agent" else ()
     engine_id, _ = engine_spec(config.model)
@@ -295,14 +310,18 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     log = MetricsLog(out, start_iteration=start, tensorboard=config.tensorboard, iterations=config.iterations)
     pinned = PinnedSampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
 
-    def rollout_config(task_ids: Sequence[str], out_dir: Path) -> RolloutConfig:
+    def rollout_config(task_ids: Sequence[str], out_dir: Path, **extra: Any) -> RolloutConfig:
         return RolloutConfig(env=env, harness=config.harness, samples=config.group_size,
                              task_ids=list(task_ids), out_dir=str(out_dir), runtime=config.runtime,
                              concurrency=config.concurrency, max_steps=config.max_steps,
                              default_max_tokens=config.max_tokens, max_model_len=config.max_model_len,
                              progress=config.progress, harness_kwargs=dict(config.harness_kwargs),
                              pinned_sampling=pinned, warm_pool=config.warm_pool,
-                             overprovision=config.overprovision)
+                             overprovision=config.overprovision, **extra)
+
+    predictor = SuccessPredictor(tree) if tree is not None else None
+    if predictor is not None:
+        predictor.load(out / PREDICTOR_FILE)
 
     heldout: list[Trajectory] = []
     if echo is not None and heldout_ids:
@@ -314,12 +333,14 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
             metrics = await _iteration(it, config, env_tasks=train_ids, engine=engine, model=model, optimizer=optimizer,
                                        version=version, pad_id=pad_id, loss_config=loss_config, echo=echo,
                                        rollout_config=rollout_config, backend=backend, out=out, multi=multi,
-                                       policies=policies)
+                                       policies=policies, tree=tree, predictor=predictor)
             version = int(metrics["policy_version_after"])
             if heldout:
                 metrics["heldout_obs_nll"] = heldout_obs_nll(model, heldout, pad_id=pad_id,
                                                              temperature=config.temperature, device=config.device)
             log.write(metrics)
+            if predictor is not None:
+                predictor.save(out / PREDICTOR_FILE)
             if (it + 1) % config.save_every == 0 or it == config.iterations - 1:
                 ckpt.save_checkpoint(out, iteration=it, policy_version=version, model=model, optimizer=optimizer,
                                      tokenizer=engine.tokenizer, agents=others)
@@ -334,10 +355,21 @@ async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], 
                      model: torch.nn.Module, optimizer: torch.optim.Optimizer, version: int, pad_id: int,
                      loss_config: LossConfig | None, echo: EchoConfig | None, rollout_config: Any,
                      backend: RuntimeBackend | None, out: Path, multi: MultiAgentConfig | None = None,
-                     policies: Mapping[str, Policy] | None = None) -> dict[str, Any]:
+                     policies: Mapping[str, Policy] | None = None, tree: TreeRolloutConfig | None = None,
+                     predictor: SuccessPredictor | None = None) -> dict[str, Any]:
     tasks = _task_schedule(env_tasks, config, it)
     t0 = time.time()
-    result = await run_rollouts(rollout_config(tasks, out / "rollouts" / f"iter-{it:05d}"), engine, backend=backend)
+    rollout_dir = out / "rollouts" / f"iter-{it:05d}"
+    tree_metrics: dict[str, Any] | None = None
+    if tree is not None and predictor is not None:
+        async def run_wave(samples_by_task: Mapping[str, int], branches: Sequence[Branch]) -> RolloutResult:
+            cfg = rollout_config(tasks, rollout_dir, samples_by_task=dict(samples_by_task), branches=list(branches))
+            return await run_rollouts(cfg, engine, backend=backend)
+
+        result, tree_metrics = await tree_rollouts(run_wave, tasks, len(tasks) * config.group_size, predictor, tree,
+                                                   rollout_dir / "calls")
+    else:
+        result = await run_rollouts(rollout_config(tasks, rollout_dir), engine, backend=backend)
     t_rollout = time.time() - t0
     trajs = result.main
     if multi is not None:
@@ -368,6 +400,8 @@ async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], 
         "episodes_per_second": len(trajs) / t_rollout if t_rollout > 0 else 0.0,
         "stale_tokens_dropped": 0, "policy_version_after": version,
     }
+    if tree_metrics is not None:
+        metrics["tree"] = tree_metrics
     if multi is not None:
         subs = [t for t in result.trajectories if agent_role(t.agent_id) != "main"]
         metrics["subagent_trajectories"] = len(subs)

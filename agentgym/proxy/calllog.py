@@ -42,7 +42,7 @@ import orjson
 from agentgym.errors import ProxyError
 from agentgym.proxy.limits import safe_id
 from agentgym.proxy.writer import Writer
-from agentgym.types import JSON, BreakReason, Call, Timings
+from agentgym.types import JSON, BreakReason, Call, Divergence, Timings
 
 __all__ = ["CallLog", "CallRecord", "materialize"]
 
@@ -89,6 +89,10 @@ class CallRecord:
     request_json: Any = None
     """``request`` already encoded (an ``orjson.Fragment``), when the proxy encoded it early."""
     delivered: bool = False
+    replayed_from: str | None = None
+    """A branch's replayed call: the recorded call whose completion it served again."""
+    divergence: Divergence | None = None
+    """Where a branch stopped matching its recorded calls (:class:`~agentgym.types.Divergence`)."""
 
     def intent_json(self) -> JSON:
         d: JSON = {"v": 2, "t": "call", "call_id": self.call_id, "session_id": self.session_id,
@@ -99,6 +103,10 @@ class CallRecord:
                    "conv_keep": self.conv_keep,
                    "request": self.request_json if self.request_json is not None else self.request, "obs_spans": self.obs_spans,
                    "obs_body_spans": self.obs_body_spans, "sampling": self.sampling, "dialect": self.dialect}
+        if self.replayed_from is not None:  # only on branches: other records keep their size
+            d["replayed_from"] = self.replayed_from
+        if self.divergence is not None:
+            d["divergence"] = self.divergence.value
         if self.done:
             d.update({k: v for k, v in self.outcome_json().items() if k not in ("v", "t")})
         return d
@@ -122,7 +130,9 @@ class CallRecord:
                   conv_keep=int(d.get("conv_keep", 0)), obs_spans=tuple(tuple(s) for s in d.get("obs_spans", ())),
                   obs_body_spans=(tuple(tuple(s) for s in d["obs_body_spans"])
                                   if d.get("obs_body_spans") is not None else None),
-                  sampling=d.get("sampling") or {}, dialect=d.get("dialect", "openai"))
+                  sampling=d.get("sampling") or {}, dialect=d.get("dialect", "openai"),
+                  replayed_from=d.get("replayed_from"),
+                  divergence=Divergence(d["divergence"]) if d.get("divergence") else None)
         if "completion_ids" in d:
             rec.set_outcome(d)
         return rec
@@ -185,7 +195,8 @@ def materialize(records: Iterable[CallRecord | Call]) -> list[Call]:
             completion_ids=r.completion_ids, completion_logprobs=r.completion_logprobs, obs_spans=r.obs_spans,
             obs_body_spans=r.obs_body_spans, new_from=r.new_from, response=r.response,
             finish_reason=r.finish_reason, policy_version=r.policy_version, timings=r.timings,
-            delivered=r.delivered, dialect=r.dialect, valid_action=r.valid_action, sampling=r.sampling))
+            delivered=r.delivered, dialect=r.dialect, valid_action=r.valid_action, sampling=r.sampling,
+            replayed_from=r.replayed_from, divergence=r.divergence))
     return sorted(out, key=lambda c: c.index)
 
 
@@ -247,7 +258,8 @@ class CallLog:
                          agent_id=call.agent_id, parent_call_id=call.parent_call_id,
                          break_reason=call.break_reason, new_from=call.new_from, prompt_base=None, prompt_keep=0,
                          prompt_tail=call.prompt_ids, request=call.request, obs_spans=call.obs_spans,
-                         obs_body_spans=call.obs_body_spans, sampling=call.sampling, dialect=call.dialect)
+                         obs_body_spans=call.obs_body_spans, sampling=call.sampling, dialect=call.dialect,
+                         replayed_from=call.replayed_from, divergence=call.divergence)
         rec.set_outcome({k: getattr(call, k) for k in _OUTCOME} | {"timings": call.timings.__dict__})
         self.submit(call.session_id, rec.intent_json()).result()
         if call.delivered:

@@ -5,7 +5,10 @@
 
 A dialect (:mod:`.openai`, :mod:`.responses`, :mod:`.anthropic`) turns its wire format into a
 :class:`Request` and a :class:`Served` call back into its wire format; everything between is
-here and knows no dialect. The work per call is proportional to what is new in it: the
+here and knows no dialect. A session opened with recorded calls to replay (a branch, :mod:`.replay`) takes the recorded
+completion instead of generating while its requests match them.
+
+The work per call is proportional to what is new in it: the
 conversation is compared with the lineage's latest request as sent (one C-level comparison),
 and only the items after it are converted, validated, hashed, rendered and tokenised; text
 longer than :attr:`Limits.offload_chars` is tokenised on a worker thread.
@@ -25,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from agentgym.engines.base import Engine, Generation
+from agentgym.engines.base import Engine, Generation, TokenChunk
 from agentgym.errors import AgentGymError, EngineError, ProxyError
 from agentgym.observation import TargetsFn
 from agentgym.proxy.calllog import CallLog, CallRecord, materialize
 from agentgym.proxy.limits import MAX_JOURNAL_DEPTH, Limits
+from agentgym.proxy.replay import Replay
 from agentgym.proxy.splice import Draft, Lineage, Node, SplicePlan, ids
 from agentgym.tokens.messages import Message
 from agentgym.tokens.render import ChatRenderer
@@ -92,6 +96,8 @@ class Session:
     context_overflow: bool = False
     """Whether the last request was refused for its length (and nothing was served since)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    replay: Replay | None = None
+    """Recorded calls that answer this session's first requests (a branch: :mod:`.replay`)."""
 
     @property
     def calls(self) -> list[Call]:
@@ -145,6 +151,8 @@ class Pending:
     sampling: SamplingParams
     t_start: float
     served: Served | None = None
+    replay: Call | None = None
+    """The recorded call this one is answered with (a branch's replayed call), else ``None``."""
 
 
 def finish_reason(engine_reason: str, has_tool_calls: bool) -> str:
@@ -197,9 +205,14 @@ class Pipeline:
             session.next_index += 1
             call_id = f"{session.id}-{index:04d}"
             record, node = self._open(session, lineage, plan, req, raw, call_id, index, sampling, dialect, t_start)
+            replayed = None
+            if session.replay is not None and session.replay.active:
+                replayed = session.replay.take(plan.prompt_ids, lineage.name, index)
+                record.replayed_from = replayed.call_id if replayed is not None else None
+                record.divergence = session.replay.divergence if replayed is None else None
             session.records.append(record)
         return Pending(session=session, lineage=lineage, node=node, record=record, plan=plan, req=req,
-                       canon=canon, sampling=sampling, t_start=t_start)
+                       canon=canon, sampling=sampling, t_start=t_start, replay=replayed)
 
     def _lineage(self, session: Session, req: Request, agent: str | None, raw: list[Any],
                  dialect: Dialect) -> Lineage:
@@ -291,7 +304,9 @@ class Pipeline:
 
     # -- generate ----------------------------------------------------------------------------
     async def generate(self, p: Pending) -> Served:
-        """Sample the whole completion, then parse it."""
+        """Sample the whole completion (or take a replayed call's), then parse it."""
+        if p.replay is not None:
+            return self._finish(p, Replay.generation(p.replay), time.time())
         try:
             gen = await self.engine.generate(p.plan.prompt_ids, p.sampling)
         except Exception as e:
@@ -307,7 +322,8 @@ class Pipeline:
         ids: list[int] = []
         logprobs: list[float] = []
         finish, version, queue_s, first = "length", self.engine.policy_version, 0.0, 0.0
-        chunks = self.engine.stream(p.plan.prompt_ids, p.sampling)
+        chunks = (self.engine.stream(p.plan.prompt_ids, p.sampling) if p.replay is None
+                  else _replayed_chunks(Replay.generation(p.replay)))
         try:
             async for chunk in chunks:
                 if chunk.ids and not first:
@@ -352,22 +368,27 @@ class Pipeline:
                 if s and s in text:
                     text, stop_seq = text[: text.index(s)], s
                     break
-        parsed = parse_hermes(text, f"{p.session.id[:8]}{p.record.index}", tools_offered=bool(p.req.tools))
-        message: Message = {"role": "assistant", "content": parsed.content}
-        if parsed.tool_calls:
-            message["tool_calls"] = parsed.tool_calls
-        if parsed.reasoning is not None:
-            message["reasoning_content"] = parsed.reasoning
+        if p.replay is not None:  # the recorded reply, as the parent's harness got it (tool-call ids too)
+            message: Message = dict(p.replay.response)
+            finish, valid = p.replay.finish_reason, p.replay.valid_action
+        else:
+            parsed = parse_hermes(text, f"{p.session.id[:8]}{p.record.index}", tools_offered=bool(p.req.tools))
+            message = {"role": "assistant", "content": parsed.content}
+            if parsed.tool_calls:
+                message["tool_calls"] = parsed.tool_calls
+            if parsed.reasoning is not None:
+                message["reasoning_content"] = parsed.reasoning
+            finish, valid = finish_reason(gen.finish_reason, bool(parsed.tool_calls)), parsed.valid
         served = Served(call_id=p.record.call_id, model=p.req.model or self.engine.model_name, message=message,
-                        finish=finish_reason(gen.finish_reason, bool(parsed.tool_calls)),
+                        finish=finish,
                         prompt_tokens=len(p.plan.prompt_ids), completion_ids=gen.completion_ids,
-                        logprobs=gen.logprobs, stop_sequence=stop_seq, valid=parsed.valid,
+                        logprobs=gen.logprobs, stop_sequence=stop_seq, valid=valid,
                         tokens=(tuple(self.renderer.tokenizer.convert_ids_to_tokens(list(gen.completion_ids)))
                                 if p.req.options.get("logprobs") else ()))
         rec = p.record
         rec.completion_ids, rec.completion_logprobs = gen.completion_ids, gen.logprobs
         rec.response, rec.finish_reason, rec.policy_version = message, served.finish, gen.policy_version
-        rec.valid_action, rec.done = parsed.valid, True
+        rec.valid_action, rec.done = valid, True
         rec.timings = Timings(start=p.t_start, first_token=first_token, end=time.time(), queue_s=gen.queue_s)
         p.node.completion = ids(gen.completion_ids)
         p.lineage.add(p.node, p.plan, message, p.req.conversation, p.canon)
@@ -412,6 +433,12 @@ class Pipeline:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def _replayed_chunks(gen: Generation) -> AsyncIterator[TokenChunk]:
+    """A recorded completion as an engine's stream: its ids in one chunk, then the finish."""
+    yield TokenChunk(ids=gen.completion_ids, logprobs=gen.logprobs, policy_version=gen.policy_version)
+    yield TokenChunk(ids=(), logprobs=(), finish_reason=gen.finish_reason, policy_version=gen.policy_version)
 
 
 def parse_of(served: Served) -> Any:

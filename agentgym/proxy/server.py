@@ -38,7 +38,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from agentgym.proxy.dialect import Dialect
 from agentgym.proxy.limits import Limits, decode_body, parse_json, safe_id
 from agentgym.proxy.openai import ChatCompletions
 from agentgym.proxy.pipeline import Pending, PinnedSampling, Pipeline, Session
+from agentgym.proxy.replay import Replay
 from agentgym.proxy.responses import Responses
 from agentgym.runtime.base import ProxyEndpoint
 from agentgym.tokens.render import ChatRenderer
@@ -227,13 +228,16 @@ class Proxy:
 
     # -- sessions ----------------------------------------------------------------------------
     def open_session(self, session_id: str | None = None, metadata: Mapping[str, Any] | None = None,
-                     targets: TargetsFn | None = None) -> str:
+                     targets: TargetsFn | None = None, replay: Sequence[Call] | None = None) -> str:
         """Open a session; ``targets`` narrows its observations to environment output (the
-        harness's :meth:`~agentgym.harness.Harness.observation_targets`)."""
+        harness's :meth:`~agentgym.harness.Harness.observation_targets`). ``replay``: recorded
+        calls (another session's, in order) that answer this session's first requests instead of
+        the engine, while the requests match them (a branch; :mod:`agentgym.proxy.replay`)."""
         sid = safe_id(session_id, "session id") if session_id is not None else uuid.uuid4().hex[:16]
         if sid in self.sessions:
             raise ProxyError(f"session {sid!r} is already open", status=409, code="session_exists")
-        self.sessions[sid] = Session(id=sid, metadata=metadata or {}, targets=targets)
+        self.sessions[sid] = Session(id=sid, metadata=metadata or {}, targets=targets,
+                                     replay=Replay(list(replay)) if replay else None)
         return sid
 
     def close_session(self, session_id: str) -> list[Call]:

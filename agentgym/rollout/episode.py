@@ -21,11 +21,12 @@ from agentgym.errors import AgentGymError, EnvError
 from agentgym.harness import Harness, HarnessContext
 from agentgym.proxy.server import Proxy
 from agentgym.reconstruct import reconstruct
+from agentgym.rollout.branch import Branch, branch_summary
 from agentgym.rollout.schedule import PhaseTimeouts, slot, within
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.runtime.images import ImageCache, slug
 from agentgym.stages import run_stages
-from agentgym.types import ErrorInfo, StopReason, Task, Trajectory
+from agentgym.types import BRANCH_KEY, ErrorInfo, StopReason, Task, Trajectory
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class EpisodeSpec:
     run_id: str
     session_id: str | None = None
     """The proxy session (and call-journal file) of the episode; a fresh one when ``None``."""
+    branch: Branch | None = None
+    """Replay these recorded calls first (a branch of another episode: :mod:`.branch`)."""
 
 
 def sandbox_overrides(proxy: Proxy, network: str) -> dict[str, Any]:
@@ -75,7 +78,7 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     task = spec.task
     sid = spec.session_id or new_session_id(task, spec.sample_index)
     proxy.open_session(sid, metadata={"task_id": task.id, "sample_index": spec.sample_index},
-                       targets=harness.observation_targets)
+                       targets=harness.observation_targets, replay=spec.branch.calls if spec.branch else None)
     started = mark = time.time()
     timings: dict[str, float] = {"image_s": 0.0, "sandbox_s": 0.0, "agent_s": 0.0, "verify_s": 0.0}
     timing = "image_s"  # the phase the clock runs for
@@ -221,6 +224,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
         meta["cancelled_in"] = phase  # the phase it was in when its group was complete
     if details.get("tampering"):
         meta["tampering"] = list(details["tampering"])
+    if spec.branch is not None and spec.branch.turn > 0:
+        meta[BRANCH_KEY] = branch_summary(spec.branch, calls)
     try:
         return reconstruct(calls, task_id=task.id, trajectory_id=sid, reward=reward, stop_reason=stop,
                            harness=harness.id, env=task.env, sample_index=spec.sample_index, error=error,

@@ -7,7 +7,9 @@
   the agents ran (high: the engine is the bottleneck; low: the environment is);
 - **build vs run time**: seconds preparing images (builds, or checks that an image is up to
   date) beside the summed episode time, which no longer includes them;
-- **failures by type**: stop reasons other than ``completed``/``step_limit``, and error types.
+- **failures by type**: stop reasons other than ``completed``/``step_limit``, and error types;
+- **branches** (tree rollouts): episodes that replayed another's first calls, and the share of
+  them whose harness diverged from the recording (:mod:`agentgym.rollout.branch`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agentgym.types import StopReason, Trajectory
+from agentgym.types import BRANCH_KEY, StopReason, Trajectory
 
 __all__ = ["RunMetrics", "RunSummary", "format_summary"]
 
@@ -62,6 +64,12 @@ class RunSummary:
     """Stop reason -> episodes, for stops other than completed / step_limit."""
     errors: dict[str, int] = field(default_factory=dict)
     """Error type (at its boundary) -> episodes."""
+    branches: int = 0
+    """Branch episodes (replaying another episode's first calls)."""
+    divergence_rate: float = 0.0
+    """Branches whose harness stopped matching the recorded calls, over branches."""
+    divergences: dict[str, int] = field(default_factory=dict)
+    """Divergence kind -> branches."""
     cancelled: int = 0
     """Episodes cut short because their group had its samples (over-provisioning); kept as data."""
     pool: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +104,8 @@ class RunMetrics:
         failures = Counter(t.stop_reason.value for t in eps if t.stop_reason not in _OK)
         scored = [t for t in eps if t.stop_reason != StopReason.CANCELLED]  # cut short: no reward to average
         errors = Counter(f"{t.error.type} ({t.error.boundary})" for t in eps if t.error is not None)
+        branches = [t.metadata[BRANCH_KEY] for t in eps if isinstance(t.metadata.get(BRANCH_KEY), dict)]
+        kinds = Counter(str(b["divergence"]) for b in branches if b.get("divergence"))
         return {
             "episodes": len(eps), "seconds": wall, "episodes_per_s": len(eps) / wall, "run_s": run_s,
             "utilization": min(1.0, run_s / (wall * self.slots)),
@@ -103,6 +113,8 @@ class RunMetrics:
             "mean_reward": sum(t.reward for t in scored) / len(scored) if scored else 0.0,
             "delivered_fraction": sum(t.trained_tokens for t in eps) / sampled if sampled else 1.0,
             "failures": dict(failures.most_common()), "errors": dict(errors.most_common()),
+            "branches": len(branches), "divergence_rate": sum(kinds.values()) / len(branches) if branches else 0.0,
+            "divergences": dict(kinds.most_common()),
         }
 
     def stats(self) -> str:
@@ -141,6 +153,9 @@ def format_summary(s: RunSummary) -> list[str]:
     if s.failures or s.errors:
         lines.append("failures: " + ", ".join(f"{k} {v}" for k, v in s.failures.items())
                      + ("; errors: " + ", ".join(f"{k} {v}" for k, v in s.errors.items()) if s.errors else ""))
+    if s.branches:
+        lines.append(f"branches: {s.branches} replayed another episode's first calls; divergence rate "
+                     f"{s.divergence_rate:.3f}" + ("".join(f", {k} {v}" for k, v in s.divergences.items())))
     if s.cancelled:
         lines.append(f"over-provisioning: {s.cancelled} episode(s) cancelled once their group was complete "
                      "(kept, stop reason cancelled, not trained by default)")

@@ -53,7 +53,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ from agentgym.harness import load_harness
 from agentgym.jsonl import append_lines, read_records
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.proxy.server import Proxy
+from agentgym.rollout.branch import Branch
 from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode, sandbox_overrides
 from agentgym.rollout.lock import RunLock
 from agentgym.rollout.metrics import RunMetrics, RunSummary, dumps
@@ -120,6 +121,13 @@ class RolloutConfig:
     handle_signals: bool = False
     """Stop cleanly on SIGTERM, SIGINT and SIGHUP (only from the main thread). Off for library
     callers, whose own handlers stay in place; ``agentgym rollout`` turns it on."""
+    samples_by_task: Mapping[str, int] | None = None
+    """Fresh samples of these tasks (others get ``samples``): an uneven split of a budget."""
+    branches: Sequence[Branch] = ()
+    """Branch episodes to run besides the fresh samples (:mod:`agentgym.rollout.branch`): each is
+    one more sample of its task, numbered after the task's fresh samples in list order (so a
+    resumed run finds them done)."""
+
     warm_pool: int = 0
     """Sandboxes kept started ahead of the episodes that will use them (a
     :class:`~agentgym.runtime.pool.WarmPool` of this size over all tasks; each used once). 0:
@@ -132,6 +140,12 @@ class RolloutConfig:
     """Start ``ceil(samples * (1 + overprovision))`` episodes per task and cancel the rest once
     ``samples`` have ended; the cancelled ones are kept, stop reason ``cancelled``
     (:mod:`agentgym.rollout.schedule`)."""
+
+    def fresh_samples(self, task_id: str) -> int:
+        """Fresh (not branched) samples of one task."""
+        if self.samples_by_task is not None and task_id in self.samples_by_task:
+            return int(self.samples_by_task[task_id])
+        return self.samples
 
 
 @dataclass(frozen=True)
@@ -338,12 +352,13 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
         storage.attempt(lambda: record_interrupted(out, state.half), out / "interrupted.jsonl")
         log.info("%d half episode(s) of an earlier run found (%d recorded calls kept in calls/); their "
                  "(task, sample) pairs run again from the start", len(state.half), half_calls)
-    per_task = Overprovision(config.overprovision).episodes(config.samples)
-    groups = {t.id: GroupTracker(config.samples, ended_before=state.kept.get(t.id, 0)) for t in tasks}
-    todo = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
-            for t in tasks if not groups[t.id].complete or per_task == config.samples
-            for i in range(per_task) if (t.id, i) not in state.done]
-    skipped = sum(1 for t in tasks for i in range(per_task) if (t.id, i) in state.done)
+    planned = plan_episodes(config, tasks, run_id)
+    over = config.overprovision > 0
+    groups = {t.id: GroupTracker(config.fresh_samples(t.id), ended_before=state.kept.get(t.id, 0)) for t in tasks}
+    # Over-provisioned: a task whose journal already holds its samples runs nothing again.
+    todo = [s for s in planned if (s.task.id, s.sample_index) not in state.done
+            and not (over and groups[s.task.id].complete)]
+    skipped = sum(1 for s in planned if (s.task.id, s.sample_index) in state.done)
     pairs = {(s.task.id, s.sample_index) for s in todo}
     retried = len(pairs & state.retry)
     resumed = len(pairs & (state.interrupted_pairs - state.retry))
@@ -389,7 +404,7 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
             async with slot(task_slots.get(spec.task.id)), sem:
                 if hooks.admit is not None:  # holding the slot: a batch held back starts nothing
                     await hooks.admit()
-                if group.complete and per_task > config.samples:  # never started: nothing to keep
+                if over and group.complete:  # never started: nothing to keep
                     if spec.task.id in spec_of:
                         pool.forget(spec_of[spec.task.id], 1)
                     await end_of(spec, ())
@@ -402,7 +417,7 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
                                           images=images, max_steps=config.max_steps, timeout_s=config.timeout_s,
                                           network=config.network, timeouts=config.timeouts,
                                           verify_slots=verify_slots,
-                                          cancel=group.cancel if per_task > config.samples else None)
+                                          cancel=group.cancel if over else None)
                 del in_flight[spec.session_id]
             main = next((t for t in trajs if t.agent_id == "main"), None)
             if main is not None:
@@ -475,6 +490,26 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
                          backend=backend.name, skipped=skipped, seconds=time.time() - t0, retried=retried,
                          resumed=resumed, interrupted=tuple(interrupted), stopped_by=stopper.signal,
                          summary=summary)
+
+
+def plan_episodes(config: RolloutConfig, tasks: Sequence[Task], run_id: str) -> list[EpisodeSpec]:
+    """Every episode of a run: each task's fresh samples (over-provisioned: more), then the
+    branches (each the next sample index of its task)."""
+    by_id = {t.id: t for t in tasks}
+    fresh = {t.id: Overprovision(config.overprovision).episodes(config.fresh_samples(t.id)) for t in tasks}
+    if config.overprovision and config.branches:
+        raise ConfigError("overprovision applies to fresh samples; a run with branches cannot over-provision")
+    specs = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
+             for t in tasks for i in range(fresh[t.id])]
+    nxt = dict(fresh)
+    for b in config.branches:
+        task = by_id.get(b.task_id)
+        if task is None:
+            raise ConfigError(f"branch of {b.parent_id}: its task {b.task_id!r} is not among the run's tasks")
+        i = nxt[task.id]
+        nxt[task.id] += 1
+        specs.append(EpisodeSpec(task=task, sample_index=i, run_id=run_id, session_id=new_session_id(task, i), branch=b))
+    return specs
 
 
 async def _run_all(coros: list[Any], stop: asyncio.Event) -> None:

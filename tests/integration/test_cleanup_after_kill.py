@@ -59,4 +59,4 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model:
     assert second.returncode == 0, output
     assert containers_of(first.pid) == []
     assert containers_of(second.pid) == []  # and it removed its own
-    assert "2 episodes" in output
+    assert "completed: 2 episode(s)" in output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from agentgym.rollout.resume import count_calls
 
 CHILD = r'''
 import sys
@@ -79,7 +82,7 @@ def wait_for(predicate: Any, timeout: float = 90.0, what: str = "") -> None:
 def calls_recorded(out: Path, n: int) -> bool:
     """Every in-flight episode has recorded at least ``n`` calls."""
     files = list((out / "calls").glob("*.jsonl")) if (out / "calls").is_dir() else []
-    return len(files) >= 2 and all(len(f.read_text().splitlines()) >= n for f in files)
+    return len(files) >= 2 and all(count_calls(f) >= n for f in files)
 
 
 def journal_lines_parse(path: Path) -> int:
@@ -157,7 +160,8 @@ def test_a_crashed_run_keeps_its_half_episodes_calls_and_the_resume_says_so(chil
     finally:
         if proc.poll() is None:
             proc.kill()
-    halves = {p.stem: len(p.read_text().splitlines()) for p in (out / "calls").glob("*.jsonl")}
+    halves = {p.stem: count_calls(p) for p in (out / "calls").glob("*.jsonl")}
+    kept = {p.stem: p.read_bytes() for p in (out / "calls").glob("*.jsonl")}
     assert len(halves) == 2
     resumed = subprocess.run(rollout_cmd(child, out, engine="test/solving-v0"), capture_output=True, text=True,
                              timeout=300)
@@ -167,8 +171,8 @@ def test_a_crashed_run_keeps_its_half_episodes_calls_and_the_resume_says_so(chil
     listed = [json.loads(line) for line in (out / "interrupted.jsonl").read_text().splitlines()]
     assert {h["session_id"]: h["calls"] for h in listed} == halves
     assert all(h["reason"] == "crash" for h in listed)
-    for sid, n in halves.items():  # kept, untouched
-        assert len((out / "calls" / f"{sid}.jsonl").read_text().splitlines()) == n
+    for sid, data in kept.items():  # kept, untouched
+        assert (out / "calls" / f"{sid}.jsonl").read_bytes() == data
     episodes = [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
     assert sorted(e["sample_index"] for e in episodes) == [0, 1]
     assert all(e["reward"] == 1.0 and e["session_id"] not in halves for e in episodes)
@@ -223,25 +227,36 @@ def fill(disk: Path, leave: int) -> None:
 
 def test_a_full_disk_gives_one_line_and_no_torn_journal(child: Path, small_disk: Path) -> None:
     out = small_disk / "run"
-    # One episode fits, not two: the first record goes in whole, the second fails and is undone.
     first = subprocess.run(rollout_cmd(child, out, engine="test/solving-v0", samples=1), capture_output=True,
                            text=True, timeout=300)
     assert first.returncode == 0, first.stderr
     record = (out / "episodes.jsonl").stat().st_size
+    # Less room than one episode record. The next two episodes cannot both be saved: a record that
+    # does not fit is undone, not torn, and waits in memory; a call the proxy cannot journal is
+    # refused, so that episode may end early as an engine error (a small record that can fit, and
+    # is retried on resume as a failure outside the agent).
     fill(small_disk, leave=record // 2)
     run = subprocess.run(rollout_cmd(child, out, engine="test/solving-v0", samples=3), capture_output=True,
                          text=True, timeout=300)
     assert run.returncode == 2
     errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "No space left on device" in errors[0], run.stderr
-    assert "2 finished episode(s) could not be saved" in errors[0]
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) <= 4, run.stderr
-    assert journal_lines_parse(out / "episodes.jsonl") == 1  # the first episode, whole; nothing torn
+    unsaved = re.search(r"(\d+) finished episode\(s\) could not be saved and run again on resume", errors[0])
+    assert unsaved is not None, errors[0]
+    saved = journal_lines_parse(out / "episodes.jsonl")  # whole records only: nothing torn
+    # Every finished episode is either whole in the journal or counted as not saved.
+    assert int(unsaved.group(1)) >= 1 and saved + int(unsaved.group(1)) == 3, (saved, errors[0])
     (small_disk / "filler").unlink()  # space again: the resume runs what was not saved
     again = subprocess.run(rollout_cmd(child, out, engine="test/solving-v0", samples=3), capture_output=True,
                            text=True, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert journal_lines_parse(out / "episodes.jsonl") == 3
+    from agentgym import export
+    from agentgym.rollout.runner import latest_attempts
+
+    latest = latest_attempts(export.read_jsonl(out / "episodes.jsonl"))
+    assert sorted((t.sample_index, t.stop_reason.value, t.reward) for t in latest) == \
+        [(0, "completed", 1.0), (1, "completed", 1.0), (2, "completed", 1.0)]
 
 
 def test_a_read_only_output_directory_gives_one_line(child: Path, tmp_path: Path) -> None:
@@ -323,8 +338,8 @@ def test_image_preparation_is_timed_apart_from_the_episode(tmp_path: Path) -> No
     result = asyncio.run(run_rollouts(cfg, solving_engine(), backend=SlowImages(tmp_root=str(tmp_path))))
     for t in result.main:
         timings = t.metadata["timings"]
-        assert timings["image_s"] >= 1.4  # both waited for the one build
-        assert t.ended_at - t.started_at < timings["image_s"] + 5
+        # The one build ran before any episode started: no episode waited for it or counts it.
+        assert timings["image_s"] < 0.5
         assert t.ended_at - t.started_at == pytest.approx(
             timings["sandbox_s"] + timings["agent_s"] + timings["verify_s"], abs=0.5)
         assert 0 < timings["engine_s"] <= timings["agent_s"]

@@ -10,7 +10,7 @@ import pytest
 
 PUBLIC = {
     "agentgym": [
-        "AgentGymError", "BreakReason", "Call", "ConfigError", "EngineError", "EnvError", "ErrorInfo",
+        "AgentGymError", "BreakReason", "Call", "ConfigError", "Divergence", "EngineError", "EnvError", "ErrorInfo",
         "HarnessError", "ProxyError", "ReconstructionError", "RegistryError", "RuntimeError_", "SamplingParams",
         "Segment", "Step", "StopReason", "Task", "TaskLimits", "Trajectory", "TrajectoryGroup", "__version__",
         "env_from", "make", "train"],
@@ -36,8 +36,10 @@ PUBLIC = {
                         "build_tiny_model", "load_model_and_tokenizer", "main_build_tiny", "tiny_model_path",
                         "train_tokenizer"],
     "agentgym.proxy": ["CallLog", "Proxy"],
-    "agentgym.rollout": ["EpisodeSpec", "Overprovision", "PhaseTimeouts", "ResourceLimits", "RolloutConfig",
+    "agentgym.proxy.replay": ["Replay"],
+    "agentgym.rollout": ["Branch", "EpisodeSpec", "Overprovision", "PhaseTimeouts", "ResourceLimits", "RolloutConfig",
                          "RolloutResult", "run_episode", "run_rollouts"],
+    "agentgym.rollout.branch": ["BRANCH_KEY", "Branch", "branch_from", "branch_summary"],
     "agentgym.rollout.schedule": ["GroupTracker", "Overprovision", "PhaseTimeout", "PhaseTimeouts", "ResourceLimits",
                                   "within"],
     "agentgym.runtime.pool": ["PoolStats", "WarmPool", "spec_key"],

@@ -20,6 +20,16 @@ def test_shipped_examples_load(name: str) -> None:
     assert cfg.estimator == "gigpo" and cfg.iterations >= 10
 
 
+def test_the_tree_example_loads_and_its_tree_table_is_a_tree_rollout_config() -> None:
+    from agentgym.trainers.tree_rollout import TreeRolloutConfig
+
+    cfg = load_config(EXAMPLES / "tiny-tree.toml")
+    assert (cfg.rollout, cfg.estimator) == ("tree", "tree")
+    assert TreeRolloutConfig.from_mapping(cfg.tree).root_fraction == 0.5
+    with pytest.raises(ConfigError, match="'independent' or 'tree'"):
+        apply_overrides(cfg, ["rollout=forest"])
+
+
 def test_overrides_parse_values_as_toml_and_reach_tables(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('estimator = "grpo"\niterations = 5\n[loss_config]\neps_lo = 0.1\n')

@@ -59,6 +59,8 @@ PUBLIC: dict[str, list[str]] = {
         "allocate_prefix_continuations", "allocate_root_budget", "backup_values", "batch_value_targets",
         "best_prefixes", "prefix_value", "root_value",
     ],
+    "agentgym.trainers.tree_rollout": ["PrefixCandidate", "SuccessPredictor", "TaskTree", "TreeRolloutConfig",
+                                       "plan_branches", "plan_roots", "prefix_candidates", "tree_rollouts"],
     "agentgym.trainers.update": ["policy_update"],
 }
 
