@@ -47,6 +47,7 @@ from typing import Any
 from agentgym.engines.scripted import ScriptedEngine
 from agentgym.models.tiny import train_tokenizer
 from agentgym.rollout.runner import RolloutConfig, RolloutResult, run_rollouts
+from agentgym.rollout.schedule import ResourceLimits
 from agentgym.runtime import get_backend
 
 SOLVE = ("<tool_call>\n{\"name\": \"bash\", \"arguments\": {\"command\": "
@@ -67,7 +68,7 @@ async def one_row(args: argparse.Namespace, backend: Any, engine: Any, concurren
     with tempfile.TemporaryDirectory(prefix="agentgym-throughput-") as out:
         cfg = RolloutConfig(env=args.env, harness="agentgym/react-v0", samples=args.episodes, concurrency=concurrency,
                             out_dir=str(Path(out) / "run"), runtime=args.runtime, progress=False, max_steps=4,
-                            warm_pool=pool)
+                            warm_pool=pool, limits=ResourceLimits(starting=args.max_starting))
         return await run_rollouts(cfg, engine, backend=backend)
 
 
@@ -98,7 +99,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         # build would still slow the machine during the first row).
         await one_row(argparse.Namespace(**{**vars(args), "episodes": 1}), backend, engine, 1, 0)
         print(f"rollout throughput: {args.episodes} episodes of {args.env} per row, {args.runtime} runtime, "
-              f"scripted engine ({args.engine_delay:g}s per call), {os.cpu_count()} CPUs, "
+              f"scripted engine ({args.engine_delay:g}s per call), max starting {args.max_starting}, {os.cpu_count()} CPUs, "
               f"load {os.getloadavg()[0]:.2f}")
         print(f"{'row':16} {'ep/s':>7} {'x base':>7} {'env util':>9} {'agent':>7} {'sandbox p50':>12} "
               f"{'reward':>7} {'warm':>5} {'cold':>5}")
@@ -134,6 +135,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runtime", default="docker", help="docker (default), local or local-unsafe")
     p.add_argument("--env", default="terminal/hello-file-v0")
     p.add_argument("--engine-delay", type=float, default=0.0, help="seconds the engine waits per call")
+    p.add_argument("--max-starting", type=int, default=None,
+                   help="sandbox starts at once (ResourceLimits.starting; default: no limit)")
     p.add_argument("--json", help="also write the figures to this file")
     return p.parse_args(argv)
 
