@@ -88,6 +88,16 @@ def rollout(
     timeout: Annotated[float | None, typer.Option(help="Override the tasks' timeout (seconds).")] = None,
     max_tokens: Annotated[int, typer.Option(help="Completion budget when the harness sets none.")] = 256,
     progress: Annotated[bool, typer.Option(help="Show the progress bar (on a terminal).")] = True,
+    warm_pool: Annotated[int, typer.Option(help="Sandboxes kept started ahead of the episodes (0: none).")] = 0,
+    overprovision: Annotated[float, typer.Option(help="Start samples*(1+X) episodes per task; cancel the rest "
+                                                 "once `samples` ended (kept, stop reason cancelled).")] = 0.0,
+    build_timeout: Annotated[float | None, typer.Option(help="Seconds an episode's image may take.")] = None,
+    setup_timeout: Annotated[float | None, typer.Option(help="Seconds to get a ready sandbox (start + "
+                                                        "setup).")] = None,
+    verify_timeout: Annotated[float | None, typer.Option(help="Seconds each verification may take.")] = None,
+    max_starting: Annotated[int | None, typer.Option(help="Sandboxes starting at once.")] = None,
+    max_verifying: Annotated[int | None, typer.Option(help="Verifications at once.")] = None,
+    max_per_task: Annotated[int | None, typer.Option(help="Episodes of one task at once.")] = None,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
     """Run tasks x samples with a harness against a model; writes a trajectory dataset.
@@ -104,6 +114,7 @@ def rollout(
     from agentgym.harness import load_harness
     from agentgym.rollout.metrics import format_summary
     from agentgym.rollout.runner import RolloutConfig, run_rollouts
+    from agentgym.rollout.schedule import PhaseTimeouts, ResourceLimits
 
     try:
         # Everything the run needs is checked before the model loads (minutes for a real one).
@@ -113,7 +124,12 @@ def rollout(
         cfg = RolloutConfig(env=suite, harness=harness, samples=samples,
                             task_ids=[t.id for t in selected] if tasks else None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
-                            default_max_tokens=max_tokens, progress=progress, handle_signals=True)
+                            default_max_tokens=max_tokens, progress=progress, handle_signals=True,
+                            warm_pool=warm_pool, overprovision=overprovision,
+                            timeouts=PhaseTimeouts(build_s=build_timeout, setup_s=setup_timeout,
+                                                   verify_s=verify_timeout),
+                            limits=ResourceLimits(starting=max_starting, verifying=max_verifying,
+                                                  per_task=max_per_task))
         engine = load_engine(model)
         try:
             result = asyncio.run(run_rollouts(cfg, engine))
@@ -557,6 +573,49 @@ def serve(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+@app.command("serve-rollouts")
+def serve_rollouts(
+    model: Annotated[str, typer.Option(help="'tiny', a checkpoint path, or vllm:<url>:<tokenizer>.")] = "tiny",
+    port: Annotated[int, typer.Option()] = 8100,
+    host: Annotated[str, typer.Option(help="Address to listen on (the API has no authentication).")] = "127.0.0.1",
+    out: Annotated[str, typer.Option(help="Where batches write their runs (<out>/batches/<id>).")] = "runs/service",
+    runtime: Annotated[str, typer.Option(help=RUNTIME_HELP)] = "auto",
+    max_pending_groups: Annotated[int, typer.Option(help="Finished groups a batch holds for its reader before it "
+                                                    "starts no more episodes.")] = 8,
+    max_queued: Annotated[int, typer.Option(help="Batches that may wait (more: 429).")] = 16,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
+) -> None:
+    """Serve rollouts over HTTP for any trainer: submit tasks x samples at a policy version, read
+    each task's trajectory group as it completes, cancel (docs/rollout-service.md). SIGTERM or
+    Ctrl-C stop it: the running batch stops cleanly, its sandboxes removed."""
+    import signal
+
+    from agentgym.console import configure_output
+    from agentgym.engines import load_engine
+    from agentgym.rollout.service import RolloutService
+
+    configure_output(verbose)
+
+    async def main() -> None:
+        engine = load_engine(model)
+        service = RolloutService(engine, out, runtime=runtime, host=host, port=port,
+                                 max_pending_groups=max_pending_groups, max_queued=max_queued)
+        await service.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        typer.echo(f"serving rollouts of {engine.model_name} at {service.url}/v1/batches (runs in {out}/batches); "
+                   "Ctrl-C to stop")
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+            await engine.aclose()
+
+    asyncio.run(main())
 
 
 def main() -> None:

@@ -42,13 +42,18 @@ from agentgym.types import Task
 __all__ = ["Stage", "run_stages"]
 
 
+Guard = Callable[[Awaitable[Evaluation]], Awaitable[Evaluation]]
+
+
 async def run_stages(env: Env, task: Task, runtime: Runtime, act: Callable[[Stage, int], Awaitable[object]], *,
-                     on_phase: Callable[[str], None] | None = None) -> Evaluation:
+                     on_phase: Callable[[str], None] | None = None, verify: Guard | None = None) -> Evaluation:
     """Run every stage of ``task`` in ``runtime`` (see the module docstring). ``act(stage,
     index)`` is the agent's work on a stage; ``on_phase`` hears ``prepare``, ``agent`` and
-    ``verify`` as each begins (so a failure can be attributed to its phase). A stage's
+    ``verify`` as each begins (so a failure can be attributed to its phase); ``verify`` wraps
+    each verification (a rollout's time limit and concurrency limit on verifiers). A stage's
     evaluation is in ``details["stages"]`` of a multi-stage result (see :meth:`Env.combine`)."""
     phase = on_phase or (lambda name: None)
+    guard: Guard = verify or (lambda aw: aw)
     stages = env.stages(task)
     evaluations: list[Evaluation] = []
     for index, stage in enumerate(stages):
@@ -58,7 +63,7 @@ async def run_stages(env: Env, task: Task, runtime: Runtime, act: Callable[[Stag
         phase("agent")
         await act(stage, index)
         phase("verify")
-        evaluation = await env.evaluate_stage(task, runtime, index, final=final)
+        evaluation = await guard(env.evaluate_stage(task, runtime, index, final=final))
         evaluations.append(evaluation)
         if not final and not env.continue_after(task, index, evaluation):
             break

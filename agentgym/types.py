@@ -49,6 +49,10 @@ class StopReason(str, enum.Enum):
     CONTEXT_OVERFLOW = "context_overflow"
     """The harness stopped after the proxy answered its last request with a context-length error
     (the conversation outgrew the model's context and the harness did not compact it)."""
+    CANCELLED = "cancelled"
+    """The rollout cancelled the episode before it ended: its group already had the samples it
+    asked for (over-provisioning, :class:`agentgym.rollout.schedule.Overprovision`). Its calls so
+    far are kept as data; it is not trained on by default (no reward: it never ended)."""
 
 
 class BreakReason(str, enum.Enum):

@@ -1,8 +1,8 @@
 """Environment latencies an episode pays, per runtime, beside the no-op baselines of the same run:
 
 - cold start: ``Env.start`` of a task whose image is built (a new sandbox, the env's setup);
-- warm handoff: a pool of ready sandboxes does not exist yet, so this is the same start from the
-  image (printed as such) — what a warm pool would have to beat;
+- warm handoff: the same ``Env.start`` through a :class:`~agentgym.runtime.pool.WarmPool` whose
+  sandboxes are already up (a rollout's steady state);
 - exec: ``runtime.exec("true")``;
 - snapshot: ``runtime.snapshot`` (``docker commit`` / a copy of the local fake root);
 - seal: ``runtime.seal`` for the verifier (Docker: commit, remove, start a sealed container with
@@ -32,6 +32,7 @@ from typing import Any
 from agentgym.env import Env
 from agentgym.runtime import get_backend
 from agentgym.runtime.base import RuntimeBackend, VerifierSpec
+from agentgym.runtime.pool import WarmPool
 from agentgym.sources import env_from
 from agentgym.types import Task
 
@@ -74,7 +75,19 @@ async def bench(env: Env, task: Task, backend: RuntimeBackend, n: int) -> None:
         await rt.stop()
         stops.append(time.perf_counter() - t)
     print(f"{name:6} cold start            {fmt(starts)}")
-    print(f"{name:6} warm handoff          {fmt(starts)}   (no warm pool yet: start from the image)")
+    # The same Env.start through a warm pool whose sandboxes are up (a rollout's steady state).
+    pool = WarmPool(backend, size=n)
+    pool.expect(env.runtime_spec(task, image=task.image if backend.uses_images else None), n)
+    await pool.wait_warm()
+    handoffs = []
+    for _ in range(n):
+        t = time.perf_counter()
+        rt = await env.start(task, pool)
+        handoffs.append(time.perf_counter() - t)
+        await rt.stop()
+    await pool.aclose()
+    print(f"{name:6} warm handoff          {fmt(handoffs)}   (WarmPool; {pool.stats.warm_hits} warm, "
+          f"{pool.stats.cold} cold)")
     print(f"{name:6} stop                  {fmt(stops)}")
     rt = await env.start(task, backend)
     try:

@@ -76,6 +76,11 @@ class TrainConfig:
     group_size: int = 8
     """Samples per task: the group of GRPO-style estimators."""
     concurrency: int = 8
+    warm_pool: int = 0
+    """Sandboxes started ahead of the episodes (``RolloutConfig.warm_pool``; 0: none)."""
+    overprovision: float = 0.0
+    """Extra episodes per group, the long tail cancelled once ``group_size`` ended
+    (``RolloutConfig.overprovision``; cancelled episodes are not trained: ``drop_stop_reasons``)."""
     max_steps: int | None = 10
     """Agent steps per episode (``None``: each task's own limit)."""
     max_tokens: int = 96
@@ -108,8 +113,9 @@ class TrainConfig:
     skip_groups_without_signal: bool = True
     """Leave out groups whose episodes all got the same reward (no group-relative signal), as
     DAPO's dynamic sampling and verl-agent do; they are counted in the metrics."""
-    drop_stop_reasons: list[str] = field(default_factory=lambda: list(INFRA_STOP_REASONS))
-    """Episodes that ended so are not trained (see :data:`INFRA_STOP_REASONS`); the agent's own
+    drop_stop_reasons: list[str] = field(default_factory=lambda: [*INFRA_STOP_REASONS, StopReason.CANCELLED.value])
+    """Episodes that ended so are not trained (see :data:`INFRA_STOP_REASONS`, and ``cancelled``:
+    the long tail an over-provisioned rollout cut short); the agent's own
     failures (``harness_error``, ``timeout``, ``step_limit``...) are trained with their reward."""
     optimizer: str = "adamw"
     lr: float = 1e-3

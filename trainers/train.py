@@ -316,7 +316,8 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
                              concurrency=config.concurrency, max_steps=config.max_steps,
                              default_max_tokens=config.max_tokens, max_model_len=config.max_model_len,
                              progress=config.progress, harness_kwargs=dict(config.harness_kwargs),
-                             pinned_sampling=pinned, **extra)
+                             pinned_sampling=pinned, warm_pool=config.warm_pool,
+                             overprovision=config.overprovision, **extra)
 
     predictor = SuccessPredictor(tree) if tree is not None else None
     if predictor is not None:

@@ -6,6 +6,8 @@ raises for a bad episode. A failed rollout is data.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,6 +22,7 @@ from agentgym.harness import Harness, HarnessContext
 from agentgym.proxy.server import Proxy
 from agentgym.reconstruct import reconstruct
 from agentgym.rollout.branch import Branch, branch_summary
+from agentgym.rollout.schedule import PhaseTimeouts, slot, within
 from agentgym.runtime.base import ExecResult, Runtime, RuntimeBackend
 from agentgym.runtime.images import ImageCache, slug
 from agentgym.stages import run_stages
@@ -44,6 +47,14 @@ class EpisodeSpec:
     """Replay these recorded calls first (a branch of another episode: :mod:`.branch`)."""
 
 
+def sandbox_overrides(proxy: Proxy, network: str) -> dict[str, Any]:
+    """The sandbox an episode asks ``Env.start`` for, beyond the task's own spec (the same for
+    every episode of a run: what a warm pool keys on, with the image)."""
+    # The harness reaches the proxy at 127.0.0.1:<port> either way: with "proxy" through a
+    # forwarder to its Unix socket, and nothing else (whatever the task's own network).
+    return {"network": network, "proxy": proxy.endpoint() if network == "proxy" else None}
+
+
 def new_session_id(task: Task, sample_index: int) -> str:
     """``<task slug>-s<sample>-<random>``: the episode's proxy session and trajectory id."""
     return f"{slug(task.id)}-s{sample_index}-{uuid.uuid4().hex[:6]}"
@@ -51,9 +62,14 @@ def new_session_id(task: Task, sample_index: int) -> str:
 
 async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: Proxy, backend: RuntimeBackend,
                       images: ImageCache, max_steps: int | None = None, timeout_s: float | None = None,
-                      metadata: Mapping[str, Any] | None = None, network: str = "proxy") -> list[Trajectory]:
+                      metadata: Mapping[str, Any] | None = None, network: str = "proxy",
+                      timeouts: PhaseTimeouts | None = None, verify_slots: asyncio.Semaphore | None = None,
+                      cancel: asyncio.Event | None = None) -> list[Trajectory]:
     """Run one episode to the end and return its trajectories (main agent first). ``network`` is
-    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``.
+    the agent runtime's: ``proxy`` (nothing but the proxy) or ``host``. ``timeouts`` bound its
+    build, setup and verify phases; ``verify_slots`` is held while it verifies; setting
+    ``cancel`` cuts it short: its sandbox is stopped and it ends ``cancelled``, with the calls
+    it made (:mod:`agentgym.rollout.schedule`).
 
     Time spent getting the image (building it, or waiting for another episode's build) is not
     the episode's: ``started_at`` is when the image was ready, and ``metadata["timings"]`` has
@@ -83,18 +99,24 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     timeout = timeout_s or task.limits.timeout_s
     harness_stop: StopReason | None = None
     phase = "prepare"  # prepare (image, sandbox, setup) -> agent -> verify: a failure is typed by its phase
-    try:
+    limits = timeouts or PhaseTimeouts()
+    cancelled = False
+
+    async def verify(aw: Any) -> Any:
+        async with slot(verify_slots):  # waiting for a verifier slot is not the verifier's time
+            return await within(aw, limits.verify_s, "verify")
+
+    async def body() -> None:
+        nonlocal runtime, started, reward, details
         reason = env.unsupported(task, backend)  # before any image is built
         if reason:
             raise EnvError(f"{task.id} cannot run on the {backend.name} runtime: {reason}")
-        image = await images.image_for(task, harness)
+        image = await within(images.image_for(task, harness), limits.build_s, "build")
         started = lap("sandbox_s")  # the episode proper starts once its image is there
-        runtime = await env.start(
-            task, backend, image=image,
-            # The harness reaches the proxy at 127.0.0.1:<port> either way: with "proxy" through a
-            # forwarder to its Unix socket, and nothing else (whatever the task's own network).
-            network=network, proxy=proxy.endpoint() if network == "proxy" else None,
-            labels={"agentgym.task": slug(task.id), "agentgym.session": sid})
+        # A start cut short (setup_s, a cancel) stops its sandbox: Env.start and the backends see to it.
+        runtime = await within(env.start(task, backend, image=image, **sandbox_overrides(proxy, network),
+                                         labels={"agentgym.task": slug(task.id), "agentgym.session": sid}),
+                               limits.setup_s, "setup")
         live = runtime
 
         async def act(stage: Stage, index: int) -> None:
@@ -124,10 +146,36 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
             if name in ("agent", "verify"):  # the episode's clock: time in the harness, in verifiers
                 lap(f"{name}_s")
 
-        evaluation = await run_stages(env, task, runtime, act, on_phase=on_phase)
+        evaluation = await run_stages(env, task, runtime, act, on_phase=on_phase, verify=verify)
         lap("verify_s")
         reward = float(evaluation.reward)
         details = dict(evaluation.details)
+
+    work = asyncio.ensure_future(body())
+    try:
+        if cancel is None:
+            await asyncio.wait({work})
+        else:
+            cancelled_wait = asyncio.ensure_future(cancel.wait())
+            try:
+                await asyncio.wait({work, cancelled_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                cancelled_wait.cancel()
+            if not work.done():
+                cancelled = True
+                work.cancel()
+                await asyncio.wait({work})
+        if work.cancelled() and not cancelled:
+            raise asyncio.CancelledError
+        failure = None if work.cancelled() else work.exception()
+        if failure is not None:
+            raise failure
+    except asyncio.CancelledError:
+        if not work.done():  # the run is stopping: the sandbox goes with the episode
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+        raise
     except Exception as e:
         lap(timing)
         if phase == "verify":  # the verifier could not score it: unscorable, never reward 0
@@ -143,6 +191,9 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
                 await runtime.stop()
             except Exception as e:  # a runtime that will not stop is logged, not fatal
                 log.warning("could not stop runtime of %s: %s", sid, e)
+    if cancelled:
+        lap(timing)
+        stop, error, reward = StopReason.CANCELLED, None, 0.0
     if proxy.context_overflow(sid) and stop in (StopReason.COMPLETED, StopReason.HARNESS_ERROR):
         # The harness stopped after its last request was refused for its length: the episode
         # outgrew the context (not a harness bug).
@@ -169,6 +220,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     meta = {**(metadata or {}), "run_id": spec.run_id, "eval": details, "timings": timings,
             "harness_exit_code": None if result is None else result.exit_code,
             "harness_stop": None if harness_stop is None else harness_stop.value, "backend": backend.name}
+    if cancelled:
+        meta["cancelled_in"] = phase  # the phase it was in when its group was complete
     if details.get("tampering"):
         meta["tampering"] = list(details["tampering"])
     if spec.branch is not None and spec.branch.turn > 0:
@@ -182,3 +235,4 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
                   stop_reason=stop, harness=harness.id, env=task.env, sample_index=spec.sample_index,
                   error=error_info(e), sampled_tokens=sum(len(c.completion_ids) for c in calls),
                   started_at=started, ended_at=time.time(), metadata=meta)]
+

@@ -70,6 +70,10 @@ class RunSummary:
     """Branches whose harness stopped matching the recorded calls, over branches."""
     divergences: dict[str, int] = field(default_factory=dict)
     """Divergence kind -> branches."""
+    cancelled: int = 0
+    """Episodes cut short because their group had its samples (over-provisioning); kept as data."""
+    pool: dict[str, Any] = field(default_factory=dict)
+    """What the warm pool did (``RolloutConfig.warm_pool``): warm hand-offs, cold starts..."""
     ended_at: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -98,6 +102,7 @@ class RunMetrics:
         agent_s = self._timing("agent_s")
         sampled = sum(t.sampled_tokens for t in eps)
         failures = Counter(t.stop_reason.value for t in eps if t.stop_reason not in _OK)
+        scored = [t for t in eps if t.stop_reason != StopReason.CANCELLED]  # cut short: no reward to average
         errors = Counter(f"{t.error.type} ({t.error.boundary})" for t in eps if t.error is not None)
         branches = [t.metadata[BRANCH_KEY] for t in eps if isinstance(t.metadata.get(BRANCH_KEY), dict)]
         kinds = Counter(str(b["divergence"]) for b in branches if b.get("divergence"))
@@ -105,7 +110,7 @@ class RunMetrics:
             "episodes": len(eps), "seconds": wall, "episodes_per_s": len(eps) / wall, "run_s": run_s,
             "utilization": min(1.0, run_s / (wall * self.slots)),
             "engine_wait_ratio": self._timing("engine_s") / agent_s if agent_s > 0 else 0.0,
-            "mean_reward": sum(t.reward for t in eps) / len(eps) if eps else 0.0,
+            "mean_reward": sum(t.reward for t in scored) / len(scored) if scored else 0.0,
             "delivered_fraction": sum(t.trained_tokens for t in eps) / sampled if sampled else 1.0,
             "failures": dict(failures.most_common()), "errors": dict(errors.most_common()),
             "branches": len(branches), "divergence_rate": sum(kinds.values()) / len(branches) if branches else 0.0,
@@ -151,6 +156,12 @@ def format_summary(s: RunSummary) -> list[str]:
     if s.branches:
         lines.append(f"branches: {s.branches} replayed another episode's first calls; divergence rate "
                      f"{s.divergence_rate:.3f}" + ("".join(f", {k} {v}" for k, v in s.divergences.items())))
+    if s.cancelled:
+        lines.append(f"over-provisioning: {s.cancelled} episode(s) cancelled once their group was complete "
+                     "(kept, stop reason cancelled, not trained by default)")
+    if s.pool:
+        lines.append(f"warm pool: {s.pool.get('warm_hits', 0) + s.pool.get('waited', 0)} sandbox(es) handed over "
+                     f"warm, {s.pool.get('cold', 0)} started cold, hand-off p50 {s.pool.get('handoff_p50_ms')} ms")
     if s.unsaved:
         lines.append(f"NOT SAVED: {s.unsaved} finished episode(s) could not be written; they run again on resume")
     return lines

@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agentgym.jsonl import append_lines, read_records
 from agentgym.proxy.calllog import read_journal
-from agentgym.types import Trajectory
+from agentgym.types import StopReason, Trajectory
 
 __all__ = ["INTERRUPTED_FILE", "SESSIONS_FILE", "HalfEpisode", "ResumeState", "read_resume_state"]
 
@@ -72,6 +72,9 @@ class ResumeState:
     interrupted_pairs: frozenset[tuple[str, int]]
     """(task, sample) pairs with a half episode (any run's) and no finished attempt: these are
     *resumed* (run again from the start)."""
+    kept: dict[str, int] = field(default_factory=dict)
+    """Task -> episodes in the journal that count toward its group: ended, not ``cancelled``,
+    not failed outside the agent (an over-provisioned run skips a task that has enough)."""
 
 
 def count_calls(path: Path) -> int:
@@ -101,7 +104,12 @@ def read_resume_state(out: Path, journal: Sequence[Trajectory]) -> ResumeState:
                                     run_id=str(r.get("run_id", "")), calls=count_calls(out / calls),
                                     calls_path=calls, reason="crash", found_at=time.time()))
             listed.add(sid)
-    return ResumeState(done=done, retry=retry - done, half=tuple(half), interrupted_pairs=frozenset(pairs))
+    kept: dict[str, int] = {}
+    for t in mains:
+        if not t.stop_reason.outside_the_agent and t.stop_reason != StopReason.CANCELLED:
+            kept[t.task_id] = kept.get(t.task_id, 0) + 1
+    return ResumeState(done=done, retry=retry - done, half=tuple(half), interrupted_pairs=frozenset(pairs),
+                       kept=kept)
 
 
 def record_started(out: Path, session_id: str, task_id: str, sample_index: int, run_id: str) -> None:

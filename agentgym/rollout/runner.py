@@ -53,7 +53,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +67,7 @@ from agentgym.jsonl import append_lines, read_records
 from agentgym.proxy.pipeline import PinnedSampling
 from agentgym.proxy.server import Proxy
 from agentgym.rollout.branch import Branch
-from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode
+from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode, sandbox_overrides
 from agentgym.rollout.lock import RunLock
 from agentgym.rollout.metrics import RunMetrics, RunSummary, dumps
 from agentgym.rollout.resume import (
@@ -77,10 +77,12 @@ from agentgym.rollout.resume import (
     record_interrupted,
     record_started,
 )
+from agentgym.rollout.schedule import GroupTracker, Overprovision, PhaseTimeouts, ResourceLimits, slot, within
 from agentgym.runtime import get_backend
 from agentgym.runtime.images import ImageCache
+from agentgym.runtime.pool import WarmPool
 from agentgym.sources import env_from
-from agentgym.types import Task, Trajectory
+from agentgym.types import StopReason, Task, Trajectory, TrajectoryGroup
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,19 @@ class RolloutConfig:
     """Branch episodes to run besides the fresh samples (:mod:`agentgym.rollout.branch`): each is
     one more sample of its task, numbered after the task's fresh samples in list order (so a
     resumed run finds them done)."""
+
+    warm_pool: int = 0
+    """Sandboxes kept started ahead of the episodes that will use them (a
+    :class:`~agentgym.runtime.pool.WarmPool` of this size over all tasks; each used once). 0:
+    each episode starts its own sandbox."""
+    timeouts: PhaseTimeouts = field(default_factory=PhaseTimeouts)
+    """Limits of the build, setup and verify phases; the agent's is ``timeout_s``."""
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    """Concurrency limits per resource (sandbox starts, verifiers, episodes of one task)."""
+    overprovision: float = 0.0
+    """Start ``ceil(samples * (1 + overprovision))`` episodes per task and cancel the rest once
+    ``samples`` have ended; the cancelled ones are kept, stop reason ``cancelled``
+    (:mod:`agentgym.rollout.schedule`)."""
 
     def fresh_samples(self, task_id: str) -> int:
         """Fresh (not branched) samples of one task."""
@@ -276,8 +291,17 @@ class _Stop:
             os._exit(128 + int(sig))
 
 
-async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = None) -> RolloutResult:
+async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = None,
+                       on_group: Callable[[TrajectoryGroup], Awaitable[None]] | None = None,
+                       admit: Callable[[], Awaitable[None]] | None = None,
+                       stop: asyncio.Event | None = None) -> RolloutResult:
     """Run ``config.samples`` episodes of every selected task; returns all journaled trajectories.
+
+    For services built on it (:mod:`agentgym.rollout.service`): ``on_group`` is awaited with
+    each task's group (main-agent trajectories, cancelled ones included) as soon as its last
+    episode of this run ends; ``admit`` is awaited before each episode starts (backpressure);
+    setting ``stop`` stops the run as a signal would (episodes in flight cut short, their
+    sandboxes stopped; ``stopped_by="cancel"``), without closing a ``backend`` it was given.
 
     Raises :class:`~agentgym.rollout.lock.RunDirLocked` when another run holds ``out_dir`` and
     :class:`~agentgym.errors.StorageError` when ``out_dir`` cannot be written (before anything
@@ -293,14 +317,23 @@ async def run_rollouts(config: RolloutConfig, engine: Engine, *, backend: Any = 
         own_backend = backend is None
         backend = backend or get_backend(config.runtime)
         try:
-            return await _run_locked(config, engine, backend, env, harness, tasks, out, t0)
+            return await _run_locked(config, engine, backend, env, harness, tasks, out, t0,
+                                     _Hooks(on_group, admit, stop, own_backend))
         finally:
             if own_backend:
                 backend.close()
 
 
+@dataclass(frozen=True)
+class _Hooks:
+    on_group: Callable[[TrajectoryGroup], Awaitable[None]] | None
+    admit: Callable[[], Awaitable[None]] | None
+    stop: asyncio.Event | None
+    own_backend: bool
+
+
 async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: Any, harness: Any,
-                      tasks: list[Task], out: Path, t0: float) -> RolloutResult:
+                      tasks: list[Task], out: Path, t0: float, hooks: _Hooks) -> RolloutResult:
     journal = out / "episodes.jsonl"
     _write(out / "run.json", json.dumps({
         "env": config.env if isinstance(config.env, str) else env.id, "harness": config.harness,
@@ -320,8 +353,12 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
         log.info("%d half episode(s) of an earlier run found (%d recorded calls kept in calls/); their "
                  "(task, sample) pairs run again from the start", len(state.half), half_calls)
     planned = plan_episodes(config, tasks, run_id)
-    todo = [s for s in planned if (s.task.id, s.sample_index) not in state.done]
-    skipped = len(planned) - len(todo)
+    over = config.overprovision > 0
+    groups = {t.id: GroupTracker(config.fresh_samples(t.id), ended_before=state.kept.get(t.id, 0)) for t in tasks}
+    # Over-provisioned: a task whose journal already holds its samples runs nothing again.
+    todo = [s for s in planned if (s.task.id, s.sample_index) not in state.done
+            and not (over and groups[s.task.id].complete)]
+    skipped = sum(1 for s in planned if (s.task.id, s.sample_index) in state.done)
     pairs = {(s.task.id, s.sample_index) for s in todo}
     retried = len(pairs & state.retry)
     resumed = len(pairs & (state.interrupted_pairs - state.retry))
@@ -330,6 +367,8 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     interrupted: list[HalfEpisode] = []
     stopper = _Stop(on_force=backend.close)
     images = ImageCache(backend)
+    pool = WarmPool(backend, size=max(0, config.warm_pool), max_starting=config.limits.starting)
+    cancelled: list[Trajectory] = []
     if todo:
         await backend.cleanup()
         progress = _Progress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress,
@@ -345,33 +384,77 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
             raise storage_error(e, out / "sock", "listen on a socket in") from None
         _guard_call_journal(proxy, storage)
         sem = asyncio.Semaphore(max(1, config.concurrency))
+        task_slots = {t.id: asyncio.Semaphore(config.limits.per_task) for t in tasks} if config.limits.per_task else {}
+        verify_slots = asyncio.Semaphore(config.limits.verifying) if config.limits.verifying else None
         in_flight: dict[str, EpisodeSpec] = {}
+        left = {t.id: 0 for t in tasks}  # episodes of each task in this run not ended yet
+        for spec in todo:
+            left[spec.task.id] += 1
+        ended: dict[str, list[Trajectory]] = {t.id: [] for t in tasks}
+
+        async def end_of(spec: EpisodeSpec, trajs: Sequence[Trajectory]) -> None:
+            task_id = spec.task.id
+            left[task_id] -= 1
+            ended[task_id].extend(t for t in trajs if t.agent_id == "main")
+            if left[task_id] == 0 and ended[task_id] and hooks.on_group is not None:
+                await hooks.on_group(TrajectoryGroup(task_id=task_id, trajectories=tuple(ended[task_id])))
 
         async def one(spec: EpisodeSpec) -> None:
-            async with sem:
+            group = groups[spec.task.id]
+            async with slot(task_slots.get(spec.task.id)), sem:
+                if hooks.admit is not None:  # holding the slot: a batch held back starts nothing
+                    await hooks.admit()
+                if over and group.complete:  # never started: nothing to keep
+                    if spec.task.id in spec_of:
+                        pool.forget(spec_of[spec.task.id], 1)
+                    await end_of(spec, ())
+                    return
                 assert spec.session_id is not None
                 storage.attempt(lambda: record_started(out, spec.session_id or "", spec.task.id,
                                                        spec.sample_index, run_id), out / "sessions.jsonl")
                 in_flight[spec.session_id] = spec
-                trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=backend,
+                trajs = await run_episode(spec, env=env, harness=harness, proxy=proxy, backend=pool,
                                           images=images, max_steps=config.max_steps, timeout_s=config.timeout_s,
-                                          network=config.network)
+                                          network=config.network, timeouts=config.timeouts,
+                                          verify_slots=verify_slots,
+                                          cancel=group.cancel if over else None)
                 del in_flight[spec.session_id]
+            main = next((t for t in trajs if t.agent_id == "main"), None)
+            if main is not None:
+                group.ended(main.stop_reason)
+                if main.stop_reason == StopReason.CANCELLED:
+                    cancelled.append(main)
             episodes.add(trajs)
             for t in trajs:
                 metrics.add(t)
             progress.advance()
+            await end_of(spec, trajs)
+
+        async def watch_stop() -> None:
+            assert hooks.stop is not None
+            await hooks.stop.wait()
+            stopper.signal = stopper.signal or "cancel"
+            stopper.event.set()
+
+        spec_of: dict[str, Any] = {}
+        watcher = asyncio.ensure_future(watch_stop()) if hooks.stop is not None else None
 
         if config.handle_signals:
             stopper.install()
         try:
             with progress:
-                await _build_images(todo, env, harness, backend, images)
+                await _build_images(todo, env, harness, backend, images, config.timeouts.build_s)
+                if config.warm_pool > 0:
+                    spec_of.update(await _expect(pool, todo, env, harness, images, proxy, config.network))
                 await _run_all([one(s) for s in todo], stopper.event)
         finally:
             stopper.uninstall()
+            if watcher is not None:
+                watcher.cancel()
+            await pool.aclose()  # warm sandboxes no episode took are stopped with the run
             if stopper.signal is not None:
-                backend.close()  # anything still starting when the episodes were cancelled
+                if stopper.signal != "cancel" or hooks.own_backend:  # not a backend a service shares
+                    backend.close()  # anything still starting when the episodes were cancelled
                 for sid, spec in in_flight.items():
                     interrupted.append(HalfEpisode(
                         session_id=sid, task_id=spec.task.id, sample_index=spec.sample_index, run_id=run_id,
@@ -394,7 +477,8 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     summary = metrics.summary(
         run_id=run_id, out_dir=str(out), backend=backend.name, status=status, skipped=skipped, retried=retried,
         resumed=resumed, interrupted=len(interrupted), half_calls_kept=half_calls, unsaved=episodes.unsaved,
-        build_s=round(sum(images.seconds.values()), 3), builds=len(images.seconds))
+        build_s=round(sum(images.seconds.values()), 3), builds=len(images.seconds), cancelled=len(cancelled),
+        pool=pool.stats.to_json() if config.warm_pool > 0 else {})
     storage.attempt(lambda: _write(out / "summary.json", dumps(summary) + "\n"), out / "summary.json")
     storage.attempt(lambda: append_lines(out / "runs.jsonl", [json.dumps(summary.to_json())]), out / "runs.jsonl")
     if episodes.unsaved:
@@ -409,12 +493,15 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
 
 
 def plan_episodes(config: RolloutConfig, tasks: Sequence[Task], run_id: str) -> list[EpisodeSpec]:
-    """Every episode of a run: each task's fresh samples, then the branches (each the next sample
-    index of its task)."""
+    """Every episode of a run: each task's fresh samples (over-provisioned: more), then the
+    branches (each the next sample index of its task)."""
     by_id = {t.id: t for t in tasks}
+    fresh = {t.id: Overprovision(config.overprovision).episodes(config.fresh_samples(t.id)) for t in tasks}
+    if config.overprovision and config.branches:
+        raise ConfigError("overprovision applies to fresh samples; a run with branches cannot over-provision")
     specs = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
-             for t in tasks for i in range(config.fresh_samples(t.id))]
-    nxt = {t.id: config.fresh_samples(t.id) for t in tasks}
+             for t in tasks for i in range(fresh[t.id])]
+    nxt = dict(fresh)
     for b in config.branches:
         task = by_id.get(b.task_id)
         if task is None:
@@ -480,8 +567,28 @@ def _guard_call_journal(proxy: Proxy, storage: _Storage) -> None:
     journal.append = guarded
 
 
+async def _expect(pool: WarmPool, todo: Sequence[EpisodeSpec], env: Env, harness: Any, images: ImageCache,
+                  proxy: Proxy, network: str) -> dict[str, Any]:
+    """Tell the warm pool which sandboxes the episodes will ask for, in the order they run;
+    returns each task's spec (the pool forgets the episodes that never start)."""
+    specs: dict[str, Any] = {}
+    for spec in todo:
+        task = spec.task
+        if task.id not in specs:
+            if env.unsupported(task, pool):
+                continue
+            try:
+                image = await images.image_for(task, harness)
+            except Exception:  # the episodes record it
+                continue
+            specs[task.id] = env.runtime_spec(task, image=image if pool.uses_images else None,
+                                              **sandbox_overrides(proxy, network))
+        pool.expect(specs[task.id], 1)
+    return specs
+
+
 async def _build_images(todo: Sequence[EpisodeSpec], env: Env, harness: Any, backend: Any,
-                        images: ImageCache) -> None:
+                        images: ImageCache, limit_s: float | None = None) -> None:
     """Every image the episodes need, built before the first episode starts, one after another
     (so image builds are not episode time, and do not compete with each other for the CPU). A
     build that fails is left to the episodes, which record it as their runtime error."""
@@ -492,7 +599,7 @@ async def _build_images(todo: Sequence[EpisodeSpec], env: Env, harness: Any, bac
             continue
         seen.add(task.id)
         try:
-            await images.image_for(task, harness)
+            await within(images.image_for(task, harness), limit_s, "build")
         except Exception as e:  # recorded on each episode of the task when it tries again
             log.warning("the image of %s does not build: %s", task.id, e)
 

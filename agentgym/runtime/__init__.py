@@ -1,6 +1,7 @@
 """Runtimes: sandboxes to start, run commands in, read and write, snapshot and stop.
 
 - :class:`DockerBackend` / :class:`DockerRuntime` — real containers through the docker SDK.
+- :class:`WarmPool` — sandboxes started ahead of the episodes that will use them, around any backend.
 - :class:`LocalBackend` / :class:`LocalRuntime` — commands on this machine, each in a bubblewrap
   sandbox over a temp directory, for machines without Docker (``local``); ``local-unsafe`` runs
   them with **no isolation**, for machines that cannot run bubblewrap.
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from agentgym.runtime.docker import DockerBackend, DockerRuntime
     from agentgym.runtime.images import ImageBuildError
     from agentgym.runtime.local import LocalBackend, LocalRuntime
+    from agentgym.runtime.pool import WarmPool
 
 
 _LAZY = {
@@ -42,6 +44,7 @@ _LAZY = {
     "ImageBuildError": "agentgym.runtime.images",
     "LocalBackend": "agentgym.runtime.local",
     "LocalRuntime": "agentgym.runtime.local",
+    "WarmPool": "agentgym.runtime.pool",
 }
 
 
@@ -85,5 +88,6 @@ __all__ = [
     "RuntimeBackend",
     "RuntimeFileNotFound",
     "RuntimeSpec",
+    "WarmPool",
     "get_backend",
 ]

@@ -570,7 +570,14 @@ class DockerBackend(RuntimeBackend):
         with self._lock:
             self._seq += 1
             name = f"agentgym-{self.run_id}-{self._seq}"
-        runtime = await self._call(self._start_blocking, spec, name)
+        starting = asyncio.ensure_future(self._call(self._start_blocking, spec, name))
+        try:
+            runtime = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The SDK call goes on in its thread: remove the container as soon as it is there,
+            # so a start cut short (a setup timeout, a cancelled episode) leaves nothing running.
+            starting.add_done_callback(_remove_when_started)
+            raise
         if spec.network == "proxy":
             try:
                 await self._call(self._wait_for_forwarder, runtime)
@@ -763,6 +770,15 @@ class DockerBackend(RuntimeBackend):
     def _remove_quietly(self, cid: str) -> None:
         with contextlib.suppress(Exception):
             self._remove(cid)
+
+
+def _remove_when_started(starting: asyncio.Future[DockerRuntime]) -> None:
+    if starting.cancelled() or starting.exception() is not None:
+        return
+    runtime = starting.result()
+    runtime._backend._executor.submit(runtime._backend._remove_quietly, runtime.container_id)
+    runtime._backend._live.pop(runtime.container_id, None)
+    runtime._stopped = True
 
 
 def _atexit_close(ref: weakref.ref[DockerBackend]) -> None:

@@ -1,5 +1,5 @@
-"""A rollout killed with SIGKILL while its containers run leaves them behind (nothing of it can
-run), and the next ``agentgym rollout`` removes them before it starts (``DockerBackend.cleanup``:
+"""A rollout killed with SIGKILL while its containers run (its warm pool's among them) leaves them
+behind (nothing of it can run), and the next ``agentgym rollout`` removes them before it starts (``DockerBackend.cleanup``:
 containers whose creating process, by pid and start time, is gone)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import pytest
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-def containers_of(pid: int) -> list[str]:
-    out = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "label=agentgym=1", "--filter",
-                          f"label=agentgym.pid={pid}"], capture_output=True, text=True, check=True)
+def containers_of(pid: int, *labels: str) -> list[str]:
+    filters = [arg for label in ("agentgym=1", f"agentgym.pid={pid}", *labels) for arg in ("--filter", f"label={label}")]
+    out = subprocess.run(["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 
@@ -31,7 +31,7 @@ def rollout(out: Path, *extra: str) -> subprocess.Popen[str]:
 
 def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model: Path) -> None:
     out = tmp_path / "run"
-    first = rollout(out, "--max-steps", "30", "--timeout", "600")
+    first = rollout(out, "--max-steps", "30", "--timeout", "600", "--warm-pool", "2")
     try:
         deadline = time.monotonic() + 600
         while not containers_of(first.pid):
@@ -48,6 +48,7 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model:
             first.stdout.close()
     left = containers_of(first.pid)
     assert left, "a SIGKILLed rollout cannot remove its containers; they must still be there"
+    assert containers_of(first.pid, "agentgym.pool=1"), "the warm pool's sandboxes carry the run's labels too"
 
     second = rollout(out, "--max-steps", "1", "--timeout", "60")
     try:
