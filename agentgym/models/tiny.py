@@ -176,6 +176,7 @@ def build_tiny_model(
     model.generation_config = GenerationConfig(
         bos_token_id=pad, eos_token_id=im_end, pad_token_id=pad, do_sample=True, temperature=0.8,
     )
+    quiet_transformers()  # no "Writing model shards" bar in a quiet run
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     _make_portable(out)
