@@ -50,12 +50,11 @@ What it sends (recorded against the proxy; pinned by ``tests/fixtures/wire/claud
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
-from agentgym.harnesses.npmbundle import ensure_host_install, ensure_npm_bundle, install_script
+from agentgym.harnesses.npmbundle import ensure_host_install, npm_dockerfile, npm_layer
 from agentgym.runtime.base import Runtime
 
 PREFIX = "/opt/claude-code"
@@ -97,20 +96,12 @@ class ClaudeCodeHarness(Harness):
 
     # -- installation --------------------------------------------------------------------------
     def dockerfile(self) -> str:
-        return (
-            "COPY npm/ /tmp/agentgym-npm/\n"
-            f"RUN {install_script('/tmp/agentgym-npm', PREFIX)} \\\n"
-            f" && ln -sf {PREFIX}/app/node_modules/.bin/claude /usr/local/bin/claude \\\n"
-            " && rm -rf /tmp/agentgym-npm /root/.npm \\\n"
-            " && claude --version\n"
-        )
+        return npm_dockerfile(PREFIX, [f"ln -sf {PREFIX}/app/node_modules/.bin/claude /usr/local/bin/claude",
+                                       "rm -rf /tmp/agentgym-npm /root/.npm", "claude --version"])
 
     def image_layer(self) -> ImageLayer:
         """Downloads the npm bundle on first use (blocking, about a minute and 200 MB)."""
-        bundle = ensure_npm_bundle(self.lock)
-        dockerfile = self.dockerfile()
-        key = hashlib.sha256((dockerfile + bundle.name).encode()).hexdigest()[:16]
-        return ImageLayer(dockerfile=dockerfile, context_files={"npm": str(bundle)}, cache_key=f"claude-{key}")
+        return npm_layer(self.lock, self.dockerfile(), "claude")
 
     # -- launch --------------------------------------------------------------------------------
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:

@@ -44,12 +44,11 @@ What it sends (recorded against the proxy; pinned by ``tests/fixtures/wire/codex
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch
-from agentgym.harnesses.npmbundle import ensure_host_install, ensure_npm_bundle, install_script
+from agentgym.harnesses.npmbundle import ensure_host_install, npm_dockerfile, npm_layer
 from agentgym.runtime.base import Runtime
 
 PREFIX = "/opt/codex"
@@ -83,19 +82,12 @@ class CodexHarness(Harness):
         self.lock = lock
 
     def dockerfile(self) -> str:
-        return (
-            "COPY npm/ /tmp/agentgym-npm/\n"
-            f"RUN {install_script('/tmp/agentgym-npm', PREFIX)} \\\n"
-            " && rm -rf /tmp/agentgym-npm /root/.npm \\\n"
-            f" && {PREFIX}/node/bin/node {PREFIX}/{LAUNCHER} --version\n"
-        )
+        return npm_dockerfile(PREFIX, ["rm -rf /tmp/agentgym-npm /root/.npm",
+                                       f"{PREFIX}/node/bin/node {PREFIX}/{LAUNCHER} --version"])
 
     def image_layer(self) -> ImageLayer:
         """Downloads the npm bundle on first use (blocking, about a minute and 150 MB)."""
-        bundle = ensure_npm_bundle(self.lock)
-        dockerfile = self.dockerfile()
-        key = hashlib.sha256((dockerfile + bundle.name).encode()).hexdigest()[:16]
-        return ImageLayer(dockerfile=dockerfile, context_files={"npm": str(bundle)}, cache_key=f"codex-{key}")
+        return npm_layer(self.lock, self.dockerfile(), "codex")
 
     def config(self, ctx: HarnessContext) -> str:
         """The ``config.toml`` that points Codex at the proxy session."""

@@ -32,12 +32,13 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentgym import paths
 from agentgym.errors import HarnessError
+from agentgym.harness import ImageLayer
 
 __all__ = ["bundle_key", "ensure_host_install", "ensure_npm_bundle", "install_script", "lock_dir"]
 
@@ -179,3 +180,18 @@ def ensure_host_install(name: str, cache_dir: str | Path | None = None, timeout:
         _run(["bash", "-c", install_script(str(bundle), str(host))], bundle, f"offline install of {name}", timeout)
         (host / COMPLETE).write_text("{}")
     return host
+
+
+def npm_dockerfile(prefix: str, steps: Sequence[str]) -> str:
+    """Dockerfile lines that install the build context's ``npm/`` bundle into ``prefix`` offline,
+    then run each shell step (cleanup, a ``--version`` check...) in the same layer."""
+    return ("COPY npm/ /tmp/agentgym-npm/\n"
+            f"RUN {install_script('/tmp/agentgym-npm', prefix)}" + "".join(f" \\\n && {step}" for step in steps) + "\n")
+
+
+def npm_layer(lock: str, dockerfile: str, cache_prefix: str) -> ImageLayer:
+    """The image layer of an npm harness: its bundle (downloaded on first use, blocking) as the
+    ``npm/`` build context, cached by the Dockerfile and the bundle's content key."""
+    bundle = ensure_npm_bundle(lock)
+    key = hashlib.sha256((dockerfile + bundle.name).encode()).hexdigest()[:16]
+    return ImageLayer(dockerfile=dockerfile, context_files={"npm": str(bundle)}, cache_key=f"{cache_prefix}-{key}")

@@ -78,14 +78,13 @@ such as ``["--exclude-tools", "agent,skill"]`` make it shorter.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from agentgym.harness import Harness, HarnessContext, ImageLayer, Launch, tool_call_text
-from agentgym.harnesses.npmbundle import ensure_host_install, ensure_npm_bundle, install_script
+from agentgym.harnesses.npmbundle import ensure_host_install, npm_dockerfile, npm_layer
 from agentgym.runtime.base import Runtime
 
 PREFIX = "/opt/qwen-code"
@@ -147,19 +146,12 @@ class QwenCodeHarness(Harness):
 
     # -- installation --------------------------------------------------------------------------
     def dockerfile(self) -> str:
-        return (
-            "COPY npm/ /tmp/agentgym-npm/\n"
-            f"RUN {install_script('/tmp/agentgym-npm', PREFIX)} \\\n"
-            " && rm -rf /tmp/agentgym-npm /root/.npm \\\n"
-            f" && HOME=/tmp {PREFIX}/node/bin/node {PREFIX}/{ENTRY} --version\n"
-        )
+        return npm_dockerfile(PREFIX, ["rm -rf /tmp/agentgym-npm /root/.npm",
+                                       f"HOME=/tmp {PREFIX}/node/bin/node {PREFIX}/{ENTRY} --version"])
 
     def image_layer(self) -> ImageLayer:
         """Downloads the npm bundle on first use (blocking, about half a minute and 100 MB)."""
-        bundle = ensure_npm_bundle(self.lock)
-        dockerfile = self.dockerfile()
-        key = hashlib.sha256((dockerfile + bundle.name).encode()).hexdigest()[:16]
-        return ImageLayer(dockerfile=dockerfile, context_files={"npm": str(bundle)}, cache_key=f"qwen-code-{key}")
+        return npm_layer(self.lock, self.dockerfile(), "qwen-code")
 
     # -- launch --------------------------------------------------------------------------------
     def launch(self, ctx: HarnessContext, runtime: Runtime | None) -> Launch:
