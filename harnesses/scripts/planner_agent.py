@@ -182,15 +182,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def read_task(args: argparse.Namespace) -> str | None:
-    if args.task is not None:
-        return str(args.task)
-    if args.task_file:
-        with open(args.task_file, encoding="utf-8") as f:
-            return f.read()
-    return os.environ.get("AGENTGYM_TASK")
-
-
 def agent_base_url(base_url: str, agent: str) -> str:
     """The sub-agent route of a session base URL: ``.../s/<sid>/v1`` -> ``.../s/<sid>/a/<agent>/v1``.
 
@@ -454,16 +445,7 @@ class Episode:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        task = read_task(args)
-    except OSError as e:
-        print(f"planner_agent: cannot read the task: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    if task is None:
-        print("planner_agent: no task given (use --task, --task-file or $AGENTGYM_TASK)", file=sys.stderr)
-        return EXIT_USAGE
-    return Episode(args, task).run()
+    return react.cli_main("planner_agent", parse_args, Episode, argv)
 
 
 if __name__ == "__main__":

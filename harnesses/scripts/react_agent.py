@@ -45,6 +45,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from typing import Any
 
 EXIT_OK = 0
 EXIT_USAGE = 2
@@ -321,17 +323,23 @@ class Episode:
         return self.finish(EXIT_STEP_LIMIT, "step_limit")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def cli_main(name: str, parse: Callable[[list[str] | None], argparse.Namespace], episode: Callable[..., Any],
+             argv: list[str] | None = None) -> int:
+    """A script's entry point: parse the arguments, read the task, run ``episode(args, task)``."""
+    args = parse(argv)
     try:
         task = read_task(args)
     except OSError as e:
-        print(f"react_agent: cannot read the task: {e}", file=sys.stderr)
+        print(f"{name}: cannot read the task: {e}", file=sys.stderr)
         return EXIT_USAGE
     if task is None:
-        print("react_agent: no task given (use --task, --task-file or $AGENTGYM_TASK)", file=sys.stderr)
+        print(f"{name}: no task given (use --task, --task-file or $AGENTGYM_TASK)", file=sys.stderr)
         return EXIT_USAGE
-    return Episode(args, task).run()
+    return episode(args, task).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return cli_main("react_agent", parse_args, Episode, argv)
 
 
 if __name__ == "__main__":
