@@ -29,9 +29,23 @@ def rollout(out: Path, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
+# The killed run's harness waits, so its episodes are still running when it is killed (the tiny
+# model can solve hello-file in a few seconds: a run that had already ended its episodes would
+# have removed its containers itself, and the test would prove nothing).
+WAITING_HARNESS = """
+id = "test/waits-v0"
+description = "waits ten minutes without calling the model"
+dialect = "openai"
+
+[launch]
+command = "sleep 600"
+"""
+
+
 def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model: Path) -> None:
-    out = tmp_path / "run"
-    first = rollout(out, "--max-steps", "30", "--timeout", "600", "--warm-pool", "2")
+    harness = tmp_path / "waits.toml"
+    harness.write_text(WAITING_HARNESS)
+    first = rollout(tmp_path / "killed", "--harness", str(harness), "--timeout", "600", "--warm-pool", "2")
     try:
         deadline = time.monotonic() + 600
         while not containers_of(first.pid):
@@ -50,7 +64,7 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model:
     assert left, "a SIGKILLed rollout cannot remove its containers; they must still be there"
     assert containers_of(first.pid, "agentgym.pool=1"), "the warm pool's sandboxes carry the run's labels too"
 
-    second = rollout(out, "--max-steps", "1", "--timeout", "60")
+    second = rollout(tmp_path / "next", "--max-steps", "1", "--timeout", "60")
     try:
         output, _ = second.communicate(timeout=900)
     finally:
