@@ -98,6 +98,13 @@ def rollout(
     max_starting: Annotated[int | None, typer.Option(help="Sandboxes starting at once.")] = None,
     max_verifying: Annotated[int | None, typer.Option(help="Verifications at once.")] = None,
     max_per_task: Annotated[int | None, typer.Option(help="Episodes of one task at once.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Reproducible run: episode ids and sampling seeds derived from "
+                                             "it (same trajectories, however and wherever they run).")] = None,
+    ray_workers: Annotated[int, typer.Option(help="Run the episodes on this many Ray actors, each with its own "
+                                             "engine, sandboxes and proxy (0: in this process).")] = 0,
+    ray_address: Annotated[str | None, typer.Option(help="The Ray cluster to join (auto, host:port); default: a "
+                                                    "Ray instance on this machine for the run.")] = None,
+    ray_cpus: Annotated[float, typer.Option(help="CPUs each Ray worker reserves.")] = 1.0,
     verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
 ) -> None:
     """Run tasks x samples with a harness against a model; writes a trajectory dataset.
@@ -121,7 +128,7 @@ def rollout(
         suite = load_env_target(env)
         selected = select_tasks(suite, _task_ids(tasks))
         load_harness(harness)
-        cfg = RolloutConfig(env=suite, harness=harness, samples=samples,
+        cfg = RolloutConfig(env=env if ray_workers else suite, harness=harness, samples=samples, seed=seed,
                             task_ids=[t.id for t in selected] if tasks else None, out_dir=out, runtime=runtime,
                             concurrency=concurrency, max_steps=max_steps, timeout_s=timeout,
                             default_max_tokens=max_tokens, progress=progress, handle_signals=True,
@@ -130,11 +137,17 @@ def rollout(
                                                    verify_s=verify_timeout),
                             limits=ResourceLimits(starting=max_starting, verifying=max_verifying,
                                                   per_task=max_per_task))
-        engine = load_engine(model)
-        try:
-            result = asyncio.run(run_rollouts(cfg, engine))
-        finally:
-            asyncio.run(engine.aclose())
+        if ray_workers:
+            from agentgym.rollout.distributed import RayOptions, run_rollouts_ray
+
+            result = asyncio.run(run_rollouts_ray(cfg, model, RayOptions(workers=ray_workers, address=ray_address,
+                                                                         cpus_per_worker=ray_cpus)))
+        else:
+            engine = load_engine(model)
+            try:
+                result = asyncio.run(run_rollouts(cfg, engine))
+            finally:
+                asyncio.run(engine.aclose())
     except AgentGymError as e:
         _fail(e)
     except OSError as e:  # a file-system failure nothing below turned into a message

@@ -209,16 +209,17 @@ def reconstruct(calls: Sequence[Call], *, task_id: str, trajectory_id: str, rewa
                 stop_reason: StopReason = StopReason.COMPLETED, harness: str = "", env: str = "",
                 sample_index: int = 0, error: ErrorInfo | None = None, started_at: float = 0.0,
                 ended_at: float = 0.0, anchor_fn: Callable[[str], str] | None = None,
-                metadata: Mapping[str, Any] | None = None) -> list[Trajectory]:
+                metadata: Mapping[str, Any] | None = None, session_id: str = "") -> list[Trajectory]:
     """One trajectory per agent of a session (``main`` first), each with the episode's reward,
-    stop reason and error. Sub-agent trajectories get id ``<trajectory_id>/<agent>``."""
+    stop reason and error. Sub-agent trajectories get id ``<trajectory_id>/<agent>``.
+    ``session_id`` is the session's when it made no call (the calls' own otherwise)."""
     by_agent: dict[str, list[Call]] = {}
     for c in sorted(calls, key=lambda c: c.index):
         by_agent.setdefault(c.agent_id, []).append(c)
     if not by_agent:
         by_agent["main"] = []
     order = sorted(by_agent, key=lambda a: (a != "main", min((c.index for c in by_agent[a]), default=0)))
-    session_id = calls[0].session_id if calls else ""
+    session_id = calls[0].session_id if calls else session_id
     out = []
     for agent in order:
         rec = reconstruct_calls(by_agent[agent], anchor_fn)

@@ -161,12 +161,23 @@ def finish_reason(engine_reason: str, has_tool_calls: bool) -> str:
     return "tool_calls" if has_tool_calls else "stop"
 
 
+def call_seed(seed: int, session_id: str, lineage: str, nth: int) -> int:
+    """The sampling seed of the ``nth`` call of ``lineage`` in a session of a run seeded ``seed``
+    (in [0, 2**63): what every engine takes)."""
+    digest = hashlib.blake2b(f"{seed}\0{session_id}\0{lineage}\0{nth}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1
+
+
 class Pipeline:
     """Plans, generates and records calls for every session of one proxy."""
 
     def __init__(self, engine: Engine, renderer: ChatRenderer, journal: CallLog, max_model_len: int,
-                 pinned: PinnedSampling | None = None, limits: Limits | None = None) -> None:
+                 pinned: PinnedSampling | None = None, limits: Limits | None = None,
+                 seed: int | None = None) -> None:
         self.engine = engine
+        self.seed = seed
+        """Calls that carry no seed get one derived from (seed, session, lineage, call number of
+        the lineage): a seeded run samples the same tokens however its episodes interleave."""
         self.renderer = renderer
         self.journal = journal
         self.max_model_len = max_model_len
@@ -201,6 +212,9 @@ class Pipeline:
                     session.context_overflow = True  # the episode's stop reason if the harness gives up now
                 raise
             sampling = self._sampling(req.sampling, len(plan.prompt_ids))
+            if self.seed is not None and sampling.seed is None:
+                nth = sum(1 for r in session.records if r.agent_id == lineage.name)
+                sampling = dataclasses.replace(sampling, seed=call_seed(self.seed, session.id, lineage.name, nth))
             index = session.next_index
             session.next_index += 1
             call_id = f"{session.id}-{index:04d}"

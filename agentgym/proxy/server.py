@@ -102,13 +102,17 @@ class Proxy:
             out of the cyclic garbage collector's reach (:func:`gc.freeze`), so its full
             collections walk only what the proxy allocates since: they otherwise stall every
             client for tens of milliseconds.
+        seed: give every call that carries no seed of its own one derived from this seed, the
+            session, the (sub-)agent and the call's number (:func:`~agentgym.proxy.pipeline.call_seed`):
+            a seeded run draws the same tokens however its episodes interleave or wherever they run.
     """
 
     def __init__(self, engine: Engine, journal_dir: str | Path, *, host: str = "127.0.0.1", port: int = 0,
                  default_max_tokens: int = 512, max_model_len: int | None = None,
                  allow_new_sessions: bool = False, pinned_sampling: PinnedSampling | None = None,
                  limits: Limits | None = None, on_update: str = "hold", retry_after_s: float = 2.0,
-                 fsync: bool = False, freeze_gc: bool = True, unix_socket: bool | str | Path = True) -> None:
+                 fsync: bool = False, freeze_gc: bool = True, unix_socket: bool | str | Path = True,
+                 seed: int | None = None) -> None:
         if on_update not in ("hold", "reject"):
             raise ProxyError(f"on_update={on_update!r}: use 'hold' or 'reject'", status=500, code="server_error")
         self.engine = engine
@@ -128,7 +132,7 @@ class Proxy:
         self.freeze_gc = freeze_gc
         self._asked_len = max_model_len
         self.pipeline = Pipeline(engine, self.renderer, self.journal, max_model_len or 32768, pinned_sampling,
-                                 self.limits)
+                                 self.limits, seed=seed)
         self.sessions: dict[str, Session] = {}
         self._runner: web.AppRunner | None = None
         self._open = asyncio.Event()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 import uuid
@@ -55,9 +56,15 @@ def sandbox_overrides(proxy: Proxy, network: str) -> dict[str, Any]:
     return {"network": network, "proxy": proxy.endpoint() if network == "proxy" else None}
 
 
-def new_session_id(task: Task, sample_index: int) -> str:
-    """``<task slug>-s<sample>-<random>``: the episode's proxy session and trajectory id."""
-    return f"{slug(task.id)}-s{sample_index}-{uuid.uuid4().hex[:6]}"
+def new_session_id(task: Task, sample_index: int, seed: int | None = None, attempt: int = 0) -> str:
+    """``<task slug>-s<sample>-<6 hex>``: the episode's proxy session and trajectory id. The hex
+    part is random, or with a ``seed`` a function of (seed, task, sample, attempt): a seeded run
+    names its episodes the same wherever and in whatever order they run."""
+    if seed is None:
+        tail = uuid.uuid4().hex[:6]
+    else:
+        tail = hashlib.blake2b(f"{seed}\0{task.id}\0{sample_index}\0{attempt}".encode(), digest_size=3).hexdigest()
+    return f"{slug(task.id)}-s{sample_index}-{tail}"
 
 
 async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: Proxy, backend: RuntimeBackend,
@@ -229,7 +236,8 @@ async def run_episode(spec: EpisodeSpec, *, env: Env, harness: Harness, proxy: P
     try:
         return reconstruct(calls, task_id=task.id, trajectory_id=sid, reward=reward, stop_reason=stop,
                            harness=harness.id, env=task.env, sample_index=spec.sample_index, error=error,
-                           started_at=started, ended_at=time.time(), anchor_fn=env.anchor, metadata=meta)
+                           started_at=started, ended_at=time.time(), anchor_fn=env.anchor, metadata=meta,
+                           session_id=sid)
     except AgentGymError as e:  # keep the episode, without tokens, with the reason
         return [Trajectory(id=sid, task_id=task.id, session_id=sid, segments=(), steps=(), reward=reward,
                   stop_reason=stop, harness=harness.id, env=task.env, sample_index=spec.sample_index,

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -71,6 +72,7 @@ from agentgym.rollout.episode import EpisodeSpec, new_session_id, run_episode, s
 from agentgym.rollout.lock import RunLock
 from agentgym.rollout.metrics import RunMetrics, RunSummary, dumps
 from agentgym.rollout.resume import (
+    SESSIONS_FILE,
     HalfEpisode,
     count_calls,
     read_resume_state,
@@ -140,6 +142,15 @@ class RolloutConfig:
     """Start ``ceil(samples * (1 + overprovision))`` episodes per task and cancel the rest once
     ``samples`` have ended; the cancelled ones are kept, stop reason ``cancelled``
     (:mod:`agentgym.rollout.schedule`)."""
+    seed: int | None = None
+    """Make the run reproducible: episode ids are a function of (seed, task, sample, attempt) and
+    every call that carries no seed of its own is sampled with one derived from (seed, episode,
+    agent, call number), so the same run gives the same trajectories (ids and tokens) whatever
+    the concurrency, the order episodes end in, or the machines they run on
+    (:mod:`agentgym.rollout.distributed`). ``None``: fresh randomness."""
+    episodes: Mapping[tuple[str, int], str] | None = None
+    """Run only these (task, sample) pairs, each under the given session id (a shard of a
+    distributed run, whose driver names the episodes); ``None``: the whole plan."""
 
     def fresh_samples(self, task_id: str) -> int:
         """Fresh (not branched) samples of one task."""
@@ -342,7 +353,9 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
         "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
     try:
-        state = read_resume_state(out, latest_attempts(read_records(journal, export.trajectory_from_record)))
+        journaled = read_records(journal, export.trajectory_from_record)
+        state = read_resume_state(out, latest_attempts(journaled))
+        used = used_session_ids(out, journaled)
     except OSError as e:
         raise storage_error(e, out, "read") from None
     run_id = uuid.uuid4().hex[:8]
@@ -358,6 +371,8 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     # Over-provisioned: a task whose journal already holds its samples runs nothing again.
     todo = [s for s in planned if (s.task.id, s.sample_index) not in state.done
             and not (over and groups[s.task.id].complete)]
+    if config.episodes is None:  # a shard runs under the ids its driver gave
+        todo = fresh_session_ids(todo, used, config.seed)
     skipped = sum(1 for s in planned if (s.task.id, s.sample_index) in state.done)
     pairs = {(s.task.id, s.sample_index) for s in todo}
     retried = len(pairs & state.retry)
@@ -371,13 +386,13 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
     cancelled: list[Trajectory] = []
     if todo:
         await backend.cleanup()
-        progress = _Progress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress,
+        progress = RunProgress(len(todo), f"{config.harness} on {env.id} ({backend.name})", config.progress,
                              metrics)
         images.on_status = progress.note
         backend.status_listener = progress.note  # what a stand-in base image build is doing
         # Also on a Unix socket (<out>/sock/proxy.sock): what runtimes with network="proxy" reach.
         proxy = Proxy(engine, out, default_max_tokens=config.default_max_tokens,
-                      max_model_len=config.max_model_len, pinned_sampling=config.pinned_sampling)
+                      max_model_len=config.max_model_len, pinned_sampling=config.pinned_sampling, seed=config.seed)
         try:
             await proxy.start()
         except OSError as e:
@@ -499,7 +514,7 @@ def plan_episodes(config: RolloutConfig, tasks: Sequence[Task], run_id: str) -> 
     fresh = {t.id: Overprovision(config.overprovision).episodes(config.fresh_samples(t.id)) for t in tasks}
     if config.overprovision and config.branches:
         raise ConfigError("overprovision applies to fresh samples; a run with branches cannot over-provision")
-    specs = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i))
+    specs = [EpisodeSpec(task=t, sample_index=i, run_id=run_id, session_id=new_session_id(t, i, config.seed))
              for t in tasks for i in range(fresh[t.id])]
     nxt = dict(fresh)
     for b in config.branches:
@@ -508,8 +523,33 @@ def plan_episodes(config: RolloutConfig, tasks: Sequence[Task], run_id: str) -> 
             raise ConfigError(f"branch of {b.parent_id}: its task {b.task_id!r} is not among the run's tasks")
         i = nxt[task.id]
         nxt[task.id] += 1
-        specs.append(EpisodeSpec(task=task, sample_index=i, run_id=run_id, session_id=new_session_id(task, i), branch=b))
+        specs.append(EpisodeSpec(task=task, sample_index=i, run_id=run_id, session_id=new_session_id(task, i, config.seed),
+                                 branch=b))
+    if config.episodes is not None:
+        given = config.episodes
+        specs = [dataclasses.replace(s, session_id=given[(s.task.id, s.sample_index)])
+                 for s in specs if (s.task.id, s.sample_index) in given]
     return specs
+
+
+def fresh_session_ids(specs: Sequence[EpisodeSpec], used: set[str], seed: int | None) -> list[EpisodeSpec]:
+    """``specs`` with a new session id for each whose id an earlier attempt used (a seeded run
+    names a retried or resumed episode after its attempt number: still reproducible)."""
+    out = []
+    for s in specs:
+        sid, attempt = s.session_id, 0
+        while sid is None or sid in used:
+            attempt += 1
+            sid = new_session_id(s.task, s.sample_index, seed, attempt)
+        used.add(sid)
+        out.append(s if sid == s.session_id else dataclasses.replace(s, session_id=sid))
+    return out
+
+
+def used_session_ids(out: Path, journal: Sequence[Trajectory]) -> set[str]:
+    """Session ids a run directory has used: started episodes and journaled ones."""
+    started = {r.get("session_id") for r in read_records(out / SESSIONS_FILE, dict)}
+    return {s for s in started if isinstance(s, str)} | {t.session_id for t in journal}
 
 
 async def _run_all(coros: list[Any], stop: asyncio.Event) -> None:
@@ -615,7 +655,7 @@ def latest_attempts(trajectories: Sequence[Trajectory]) -> list[Trajectory]:
     return [t for t in trajectories if last.get((t.task_id, t.sample_index), t.session_id) == t.session_id]
 
 
-class _Progress:
+class RunProgress:
     """A rich progress bar with the run's live figures (silent when disabled or not a TTY)."""
 
     def __init__(self, total: int, title: str, enabled: bool, metrics: RunMetrics) -> None:
@@ -626,7 +666,7 @@ class _Progress:
         self._task: Any = None
         self.title = title
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> RunProgress:
         if self.enabled:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
