@@ -276,6 +276,7 @@ async def _drive(ray: Any, config: RolloutConfig, model: str, options: RayOption
         _start_ray(ray, options)
         try:
             actors, workers_info = await _start_workers(ray, config, model, options)
+            metrics.t0 = time.time()  # the run's figures count from here: Ray and the engines are up
             _write_run_json(out, config, env, model, options, workers_info)
             uninstall = _install_signals(stop, why) if config.handle_signals else (lambda: None)
             try:
@@ -334,7 +335,7 @@ async def _start_workers(ray: Any, config: RolloutConfig, model: str,
         for a in actors:
             ray.kill(a)
         raise AgentGymError(f"a Ray worker failed to start: {_reason(e)}") from None
-    log.info("%d Ray worker(s) on %d node(s)", len(actors), len({i["node_id"] for i in infos}))
+    log.info("%d Ray worker(s) on %d node(s), engines loaded", len(actors), len({i["node_id"] for i in infos}))
     return actors, list(infos)
 
 
