@@ -51,13 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from agentgym import export
-from agentgym.errors import AgentGymError, ConfigError, storage_error
+from agentgym.errors import AgentGymError, ConfigError
 from agentgym.harness import load_harness
 from agentgym.jsonl import append_lines, read_records
 from agentgym.rollout.episode import EpisodeSpec
 from agentgym.rollout.lock import RunLock
 from agentgym.rollout.metrics import RunMetrics, dumps
-from agentgym.rollout.resume import HalfEpisode, read_resume_state, record_interrupted, record_started
+from agentgym.rollout.resume import HalfEpisode, record_interrupted, record_started
 from agentgym.rollout.runner import (
     STOP_SIGNALS,
     RolloutConfig,
@@ -66,8 +66,8 @@ from agentgym.rollout.runner import (
     fresh_session_ids,
     latest_attempts,
     plan_episodes,
+    read_run_state,
     select_tasks,
-    used_session_ids,
 )
 from agentgym.sources import env_from
 
@@ -250,12 +250,7 @@ class _Driver:
 async def _drive(ray: Any, config: RolloutConfig, model: str, options: RayOptions, env: Any,
                  tasks: Sequence[Any], out: Path, t0: float) -> RolloutResult:
     journal = out / "episodes.jsonl"
-    try:
-        journaled = read_records(journal, export.trajectory_from_record)
-        state = read_resume_state(out, latest_attempts(journaled))
-        used = used_session_ids(out, journaled)
-    except OSError as e:
-        raise storage_error(e, out, "read") from None
+    state, used = read_run_state(out)
     if state.half:
         record_interrupted(out, state.half)
     run_id = uuid.uuid4().hex[:8]

@@ -74,6 +74,7 @@ from agentgym.rollout.metrics import RunMetrics, RunSummary, dumps
 from agentgym.rollout.resume import (
     SESSIONS_FILE,
     HalfEpisode,
+    ResumeState,
     count_calls,
     read_resume_state,
     record_interrupted,
@@ -352,12 +353,7 @@ async def _run_locked(config: RolloutConfig, engine: Engine, backend: Any, env: 
         "model": engine.model_name,
         "model_path": engine.model_name if Path(engine.model_name).is_dir() else None,  # the viewer's tokenizer
     }, indent=2))
-    try:
-        journaled = read_records(journal, export.trajectory_from_record)
-        state = read_resume_state(out, latest_attempts(journaled))
-        used = used_session_ids(out, journaled)
-    except OSError as e:
-        raise storage_error(e, out, "read") from None
+    state, used = read_run_state(out)
     run_id = uuid.uuid4().hex[:8]
     storage = _Storage()
     half_calls = sum(h.calls for h in state.half)
@@ -544,6 +540,16 @@ def fresh_session_ids(specs: Sequence[EpisodeSpec], used: set[str], seed: int | 
         used.add(sid)
         out.append(s if sid == s.session_id else dataclasses.replace(s, session_id=sid))
     return out
+
+
+def read_run_state(out: Path) -> tuple[ResumeState, set[str]]:
+    """What ``out`` holds from earlier runs (:func:`~agentgym.rollout.resume.read_resume_state`)
+    and the session ids they used; a :class:`~agentgym.errors.StorageError` when it cannot be read."""
+    try:
+        journaled = read_records(out / "episodes.jsonl", export.trajectory_from_record)
+        return read_resume_state(out, latest_attempts(journaled)), used_session_ids(out, journaled)
+    except OSError as e:
+        raise storage_error(e, out, "read") from None
 
 
 def used_session_ids(out: Path, journal: Sequence[Trajectory]) -> set[str]:
