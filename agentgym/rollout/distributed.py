@@ -239,6 +239,9 @@ class _Driver:
             export.write_jsonl(trajectories, self.journal, append=True)  # all lines or none
         for t in trajectories:
             self.metrics.add(t)
+            if t.agent_id == "main" and t.error is not None and t.stop_reason.outside_the_agent:
+                log.warning("episode %s failed on worker %d (%s): %s", t.session_id, worker, t.error.boundary,
+                            t.error.message)
         halves = [HalfEpisode(**{**h, "run_id": self.run_id, "reason": self.stop_reason}) for h in result["interrupted"]]
         record_interrupted(self.out, halves)
         self.interrupted.extend(halves)
