@@ -1,6 +1,7 @@
 """A rollout killed with SIGKILL while its containers run (its warm pool's among them) leaves them
 behind (nothing of it can run), and the next ``agentgym rollout`` removes them before it starts (``DockerBackend.cleanup``:
-containers whose creating process, by pid and start time, is gone)."""
+containers whose creating process, by pid and start time, is gone). On the local runtime nothing
+is left at all: each sandbox dies with the process that started it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
 
 def containers_of(pid: int, *labels: str) -> list[str]:
     filters = [arg for label in ("agentgym=1", f"agentgym.pid={pid}", *labels) for arg in ("--filter", f"label={label}")]
@@ -22,9 +21,9 @@ def containers_of(pid: int, *labels: str) -> list[str]:
     return out.stdout.split()
 
 
-def rollout(out: Path, *extra: str) -> subprocess.Popen[str]:
+def rollout(out: Path, *extra: str, runtime: str = "docker") -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "agentgym.cli", "rollout", "--env", "terminal/hello-file-v0", "--runtime", "docker",
+        [sys.executable, "-m", "agentgym.cli", "rollout", "--env", "terminal/hello-file-v0", "--runtime", runtime,
          "--samples", "2", "--concurrency", "2", "--model", "tiny", "--out", str(out), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -42,6 +41,8 @@ command = "sleep 600"
 """
 
 
+@pytest.mark.docker
+@pytest.mark.slow
 def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model: Path) -> None:
     harness = tmp_path / "waits.toml"
     harness.write_text(WAITING_HARNESS)
@@ -74,3 +75,31 @@ def test_the_next_run_removes_what_a_killed_run_left(tmp_path: Path, tiny_model:
     assert containers_of(first.pid) == []
     assert containers_of(second.pid) == []  # and it removed its own
     assert "completed: 2 episode(s)" in output
+
+
+def test_a_killed_run_leaves_no_local_sandbox_running(tmp_path: Path, tiny_model: Path) -> None:
+    marker = "sleep 598"  # this test's harness processes
+    harness = tmp_path / "waits.toml"
+    harness.write_text(WAITING_HARNESS.replace("sleep 600", marker))
+    run = rollout(tmp_path / "killed", "--harness", str(harness), "--timeout", "600", runtime="local")
+    try:
+        deadline = time.monotonic() + 300
+        while len(pgrep(marker)) < 2:
+            assert run.poll() is None, run.communicate()[0]
+            assert time.monotonic() < deadline, "the two episodes' harnesses did not start in 5 minutes"
+            time.sleep(0.3)
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        if run.stdout is not None:
+            run.stdout.close()
+    deadline = time.monotonic() + 10
+    while pgrep(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pgrep(marker) == [], "the sandboxes (bwrap and the agent inside) died with the killed run"
+
+
+def pgrep(pattern: str) -> list[str]:
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()

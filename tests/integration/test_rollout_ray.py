@@ -196,3 +196,34 @@ def test_ray_workers_run_their_own_docker_sandboxes(tmp_path: Path, tiny_model: 
         left = subprocess.run(["docker", "ps", "-a", "-q", "--filter", "label=agentgym=1", "--filter",
                                f"label=agentgym.pid={w['pid']}"], capture_output=True, text=True, check=True)
         assert left.stdout.split() == [], f"worker {w['pid']} removed its containers"
+
+
+@pytest.mark.slow
+def test_the_pieces_of_a_worker_that_dies_go_to_another(tmp_path: Path, tiny_model: Path, ray_cluster: str) -> None:
+    harness = tmp_path / "waits.toml"
+    marker = "sleep 596"
+    harness.write_text(WAITING_HARNESS.replace("sleep 600", marker))
+    out = tmp_path / "run"
+    proc = cli("--env", "terminal/basic-v0", "--tasks", "hello-file,leave-a-note", "--runtime", "local",
+               "--samples", "2", "--harness", str(harness), "--seed", "5", "--ray-workers", "2",
+               "--ray-address", ray_cluster, "--out", str(out), "--timeout", "20")
+    try:
+        deadline = time.monotonic() + 300
+        while len(sleepers(marker)) < 4 or not (out / "run.json").exists():
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, "the four episodes' harnesses did not all start in 5 minutes"
+            time.sleep(0.5)
+        victim = json.loads((out / "run.json").read_text())["ray"]["workers"][0]["pid"]
+        os.kill(victim, signal.SIGKILL)
+        output, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, output
+    assert "worker 0 died" in output and "handing the piece to another worker" in output, output
+    assert "completed: 4 episode(s)" in output, output
+    ended = journal(out)
+    assert sorted(ended) == [("hello-file", 0), ("hello-file", 1), ("leave-a-note", 0), ("leave-a-note", 1)]
+    assert all(t.stop_reason.value == "timeout" for t in ended.values())
+    ran = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])["workers"]
+    assert [w["episodes"] for w in ran] == [0, 4], ran
