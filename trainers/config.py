@@ -81,6 +81,12 @@ class TrainConfig:
     overprovision: float = 0.0
     """Extra episodes per group, the long tail cancelled once ``group_size`` ended
     (``RolloutConfig.overprovision``; cancelled episodes are not trained: ``drop_stop_reasons``)."""
+    ray_workers: int = 0
+    """Run each iteration's rollouts on this many Ray actors, each with its own engine (sent
+    every weight update), sandboxes and proxy (:mod:`agentgym.rollout.distributed`); 0: in this
+    process. ``concurrency`` is then per worker."""
+    ray_address: str | None = None
+    """The Ray cluster to join (``auto``, ``host:port``); ``None``: a Ray instance on this machine."""
     max_steps: int | None = 10
     """Agent steps per episode (``None``: each task's own limit)."""
     max_tokens: int = 96

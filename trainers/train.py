@@ -175,7 +175,8 @@ def _check_same_run(out: Path, config: TrainConfig) -> None:
     mine = dataclasses.asdict(config)
     if saved.is_file():
         theirs = json.loads(saved.read_text())
-        free = {"iterations", "progress", "tensorboard", "save_every", "weight_sync_timeout_s", "concurrency"}
+        free = {"iterations", "progress", "tensorboard", "save_every", "weight_sync_timeout_s", "concurrency",
+                "ray_workers", "ray_address"}  # how rollouts run, not what is trained
         diff = sorted(k for k in mine if k not in free and theirs.get(k) != mine[k])
         if diff:
             raise ConfigError(f"{out} holds a run with a different configuration ({', '.join(diff)}); "
@@ -223,6 +224,33 @@ async def _push_policies(engine: Engine, model: torch.nn.Module, policies: Mappi
                 for role, (m, _) in policies.items()])
 
 
+@dataclass
+class _Rollouts:
+    """Where an iteration's rollouts run and where new weights go: in this process (``engine``,
+    ``backend``) or on Ray workers (``pool``: each worker's engine gets every update too)."""
+
+    engine: Engine
+    backend: RuntimeBackend | None
+    pool: Any = None
+    """A :class:`~agentgym.rollout.distributed.RayRolloutPool`, or ``None``."""
+
+    async def run(self, cfg: RolloutConfig) -> RolloutResult:
+        if self.pool is not None:
+            result: RolloutResult = await self.pool.run(cfg)
+            return result
+        return await run_rollouts(cfg, self.engine, backend=self.backend)
+
+    async def push(self, model: torch.nn.Module, policies: Mapping[str, Policy] | None, version: int,
+                   timeout_s: float) -> float:
+        seconds = await _push_policies(self.engine, model, policies, version, timeout_s)
+        if self.pool is not None:
+            t = time.time()
+            await self.pool.update_weights({k: v.detach().cpu() for k, v in model.state_dict().items()}, version,
+                                           timeout_s)
+            seconds += time.time() - t
+        return seconds
+
+
 def _task_schedule(task_ids: Sequence[str], config: TrainConfig, iteration: int) -> list[str]:
     """The tasks of ``iteration``: a seeded draw without replacement, fresh each iteration."""
     rng = random.Random(config.seed * 7919 + iteration)
@@ -266,6 +294,12 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     if roles and engine_id != "agentgym/embedded-v0":
         raise ConfigError(f"multi_agent.policies = 'per-agent' serves each role from its own embedded engine; "
                           f"{config.model!r} is served by {engine_id} (one server per role is not wired up)")
+    if config.ray_workers and roles:
+        raise ConfigError("one policy per agent role does not run on Ray yet: drop ray_workers or "
+                          "multi_agent.policies = 'per-agent'")
+    if config.ray_workers and tree is not None:
+        raise ConfigError("rollout = 'tree' replays calls kept in the run's directory: it does not run on Ray yet; "
+                          "drop ray_workers")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     _check_same_run(out, config)
@@ -274,7 +308,6 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     all_tasks = [t.id for t in select_tasks(env, config.task_ids)]
     if config.heldout_tasks >= len(all_tasks):
         raise ConfigError(f"heldout_tasks ({config.heldout_tasks}) leaves no task to train on ({len(all_tasks)} tasks)")
-    heldout_ids, train_ids = all_tasks[:config.heldout_tasks], all_tasks[config.heldout_tasks:]
     owns_engine = engine is None
     if engine is None:
         kwargs = {"device": config.device} if engine_id == "agentgym/embedded-v0" else {}
@@ -290,6 +323,29 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
         m.train()
         return m, _optimizer(config, m)
 
+    pool = None
+    try:
+        if config.ray_workers:  # rollouts on Ray workers, each with its own engine (sent every update)
+            from agentgym.rollout.distributed import RayOptions, RayRolloutPool
+
+            pool = RayRolloutPool(config.model, config.runtime, RayOptions(workers=config.ray_workers,
+                                                                            address=config.ray_address),
+                                  concurrency=config.concurrency)
+            await pool.start()
+        return await _train(config, env, engine, _Rollouts(engine, backend, pool), roles, multi, tree, new_policy,
+                            out)
+    finally:
+        if pool is not None:
+            await pool.aclose()
+        if owns_engine:
+            await engine.aclose()
+
+
+async def _train(config: TrainConfig, env: Any, engine: Engine, rollouts: _Rollouts, roles: Sequence[str],
+                 multi: MultiAgentConfig | None, tree: TreeRolloutConfig | None, new_policy: Callable[[], Policy],
+                 out: Path) -> TrainResult:
+    all_tasks = [t.id for t in select_tasks(env, config.task_ids)]
+    heldout_ids, train_ids = all_tasks[:config.heldout_tasks], all_tasks[config.heldout_tasks:]
     model, optimizer = new_policy()
     others: dict[str, Policy] = {role: new_policy() for role in roles[1:]}
     policies: dict[str, Policy] | None = {roles[0]: (model, optimizer), **others} if roles else None
@@ -306,12 +362,13 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
         moved = _set_aside_later_rollouts(out, start + 1)
         print(f"resuming {out} after iteration {resumed_from} (policy version {version})"
               + (f"; set aside rollouts of {', '.join(moved)}" if moved else ""), flush=True)
-        await _push_policies(engine, model, policies, version, config.weight_sync_timeout_s)
+        await rollouts.push(model, policies, version, config.weight_sync_timeout_s)
     log = MetricsLog(out, start_iteration=start, tensorboard=config.tensorboard, iterations=config.iterations)
     pinned = PinnedSampling(temperature=config.temperature, top_p=config.top_p, max_tokens=config.max_tokens)
 
     def rollout_config(task_ids: Sequence[str], out_dir: Path, **extra: Any) -> RolloutConfig:
-        return RolloutConfig(env=env, harness=config.harness, samples=config.group_size,
+        return RolloutConfig(env=config.env if rollouts.pool is not None else env, harness=config.harness,
+                             samples=config.group_size,
                              task_ids=list(task_ids), out_dir=str(out_dir), runtime=config.runtime,
                              concurrency=config.concurrency, max_steps=config.max_steps,
                              default_max_tokens=config.max_tokens, max_model_len=config.max_model_len,
@@ -326,13 +383,12 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
     heldout: list[Trajectory] = []
     if echo is not None and heldout_ids:
         # Sampled once with the initial policy (resumable; a resumed run reads them back).
-        heldout = (await run_rollouts(rollout_config(heldout_ids, out / "rollouts" / "heldout"), engine,
-                                      backend=backend)).main
+        heldout = (await rollouts.run(rollout_config(heldout_ids, out / "rollouts" / "heldout"))).main
     try:
         for it in range(start, config.iterations):
             metrics = await _iteration(it, config, env_tasks=train_ids, engine=engine, model=model, optimizer=optimizer,
                                        version=version, pad_id=pad_id, loss_config=loss_config, echo=echo,
-                                       rollout_config=rollout_config, backend=backend, out=out, multi=multi,
+                                       rollout_config=rollout_config, rollouts=rollouts, out=out, multi=multi,
                                        policies=policies, tree=tree, predictor=predictor)
             version = int(metrics["policy_version_after"])
             if heldout:
@@ -346,15 +402,13 @@ async def train_async(config: TrainConfig, *, engine: Engine | None = None,
                                      tokenizer=engine.tokenizer, agents=others)
     finally:
         log.close()
-        if owns_engine:
-            await engine.aclose()
     return TrainResult(out=out, metrics=read_metrics(log.path), policy_version=version, resumed_from=resumed_from)
 
 
 async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], engine: Engine,
                      model: torch.nn.Module, optimizer: torch.optim.Optimizer, version: int, pad_id: int,
                      loss_config: LossConfig | None, echo: EchoConfig | None, rollout_config: Any,
-                     backend: RuntimeBackend | None, out: Path, multi: MultiAgentConfig | None = None,
+                     rollouts: _Rollouts, out: Path, multi: MultiAgentConfig | None = None,
                      policies: Mapping[str, Policy] | None = None, tree: TreeRolloutConfig | None = None,
                      predictor: SuccessPredictor | None = None) -> dict[str, Any]:
     tasks = _task_schedule(env_tasks, config, it)
@@ -364,12 +418,12 @@ async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], 
     if tree is not None and predictor is not None:
         async def run_wave(samples_by_task: Mapping[str, int], branches: Sequence[Branch]) -> RolloutResult:
             cfg = rollout_config(tasks, rollout_dir, samples_by_task=dict(samples_by_task), branches=list(branches))
-            return await run_rollouts(cfg, engine, backend=backend)
+            return await rollouts.run(cfg)
 
         result, tree_metrics = await tree_rollouts(run_wave, tasks, len(tasks) * config.group_size, predictor, tree,
                                                    rollout_dir / "calls")
     else:
-        result = await run_rollouts(rollout_config(tasks, rollout_dir), engine, backend=backend)
+        result = await rollouts.run(rollout_config(tasks, rollout_dir))
     t_rollout = time.time() - t0
     trajs = result.main
     if multi is not None:
@@ -417,8 +471,7 @@ async def _iteration(it: int, config: TrainConfig, *, env_tasks: Sequence[str], 
                            policies=policies, policy_role=multi.policy_role if multi is not None else None)
     if update is not None:
         metrics["update"] = update
-        metrics["weight_sync_s"] = await _push_policies(engine, model, policies, version + 1,
-                                                        config.weight_sync_timeout_s)
+        metrics["weight_sync_s"] = await rollouts.push(model, policies, version + 1, config.weight_sync_timeout_s)
         metrics["policy_version_after"] = version + 1
     metrics["seconds_update"] = time.time() - t1
     return metrics

@@ -71,7 +71,7 @@ from agentgym.rollout.runner import (
 )
 from agentgym.sources import env_from
 
-__all__ = ["RayOptions", "RolloutWorker", "run_rollouts_ray"]
+__all__ = ["RayOptions", "RayRolloutPool", "RolloutWorker", "run_rollouts_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,11 @@ class RolloutWorker:
             self._stops.discard(stop)
             shutil.rmtree(out, ignore_errors=True)
 
+    async def update_weights(self, state_dict: dict[str, Any], version: int) -> int:
+        """Load new policy weights into this worker's engine; returns its policy version."""
+        await self.engine.update_weights(state_dict, version)
+        return int(self.engine.policy_version)
+
     def stop(self) -> int:
         """Stop the pieces in flight as a signal would (sandboxes removed, episodes listed as
         interrupted in their results); returns how many were stopped."""
@@ -185,10 +190,18 @@ def _engine_model(model: str) -> str:
 
 async def run_rollouts_ray(config: RolloutConfig, model: str, options: RayOptions | None = None) -> RolloutResult:
     """Run ``config`` on Ray workers (see the module docstring); the result is what
-    :func:`~agentgym.rollout.runner.run_rollouts` returns for the same run."""
+    :func:`~agentgym.rollout.runner.run_rollouts` returns for the same run. Starts the workers
+    for this run and stops them after (:class:`RayRolloutPool` keeps them for many runs)."""
     options = options or RayOptions()
+    prepare(config, options)  # a bad config fails before Ray starts
+    async with RayRolloutPool(model, config.runtime, options, concurrency=config.concurrency) as pool:
+        return await pool.run(config)
+
+
+def prepare(config: RolloutConfig, options: RayOptions) -> tuple[RolloutConfig, Any, list[Any]]:
+    """``config`` as the workers need it (absolute paths: they may run elsewhere), its env and
+    tasks; a :class:`~agentgym.errors.ConfigError` for what a Ray run cannot do."""
     _check(config, options)
-    t0 = time.time()
     out = Path(config.out_dir).resolve()
     env_path = Path(str(config.env))
     env_target = str(env_path.resolve()) if env_path.exists() else str(config.env)
@@ -197,10 +210,89 @@ async def run_rollouts_ray(config: RolloutConfig, model: str, options: RayOption
     harness_path = Path(config.harness)
     harness = str(harness_path.resolve()) if harness_path.exists() else config.harness
     tasks = select_tasks(env, config.task_ids)
-    config = dataclasses.replace(config, env=env_target, harness=harness, out_dir=str(out))
-    ray = _import_ray()
-    with RunLock(out):
-        return await _drive(ray, config, _engine_model(model), options, env, tasks, out, t0)
+    return dataclasses.replace(config, env=env_target, harness=harness, out_dir=str(out)), env, tasks
+
+
+class RayRolloutPool:
+    """Ray workers kept for many runs (a training loop's iterations): :meth:`run` runs one
+    rollout on them, :meth:`update_weights` pushes new policy weights to every worker's engine.
+
+    Use as ``async with RayRolloutPool(model, runtime, options) as pool: ...``; the workers
+    (and a Ray instance it started) stop at the end."""
+
+    def __init__(self, model: str, runtime: str, options: RayOptions | None = None, *, concurrency: int = 4) -> None:
+        self.options = options or RayOptions()
+        self.runtime = runtime
+        self.concurrency = max(1, concurrency)
+        self.model = _engine_model(model)
+        self.ray = _import_ray()
+        self.actors: list[Any] = []
+        self.infos: list[dict[str, Any]] = []
+        self.alive: set[int] = set()
+        self._own_ray = False
+        self.policy_version = 0
+
+    async def __aenter__(self) -> RayRolloutPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        if self.actors:
+            return
+        # Ray started or joined here is shut down (or left) at the end; a caller's own stays.
+        self._own_ray = not self.ray.is_initialized()
+        if self._own_ray:
+            _start_ray(self.ray, self.options)
+        try:
+            self.actors, self.infos = await _start_workers(self.ray, self.runtime, self.concurrency, self.model,
+                                                           self.options)
+        except BaseException:
+            if self._own_ray:
+                self.ray.shutdown()
+            raise
+        self.alive = set(range(len(self.actors)))
+
+    async def run(self, config: RolloutConfig) -> RolloutResult:
+        """One rollout (``config``) on the pool's workers, journaled in ``config.out_dir``."""
+        if config.runtime != self.runtime:
+            raise ConfigError(f"this pool's workers run {self.runtime!r} sandboxes; the rollout asks for {config.runtime!r}")
+        if config.concurrency > self.concurrency:
+            raise ConfigError(f"the pool's workers take {self.concurrency} episodes at once; the rollout asks for "
+                              f"{config.concurrency}")
+        config, env, tasks = prepare(config, self.options)
+        await self.start()
+        out = Path(config.out_dir)
+        with RunLock(out):
+            return await _drive(self, config, env, tasks, out, time.time())
+
+    async def update_weights(self, state_dict: dict[str, Any], version: int, timeout_s: float = 600.0) -> None:
+        """Load ``state_dict`` into every live worker's engine as policy ``version``; raises
+        :class:`~agentgym.errors.EngineError` when one fails or takes longer than ``timeout_s``."""
+        from agentgym.errors import EngineError
+
+        ref = self.ray.put(state_dict)  # once into the object store, not once per worker
+        live = sorted(self.alive)
+        try:
+            versions = await asyncio.wait_for(
+                asyncio.gather(*[_await(self.actors[i].update_weights.remote(ref, version)) for i in live]), timeout_s)
+        except asyncio.TimeoutError:
+            raise EngineError(f"pushing policy version {version} to {len(live)} Ray worker(s) took more than "
+                              f"{timeout_s:.0f}s") from None
+        except Exception as e:
+            raise EngineError(f"pushing policy version {version} to the Ray workers failed: {_reason(e)}") from None
+        if any(v != version for v in versions):
+            raise EngineError(f"Ray workers report policy versions {versions} after an update to {version}")
+        self.policy_version = version
+
+    async def aclose(self) -> None:
+        await _close_workers(self.ray, self.actors)
+        self.actors, self.alive = [], set()
+        if self._own_ray:
+            self.ray.shutdown()
+            self._own_ray = False
 
 
 @dataclass
@@ -212,8 +304,7 @@ class _Piece:
 class _Driver:
     """The driver's side of a Ray run: hands out pieces, gathers results into the one journal."""
 
-    def __init__(self, ray: Any, config: RolloutConfig, out: Path, run_id: str, metrics: RunMetrics) -> None:
-        self.ray = ray
+    def __init__(self, config: RolloutConfig, out: Path, run_id: str, metrics: RunMetrics) -> None:
         self.config = config
         self.out = out
         self.run_id = run_id
@@ -250,8 +341,8 @@ class _Driver:
         self.by_worker[worker] = self.by_worker.get(worker, 0) + sum(1 for t in trajectories if t.agent_id == "main")
 
 
-async def _drive(ray: Any, config: RolloutConfig, model: str, options: RayOptions, env: Any,
-                 tasks: Sequence[Any], out: Path, t0: float) -> RolloutResult:
+async def _drive(pool: RayRolloutPool, config: RolloutConfig, env: Any, tasks: Sequence[Any], out: Path,
+                 t0: float) -> RolloutResult:
     journal = out / "episodes.jsonl"
     state, used = read_run_state(out)
     if state.half:
@@ -263,28 +354,18 @@ async def _drive(ray: Any, config: RolloutConfig, model: str, options: RayOption
     pairs = {(s.task.id, s.sample_index) for s in todo}
     retried = len(pairs & state.retry)
     resumed = len(pairs & (state.interrupted_pairs - state.retry))
-    metrics = RunMetrics(options.workers * max(1, config.concurrency), len(todo))
-    driver = _Driver(ray, config, out, run_id, metrics)
+    metrics = RunMetrics(len(pool.alive) * max(1, config.concurrency), len(todo))
+    driver = _Driver(config, out, run_id, metrics)
     stop = asyncio.Event()
     why: dict[str, str] = {}  # the signal that set ``stop``
     stopped_by: str | None = None
-    workers_info: list[dict[str, Any]] = []
+    _write_run_json(out, config, env, pool)
     if todo:
-        own_ray = options.address is None
-        _start_ray(ray, options)
+        uninstall = _install_signals(stop, why) if config.handle_signals else (lambda: None)
         try:
-            actors, workers_info = await _start_workers(ray, config, model, options)
-            metrics.t0 = time.time()  # the run's figures count from here: Ray and the engines are up
-            _write_run_json(out, config, env, model, options, workers_info)
-            uninstall = _install_signals(stop, why) if config.handle_signals else (lambda: None)
-            try:
-                stopped_by = await _dispatch(driver, actors, todo, options, config, stop, why)
-            finally:
-                uninstall()
-                await _close_workers(ray, actors, workers_info)
+            stopped_by = await _dispatch(driver, pool, todo, pool.options, config, stop, why)
         finally:
-            if own_ray:
-                ray.shutdown()
+            uninstall()
     everything = latest_attempts(read_records(journal, export.trajectory_from_record))
     parquet = export.write_parquet(everything, out / "trajectories.parquet")
     status = (f"stopped by {stopped_by}" if stopped_by else
@@ -297,7 +378,7 @@ async def _drive(ray: Any, config: RolloutConfig, model: str, options: RayOption
         build_s=round(driver.build_s, 3), builds=driver.builds)
     (out / "summary.json").write_text(dumps(summary) + "\n", encoding="utf-8")
     append_lines(out / "runs.jsonl", [json.dumps({**summary.to_json(), "workers": [
-        {**w, "episodes": driver.by_worker.get(i, 0)} for i, w in enumerate(workers_info)]})])
+        {**w, "episodes": driver.by_worker.get(i, 0)} for i, w in enumerate(pool.infos)]})])
     return RolloutResult(trajectories=everything, out_dir=out, journal=journal, parquet=parquet,
                          backend=summary.backend, skipped=skipped, seconds=time.time() - t0, retried=retried,
                          resumed=resumed, interrupted=tuple(driver.interrupted), stopped_by=stopped_by,
@@ -315,12 +396,11 @@ def _start_ray(ray: Any, options: RayOptions) -> None:
              object_store_memory=128 * 1024 * 1024, log_to_driver=not quiet, logging_level=level)
 
 
-async def _start_workers(ray: Any, config: RolloutConfig, model: str,
+async def _start_workers(ray: Any, runtime: str, concurrency: int, model: str,
                          options: RayOptions) -> tuple[list[Any], list[dict[str, Any]]]:
     remote = ray.remote(RolloutWorker).options(
-        num_cpus=options.cpus_per_worker, max_concurrency=max(1, config.concurrency) + 4,
-        scheduling_strategy="SPREAD")
-    actors = [remote.remote(model, config.runtime) for _ in range(options.workers)]
+        num_cpus=options.cpus_per_worker, max_concurrency=max(1, concurrency) + 4, scheduling_strategy="SPREAD")
+    actors = [remote.remote(model, runtime) for _ in range(options.workers)]
     try:
         infos = await asyncio.wait_for(asyncio.gather(*[_await(a.info.remote()) for a in actors]),
                                        WORKER_CALL_TIMEOUT_S)
@@ -337,7 +417,7 @@ async def _start_workers(ray: Any, config: RolloutConfig, model: str,
     return actors, list(infos)
 
 
-async def _close_workers(ray: Any, actors: Sequence[Any], infos: list[dict[str, Any]]) -> None:
+async def _close_workers(ray: Any, actors: Sequence[Any]) -> None:
     for actor in actors:
         try:
             await asyncio.wait_for(_await(actor.close.remote()), WORKER_CALL_TIMEOUT_S)
@@ -347,15 +427,15 @@ async def _close_workers(ray: Any, actors: Sequence[Any], infos: list[dict[str, 
             ray.kill(actor)
 
 
-async def _dispatch(driver: _Driver, actors: Sequence[Any], todo: Sequence[EpisodeSpec], options: RayOptions,
+async def _dispatch(driver: _Driver, pool: RayRolloutPool, todo: Sequence[EpisodeSpec], options: RayOptions,
                     config: RolloutConfig, stop: asyncio.Event, why: dict[str, str]) -> str | None:
     """Hand the pieces out until all came back (or a stop); returns the stop's reason or None."""
     queue = deque(_Piece(list(todo[i:i + options.chunk])) for i in range(0, len(todo), options.chunk))
     per_worker = max(1, config.concurrency)
-    alive = set(range(len(actors)))
+    actors, alive = pool.actors, pool.alive  # a worker that dies is gone for the pool's later runs too
     busy = {i: 0 for i in alive}
     running: dict[asyncio.Future[Any], tuple[int, _Piece]] = {}
-    progress = RunProgress(len(todo), f"{config.harness} on {config.env} (Ray: {len(actors)} workers)",
+    progress = RunProgress(len(todo), f"{config.harness} on {config.env} (Ray: {len(alive)} workers)",
                            config.progress, driver.metrics)
     stopping = asyncio.ensure_future(stop.wait())
     stopped = False
@@ -446,12 +526,12 @@ def _install_signals(stop: asyncio.Event, why: dict[str, str]) -> Any:
     return uninstall
 
 
-def _write_run_json(out: Path, config: RolloutConfig, env: Any, model: str, options: RayOptions,
-                    workers: list[dict[str, Any]]) -> None:
+def _write_run_json(out: Path, config: RolloutConfig, env: Any, pool: RayRolloutPool) -> None:
+    model = pool.model
     info = {"env": config.env if isinstance(config.env, str) else env.id, "harness": config.harness,
             "samples": config.samples, "backend": f"ray:{config.runtime}", "model": model,
             "model_path": model if Path(model).is_dir() else None, "seed": config.seed,
-            "ray": {"workers": workers, "address": options.address, "chunk": options.chunk}}
+            "ray": {"workers": pool.infos, "address": pool.options.address, "chunk": pool.options.chunk}}
     (out / "run.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 

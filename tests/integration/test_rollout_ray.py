@@ -227,3 +227,28 @@ def test_the_pieces_of_a_worker_that_dies_go_to_another(tmp_path: Path, tiny_mod
     assert all(t.stop_reason.value == "timeout" for t in ended.values())
     ran = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])["workers"]
     assert [w["episodes"] for w in ran] == [0, 4], ran
+
+
+@pytest.mark.slow
+def test_training_rolls_out_on_ray_workers_and_sends_them_every_update(tmp_path: Path, tiny_model: Path,
+                                                                      ray_cluster: str) -> None:
+    from agentgym.export import read_jsonl
+    from agentgym.trainers.config import TrainConfig
+    from agentgym.trainers.train import train
+
+    result = train(TrainConfig(
+        model="tiny", env="tests.integration.train_helpers:SharedAlternatingEnv", runtime="local",
+        out=str(tmp_path / "run"), iterations=2, tasks_per_iteration=2, group_size=4, concurrency=4, max_steps=2,
+        max_tokens=48, lr=1e-2, progress=False, estimator="grpo", ray_workers=2, ray_address=ray_cluster))
+    m0, m1 = result.metrics
+    assert m0["update"]["optimizer_steps"] == 1 and m1["update"]["optimizer_steps"] == 1
+    assert result.policy_version == 2
+    for it, m in enumerate((m0, m1)):
+        # the workers sampled with the trainer's weights: before the first update, and after it (pushed)
+        assert abs(m["first_step_ratio"]["min"] - 1) < 1e-4 and abs(m["first_step_ratio"]["max"] - 1) < 1e-4, (it, m)
+        rollouts = tmp_path / "run" / "rollouts" / f"iter-{it:05d}"
+        versions = {v for t in read_jsonl(rollouts / "episodes.jsonl") for s in t.segments
+                    for v, a in zip(s.policy_version, s.action_mask, strict=True) if a}
+        assert versions == {it}, (it, versions)
+        workers = json.loads((rollouts / "run.json").read_text())["ray"]["workers"]
+        assert len({w["node_id"] for w in workers}) == 2

@@ -7,6 +7,7 @@ signal, whatever the tiny model does."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import ClassVar
 
 from agentgym.env import Env, Evaluation
 from agentgym.runtime.base import Runtime
@@ -37,3 +38,16 @@ def register() -> None:
 
     registries.envs.register(ENV_ID, "tests.integration.train_helpers:AlternatingEnv",
                              description="test: alternating rewards")
+
+
+class SharedAlternatingEnv(AlternatingEnv):
+    """:class:`AlternatingEnv` whose count lives in the process, not the instance: what a Ray
+    worker needs, since it loads the env (``tests.integration.train_helpers:SharedAlternatingEnv``)
+    for every piece of work it runs. A worker that evaluates a task twice per iteration scores
+    it once 1 and once 0."""
+
+    shared: ClassVar[Counter[str]] = Counter()
+
+    def __init__(self, num_tasks: int = 4) -> None:
+        super().__init__(num_tasks)
+        self.seen = SharedAlternatingEnv.shared
