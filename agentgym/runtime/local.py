@@ -619,7 +619,10 @@ class LocalBackend(RuntimeBackend):
         self._live.clear()
 
     async def cleanup(self) -> int:
-        """Delete temp directories of local runtimes whose creating process is gone."""
+        """Remove what local runtimes whose creating process is gone left: kill the sandbox
+        processes still running from their directories (a run killed with SIGKILL usually takes
+        its ``bwrap`` processes with it, ``--die-with-parent``, but not always), then delete the
+        directories."""
         removed = 0
         for base in Path(self.tmp_root or tempfile.gettempdir()).glob(f"{PREFIX}*"):
             try:
@@ -627,9 +630,30 @@ class LocalBackend(RuntimeBackend):
             except (OSError, ValueError):
                 continue
             if not pid_alive(int(owner.get("pid", 0)), str(owner.get("start", ""))):
+                for pid in processes_using(base):
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)  # bwrap: its sandbox dies with it
                 await asyncio.to_thread(shutil.rmtree, base, True)
                 removed += 1
         return removed
+
+
+def processes_using(base: Path) -> list[int]:
+    """Pids of this user's processes whose command line names a path under ``base`` (the
+    ``bwrap`` of a runtime binds its directories by path)."""
+    needle = (str(base) + "/").encode()
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 def _is_socket(path: str) -> bool:

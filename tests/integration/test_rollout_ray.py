@@ -21,6 +21,7 @@ from agentgym import export
 from agentgym.jsonl import read_records
 from agentgym.proxy.calllog import read_calls
 from agentgym.types import Trajectory
+from tests.integration.waiting import processes, waiting_harness
 
 ray = pytest.importorskip("ray")  # a dev dependency (pyproject's dev extra): CI has it
 
@@ -125,27 +126,10 @@ def test_a_ray_run_on_two_nodes_writes_the_trajectories_of_the_local_run(tmp_pat
     assert sorted(t.session_id for t in exported if t.agent_id == "main") == sorted(t.session_id for t in on_ray.values())
 
 
-WAITING_HARNESS = """
-id = "test/waits-v0"
-description = "waits ten minutes without calling the model"
-dialect = "openai"
-
-[launch]
-command = "sleep 600"
-"""
-
-
-def sleepers(marker: str) -> list[int]:
-    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
-
-
 @pytest.mark.slow
 def test_a_stopped_ray_run_removes_its_sandboxes_and_resumes(tmp_path: Path, tiny_model: Path,
                                                             ray_cluster: str) -> None:
-    harness = tmp_path / "waits.toml"
-    marker = "sleep 597"  # this test's harness processes (no other test sleeps 597 s)
-    harness.write_text(WAITING_HARNESS.replace("sleep 600", marker))
+    harness, marker = waiting_harness(tmp_path, 597)
     out = tmp_path / "run"
     common = ("--env", "terminal/basic-v0", "--tasks", "hello-file,leave-a-note", "--runtime", "local",
               "--samples", "2", "--harness", str(harness), "--seed", "5", "--ray-workers", "2",
@@ -153,7 +137,7 @@ def test_a_stopped_ray_run_removes_its_sandboxes_and_resumes(tmp_path: Path, tin
     first = cli(*common)
     try:
         deadline = time.monotonic() + 300
-        while len(sleepers(marker)) < 4:
+        while len(processes(marker)) < 4:
             assert first.poll() is None, first.communicate()[0]
             assert time.monotonic() < deadline, "the four episodes' harnesses did not all start in 5 minutes"
             time.sleep(0.5)
@@ -164,7 +148,7 @@ def test_a_stopped_ray_run_removes_its_sandboxes_and_resumes(tmp_path: Path, tin
             first.kill()
     assert first.returncode == 128 + signal.SIGTERM, output
     assert "stopped by SIGTERM" in output and "half episodes: 4 cut short" in output, output
-    assert sleepers(marker) == [], "the workers removed their sandboxes (process trees)"
+    assert processes(marker) == [], "the workers removed their sandboxes (process trees)"
     halves = [json.loads(line) for line in (out / "interrupted.jsonl").read_text().splitlines()]
     assert sorted((h["task_id"], h["sample_index"], h["reason"]) for h in halves) == \
         [("hello-file", 0, "SIGTERM"), ("hello-file", 1, "SIGTERM"), ("leave-a-note", 0, "SIGTERM"),
@@ -200,16 +184,14 @@ def test_ray_workers_run_their_own_docker_sandboxes(tmp_path: Path, tiny_model: 
 
 @pytest.mark.slow
 def test_the_pieces_of_a_worker_that_dies_go_to_another(tmp_path: Path, tiny_model: Path, ray_cluster: str) -> None:
-    harness = tmp_path / "waits.toml"
-    marker = "sleep 596"
-    harness.write_text(WAITING_HARNESS.replace("sleep 600", marker))
+    harness, marker = waiting_harness(tmp_path, 596)
     out = tmp_path / "run"
     proc = cli("--env", "terminal/basic-v0", "--tasks", "hello-file,leave-a-note", "--runtime", "local",
                "--samples", "2", "--harness", str(harness), "--seed", "5", "--ray-workers", "2",
                "--ray-address", ray_cluster, "--out", str(out), "--timeout", "20")
     try:
         deadline = time.monotonic() + 300
-        while len(sleepers(marker)) < 4 or not (out / "run.json").exists():
+        while len(processes(marker)) < 4 or not (out / "run.json").exists():
             assert proc.poll() is None, proc.communicate()[0]
             assert time.monotonic() < deadline, "the four episodes' harnesses did not all start in 5 minutes"
             time.sleep(0.5)
