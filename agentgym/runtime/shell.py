@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import select
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,10 +60,6 @@ would block the writer for good."""
 QUIET_S = 0.5
 """While a command runs (a REPL, a program reading input), a step that types into it ends once
 nothing has been printed for this long."""
-INTERRUPT_QUIET_S = 2.5
-"""After Ctrl-C the step waits longer for the prompt (at least twice this, whatever its timeout):
-a loaded machine can take over a second to deliver the signal and print the prompt, and a step
-that returned first would report the interrupted command as still running."""
 
 
 @dataclass(frozen=True)
@@ -124,7 +121,8 @@ class ShellSession:
         argv = self.command.argv
         self._child = pexpect.spawn(argv[0], list(argv[1:]), env=dict(self.command.env) if self.command.env else None,
                                     cwd=self.command.cwd, encoding="utf-8", codec_errors="replace",
-                                    dimensions=self.dimensions, timeout=self.start_timeout)
+                                    dimensions=self.dimensions, timeout=self.start_timeout,
+                                    preexec_fn=_default_interrupts)
         self._running = False
         self._taken = 0
         # Typed while echo is still on; the echo cannot match the prompt pattern ($? is not digits).
@@ -181,15 +179,12 @@ class ShellSession:
                                f"({MAX_LINE}); nothing was typed. Write long text to a file in pieces.]\n",
                                None, restarted=restarted, typed=False)
         if text and all(ord(c) < 32 and c not in "\n\t" for c in text):
-            quiet = self.quiet_s
             if CTRL_C in text:
                 self._child.sendintr()  # the terminal also drops typed-ahead input
                 text = text.replace(CTRL_C, "")
                 self._running = True
-                quiet = max(quiet, INTERRUPT_QUIET_S)
-                deadline = max(deadline, time.monotonic() + 2 * quiet)
             lost = self._type(text, deadline)
-            result = self._until_prompt_or_quiet(deadline, quiet)
+            result = self._until_prompt_or_quiet(deadline)
         elif self._running:
             lost = self._type(text + "\n", deadline)
             result = self._until_prompt_or_quiet(deadline)
@@ -277,14 +272,13 @@ class ShellSession:
         return ShellResult(_clean("".join(parts)), None if marker == "more" else int(marker),
                            waiting=marker == "more")
 
-    def _until_prompt_or_quiet(self, deadline: float, quiet_s: float | None = None) -> ShellResult:
-        """Wait for the shell's prompt; give up once nothing was printed for ``quiet_s``
-        (default: the session's)."""
+    def _until_prompt_or_quiet(self, deadline: float) -> ShellResult:
+        """Wait for the shell's prompt; give up once nothing was printed for ``quiet_s``."""
         assert self._child is not None
         parts: list[str] = []
         quiet = False
         while True:
-            wait = min(self.quiet_s if quiet_s is None else quiet_s, max(deadline - time.monotonic(), 0))
+            wait = min(self.quiet_s, max(deadline - time.monotonic(), 0))
             try:
                 self._child.expect(self._prompt, timeout=wait)
             except pexpect.TIMEOUT:
@@ -302,6 +296,14 @@ class ShellSession:
                 self._running = False
             return ShellResult(_clean("".join(parts)), None if marker == "more" else int(marker),
                                waiting=marker == "more")
+
+
+def _default_interrupts() -> None:
+    """In the shell's process, before it starts: Ctrl-C and Ctrl-\\ act by default. A process
+    started in the background by a non-interactive shell (``cmd &``, a CI job) ignores SIGINT and
+    SIGQUIT, and an ignored signal stays ignored across exec: the agent's Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def _clean(text: str) -> str:

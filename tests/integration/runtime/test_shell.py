@@ -4,6 +4,7 @@ and in the local runtime's sandbox; and GymEnv(shell="persistent") on top of it.
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,6 +150,21 @@ def test_the_local_runtime_without_isolation_refuses_a_shell(tmp_path: Path) -> 
 
 
 # -- the gymnasium adapter ------------------------------------------------------------------------
+def test_ctrl_c_interrupts_even_when_the_caller_ignores_sigint(backend: RuntimeBackend) -> None:
+    # A process started in the background by a non-interactive shell (a CI job) ignores SIGINT,
+    # and ignored signals are inherited across exec: the shell must not inherit that.
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        def body(shell: ShellSession) -> None:
+            assert shell.run("sleep 60", timeout=1.0).timed_out
+            stopped = shell.run(CTRL_C)
+            assert stopped.exit_code == 130, stopped
+
+        with_shell(backend, body)
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 def test_gym_env_with_a_persistent_shell_solves_hello_file(name: str, tmp_path: Path) -> None:
     backend = get_backend(name, **({"tmp_root": str(tmp_path)} if name == "local" else {}))
